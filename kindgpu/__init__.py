@@ -1,0 +1,1 @@
+"""kindgpu: multi-node GPU Kubernetes clusters on one host, made with kind."""
