@@ -1,0 +1,39 @@
+"""`invoke config`: show the GPU plan and write the cluster's files."""
+
+from __future__ import annotations
+
+from . import console, render
+
+
+def show_plan(plan, written, dry_run, as_json):
+    if as_json:
+        doc = plan.to_dict()
+        doc["dryRun"] = dry_run
+        doc["kindConfig"] = str(render.kind_config_path(plan))
+        doc["written"] = [str(p) for p in written]
+        console.print_json(doc)
+        return
+    where = "simulated" if plan.simulated else "host"
+    rows = [
+        (w.number, w.node, g.index, g.uuid, g.minor if g.minor is not None else "?", g.name)
+        for w in plan.workers
+        for g in w.gpus
+    ]
+    console.table(
+        f"Cluster {plan.name}: {len(plan.workers)} workers, "
+        f"{sum(len(w.gpus) for w in plan.workers)} of {len(plan.inventory.gpus)} {where} GPUs",
+        ["worker", "node", "GPU", "UUID", "minor", "model"],
+        rows,
+    )
+    if dry_run:
+        print(f"dry run: would write {render.kind_config_path(plan)}")
+    else:
+        print(f"kind config: {render.kind_config_path(plan)}"
+              + ("" if written else " (unchanged)"))
+
+
+def run(plan, dry_run=False, as_json=False):
+    written = [] if dry_run else render.write_state(plan)
+    if dry_run:
+        render.kind_config(plan)  # still validated
+    show_plan(plan, written, dry_run, as_json)

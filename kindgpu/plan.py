@@ -1,0 +1,166 @@
+"""GPU allocation: which of the host's GPUs each worker gets, from a validated spec."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import names, spec as specs
+from .errors import KindgpuError, SpecError
+from .inventory import GPU, Inventory
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    number: int  # 1-based, as in the gpu-worker label
+    node: str  # the name kind gives this node
+    gpus: tuple[GPU, ...]
+    labels: dict
+
+    def to_dict(self):
+        return {
+            "number": self.number,
+            "node": self.node,
+            "gpus": [g.to_dict() for g in self.gpus],
+            "labels": dict(self.labels),
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    spec: dict  # normalized spec, defaults filled in
+    spec_hash: str
+    inventory: Inventory
+    workers: tuple[WorkerPlan, ...]
+
+    @property
+    def name(self):
+        return self.spec["name"]
+
+    @property
+    def simulated(self):
+        return bool(self.spec.get("simulate"))
+
+    @property
+    def control_plane(self):
+        return f"{self.name}-control-plane"
+
+    @property
+    def state_dir(self) -> Path:
+        return names.state_dir(self.name)
+
+    @property
+    def kubeconfig(self) -> Path:
+        return Path(self.spec["kubeconfig"]).expanduser() if self.spec["kubeconfig"] else self.state_dir / "kubeconfig"
+
+    def worker(self, node):
+        return next((w for w in self.workers if w.node == node), None)
+
+    def to_dict(self):
+        return {
+            "cluster": self.name,
+            "simulated": self.simulated,
+            "specHash": self.spec_hash,
+            "stateDir": str(self.state_dir),
+            "kubeconfig": str(self.kubeconfig),
+            "hostGPUs": len(self.inventory.gpus),
+            "workers": [w.to_dict() for w in self.workers],
+        }
+
+
+def kind_node_name(cluster, role, ordinal):
+    """kind names nodes per role in config order: worker, worker2, ..., worker10."""
+    return f"{cluster}-{role}{ordinal if ordinal > 1 else ''}"
+
+
+def load_inventory(doc):
+    """The simulated inventory, or the host's real one."""
+    from . import inventory
+
+    sim = doc.get("simulate")
+    if sim:
+        return inventory.simulated_inventory(sim["gpus"], sim["product"], sim["memoryMiB"])
+    try:
+        return inventory.read_host_inventory()
+    except KindgpuError as err:
+        raise KindgpuError(
+            f"cannot read this host's GPUs: {err}\n"
+            "Run `invoke preflight` to see what is missing, or try kindgpu without GPUs: --simulate 8"
+        ) from err
+
+
+def gpu_label_value(gpus):
+    """The seed's gpu-ids label, legal: indices joined with '_' (label values cannot hold commas)."""
+    return "_".join(str(g.index) for g in gpus)
+
+
+def make_plan(doc, inventory=None):
+    """Validate the whole spec (schema, labels, GPUs) and allocate; SpecError lists every problem."""
+    problems = specs.problems(doc)
+    # GPU checks need well-formed GPU fields; otherwise they join the report.
+    gpu_fields = ("workers", "gpusPerWorker", "simulate", "(spec)")
+    if not any(p.startswith(gpu_fields) for p in problems):
+        inventory = inventory or load_inventory(doc)
+        assignments, gpu_problems = allocate(doc, inventory)
+        problems += gpu_problems
+    if problems:
+        raise SpecError(problems)
+    workers = doc["workers"]
+    worker_specs = workers if isinstance(workers, list) else [{}] * len(assignments)
+    plans = []
+    for number, (gpus, wspec) in enumerate(zip(assignments, worker_specs), start=1):
+        labels = {**doc.get("labels", {}), **wspec.get("labels", {})}
+        labels.update(
+            {
+                names.LABEL_GPU_WORKER: str(number),
+                names.LABEL_GPU_IDS: gpu_label_value(gpus),
+                names.LABEL_GPU_PRESENT: "true",
+                names.LABEL_OWNER: doc["name"],
+            }
+        )
+        plans.append(WorkerPlan(number, kind_node_name(doc["name"], "worker", number), tuple(gpus), labels))
+    return Plan(doc, specs.spec_hash(doc), inventory, tuple(plans))
+
+
+def allocate(doc, inventory):
+    """Per-worker GPU lists and the problems found: contiguous by default, or explicit refs."""
+    host = len(inventory.gpus)
+    where = "simulated host" if inventory.simulated else "host"
+    if host == 0:
+        return [], [f"workers: this {where} has no GPUs; try --simulate 8"]
+    workers = doc["workers"]
+    if isinstance(workers, int):
+        per = doc["gpusPerWorker"]
+        if workers * per > host:
+            return [], [
+                f"workers × gpusPerWorker: {workers} × {per} = {workers * per} GPUs requested, "
+                f"but the {where} has {host}; lower --workers or --gpus"
+                + (", or raise --simulate" if inventory.simulated else "")
+            ]
+        ordered = inventory.gpus
+        return [list(ordered[i * per:(i + 1) * per]) for i in range(workers)], []
+
+    problems, owner, assignments = [], {}, []
+    for w, worker in enumerate(workers):
+        gpus = []
+        for g, ref in enumerate(worker["gpus"]):
+            path = f"workers[{w}].gpus[{g}]"
+            gpu = inventory.by_uuid(ref) if isinstance(ref, str) else inventory.by_index(ref)
+            if gpu is None:
+                known = ", ".join(str(x.index) for x in inventory.gpus)
+                kind = "UUID" if isinstance(ref, str) else "index"
+                problems.append(f"{path}: GPU {kind} {ref} is not on this {where} (GPU indices: {known})")
+                continue
+            if gpu.uuid in owner:
+                problems.append(
+                    f"{path}: GPU {gpu.index} ({gpu.uuid}) is already given to {owner[gpu.uuid]}; "
+                    "GPU sets must be disjoint"
+                )
+                continue
+            owner[gpu.uuid] = f"workers[{w}]"
+            gpus.append(gpu)
+        assignments.append(gpus)
+    total = sum(len(w["gpus"]) for w in workers)
+    if total > host:
+        problems.append(f"workers: {total} GPUs listed, but the {where} has {host}")
+    return assignments, problems

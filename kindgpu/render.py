@@ -1,0 +1,120 @@
+"""Render a plan into the kind config and the cluster's state directory.
+
+Same plan, same bytes: mappings are written in a fixed order and labels sorted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from . import names
+from .errors import KindgpuError
+from .spec import SCHEMA_PATH
+
+KIND_SCHEMA_PATH = SCHEMA_PATH.with_name("kind-config.schema.json")
+# The host's toolkit CLI, mounted read-only into GPU workers: CDI specs name it as their hook.
+HOST_NVIDIA_CTK = "/usr/bin/nvidia-ctk"
+
+
+def owner_mount(plan):
+    return {"hostPath": str(plan.state_dir / "node"), "containerPath": names.OWNER_MOUNT, "readOnly": True}
+
+
+def gpu_mounts(plan, worker):
+    """One /dev/null mount per GPU: the NVIDIA runtime (or the simulated plugin) reads the names."""
+    directory = names.SIM_DEVICE_MOUNT_DIR if plan.simulated else names.NVIDIA_DEVICE_MOUNT_DIR
+    mounts = [{"hostPath": "/dev/null", "containerPath": f"{directory}/{g.uuid}"} for g in worker.gpus]
+    if not plan.simulated and plan.spec["devicePlugin"]["deviceListStrategy"].startswith("cdi"):
+        mounts.append({"hostPath": HOST_NVIDIA_CTK, "containerPath": HOST_NVIDIA_CTK, "readOnly": True})
+    return mounts
+
+
+def kind_config(plan):
+    spec = plan.spec
+    image = spec["nodeImage"]
+    networking = {"apiServerAddress": spec["apiServer"]["address"]}
+    if spec["apiServer"]["port"]:
+        networking["apiServerPort"] = spec["apiServer"]["port"]
+    nodes = [
+        {
+            "role": "control-plane",
+            "image": image,
+            "labels": {names.LABEL_OWNER: plan.name},
+            "extraMounts": [owner_mount(plan)],
+        }
+    ]
+    for worker in plan.workers:
+        nodes.append(
+            {
+                "role": "worker",
+                "image": image,
+                "labels": dict(sorted(worker.labels.items())),
+                "extraMounts": [*gpu_mounts(plan, worker), owner_mount(plan)],
+            }
+        )
+    config = {
+        "kind": "Cluster",
+        "apiVersion": "kind.x-k8s.io/v1alpha4",
+        "name": plan.name,
+        "networking": networking,
+        "nodes": nodes,
+    }
+    check_kind_config(config)
+    return config
+
+
+@lru_cache(maxsize=1)
+def kind_schema():
+    return json.loads(KIND_SCHEMA_PATH.read_text())
+
+
+def check_kind_config(config):
+    """Refuse to write a kind config outside the fields kindgpu knows it emits correctly."""
+    from jsonschema import Draft202012Validator
+
+    errors = list(Draft202012Validator(kind_schema()).iter_errors(config))
+    if errors:
+        detail = "; ".join(f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in errors)
+        raise KindgpuError(f"internal error: rendered kind config is invalid: {detail}")
+
+
+def to_yaml(doc):
+    import yaml
+
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=1000)
+
+
+def state_files(plan):
+    """Every file `config` writes, relative to the state directory, with its content."""
+    spec_text = to_yaml(plan.spec)
+    plan_json = json.dumps(plan.to_dict(), indent=2) + "\n"
+    return {
+        "kind-config.yaml": to_yaml(kind_config(plan)),
+        "spec.yaml": spec_text,
+        "spec.sha256": plan.spec_hash + "\n",
+        "plan.json": plan_json,
+        "node/plan.json": plan_json,  # mounted into every node at names.OWNER_MOUNT
+    }
+
+
+def write_state(plan):
+    """Write the state files; unchanged files are left alone so their mtimes stay meaningful."""
+    root = plan.state_dir
+    written = []
+    for rel, content in state_files(plan).items():
+        path = root / rel
+        if path.exists() and path.read_text() == content:
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(content)
+        os.replace(tmp, path)
+        written.append(path)
+    return written
+
+
+def kind_config_path(plan) -> Path:
+    return plan.state_dir / "kind-config.yaml"
