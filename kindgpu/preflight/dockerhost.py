@@ -1,0 +1,210 @@
+"""Docker daemon checks, through the docker SDK, and who owns the cluster name."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from dataclasses import dataclass, field
+
+from .. import names
+from .model import Check, Status
+from .nvidia import SIMULATED
+
+RUNTIME_FIX = (
+    "sudo nvidia-ctk runtime configure --runtime=docker --set-as-default && "
+    "sudo systemctl restart docker"
+)
+GIB = 1024**3
+NODE_IMAGE_GIB = 2.0  # kindest/node, unpacked
+PER_NODE_GIB = 1.0  # a node's writable layer and the images pulled inside it
+GOOD_STORAGE = {"overlay2", "overlayfs", "fuse-overlayfs"}
+KIND_NAME_RE = re.compile(r"^[a-z0-9.-]+$")  # what kind itself accepts
+
+
+@dataclass
+class DockerFacts:
+    info: dict = field(default_factory=dict)
+    containers: list = field(default_factory=list)  # node containers labelled with the name
+    error: Exception | None = None
+    free_bytes: int | None = None
+
+
+def probe(request) -> DockerFacts:
+    """One client, two API calls: /info and the containers labelled with the cluster name."""
+    try:
+        import docker
+    except ModuleNotFoundError as e:
+        return DockerFacts(error=e)
+    try:
+        if request.docker_url:
+            client = docker.DockerClient(base_url=request.docker_url, version="auto", timeout=10)
+        else:
+            client = docker.from_env(version="auto", timeout=10)
+        try:
+            info = client.api.info()
+            containers = client.api.containers(
+                all=True, filters={"label": f"{names.KIND_CLUSTER_LABEL}={request.cluster_name}"}
+            )
+        finally:
+            client.close()
+    except docker.errors.DockerException as e:
+        return DockerFacts(error=e)
+    return DockerFacts(info=info, containers=containers, free_bytes=free_space(info))
+
+
+def free_space(info):
+    root = info.get("DockerRootDir")
+    try:
+        st = os.statvfs(root)
+    except (TypeError, OSError):  # no root dir reported, or the daemon is on another machine
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def unreachable(error) -> Check:
+    text = str(error)
+    if isinstance(error, ModuleNotFoundError):
+        return Check("docker", "Docker daemon", Status.FAIL,
+                     "the docker Python package is not installed",
+                     "pip install 'docker>=7.0'")
+    if "Permission denied" in text:
+        return Check(
+            "docker", "Docker daemon", Status.FAIL,
+            "permission denied on the Docker socket",
+            'sudo usermod -aG docker "$USER" && newgrp docker',
+            "Your user may not talk to dockerd; join the docker group (or run as root)",
+        )
+    hint = "Start dockerd"
+    if os.environ.get("DOCKER_HOST"):
+        hint += f" (DOCKER_HOST={os.environ['DOCKER_HOST']})"
+    return Check(
+        "docker", "Docker daemon", Status.FAIL,
+        f"daemon not reachable: {short_error(text)}",
+        "sudo systemctl start docker",
+        hint + "; install Docker Engine first if it is missing: https://docs.docker.com/engine/install/",
+    )
+
+
+def short_error(text):
+    m = re.search(r"\(([^()]*(?:No such file|refused|timed out|denied)[^()]*)\)", text)
+    return (m.group(1) if m else text.splitlines()[0] if text else "unknown error").strip(" '\"")
+
+
+def checks(request, facts: DockerFacts) -> list[Check]:
+    if facts.error is not None:
+        skipped = "Docker daemon not reachable"
+        return [
+            unreachable(facts.error),
+            Check("docker-nvidia-runtime", "Docker: nvidia default runtime", Status.SKIP, skipped),
+            Check("docker-cgroup", "Docker: cgroups", Status.SKIP, skipped),
+            Check("docker-storage", "Docker: storage", Status.SKIP, skipped),
+        ]
+    info = facts.info
+    return [
+        Check(
+            "docker", "Docker daemon", Status.PASS,
+            f"Docker {info.get('ServerVersion', '?')} on {info.get('OperatingSystem', '?')}",
+            details={"server_version": info.get("ServerVersion")},
+        ),
+        runtime_check(request, info),
+        cgroup_check(info),
+        storage_check(request, info, facts.free_bytes),
+    ]
+
+
+def runtime_check(request, info) -> Check:
+    title = "Docker: nvidia default runtime"
+    runtimes = sorted((info.get("Runtimes") or {}).keys())
+    default = info.get("DefaultRuntime", "")
+    details = {"runtimes": runtimes, "default_runtime": default}
+    found = f"runtimes: {', '.join(runtimes) or 'none'}; default: {default or '?'}"
+    if request.simulate:
+        return Check("docker-nvidia-runtime", title, Status.SKIP, f"{found}; {SIMULATED}",
+                     details=details)
+    hint = "kind cannot pass --gpus to its nodes, so the nvidia runtime must be Docker's default"
+    if "nvidia" not in runtimes:
+        return Check("docker-nvidia-runtime", title, Status.FAIL,
+                     f"no nvidia runtime ({found})", RUNTIME_FIX, hint, details)
+    if default != "nvidia":
+        return Check("docker-nvidia-runtime", title, Status.FAIL,
+                     f"nvidia runtime present but the default is {default or '?'}",
+                     RUNTIME_FIX, hint, details)
+    return Check("docker-nvidia-runtime", title, Status.PASS, found, details=details)
+
+
+def cgroup_check(info) -> Check:
+    version = str(info.get("CgroupVersion", "?"))
+    driver = info.get("CgroupDriver", "?")
+    found = f"cgroup v{version}, driver {driver}"
+    details = {"cgroup_version": version, "cgroup_driver": driver}
+    if version == "1":
+        return Check(
+            "docker-cgroup", "Docker: cgroups", Status.WARN, found,
+            "sudo sed -i 's/^GRUB_CMDLINE_LINUX=\"/&systemd.unified_cgroup_hierarchy=1 /' "
+            "/etc/default/grub && sudo update-grub && sudo reboot",
+            "Kubernetes deprecated cgroup v1 (v1.31) and new kind node images may refuse it; "
+            "boot with cgroup v2",
+            details,
+        )
+    return Check("docker-cgroup", "Docker: cgroups", Status.PASS, found, details=details)
+
+
+def storage_check(request, info, free_bytes) -> Check:
+    title = "Docker: storage"
+    driver = info.get("Driver", "?")
+    root = info.get("DockerRootDir", "?")
+    need = (NODE_IMAGE_GIB + PER_NODE_GIB * request.nodes) * GIB
+    details = {"storage_driver": driver, "root_dir": root, "free_bytes": free_bytes,
+               "estimated_need_bytes": int(need)}
+    prune = "docker system prune"
+    if free_bytes is None:
+        return Check("docker-storage", title, Status.WARN,
+                     f"{driver}; cannot measure free space under {root} from this host",
+                     hint=f"About {need / GIB:.0f} GiB is needed for {request.nodes} nodes",
+                     details=details)
+    found = (f"{driver}; {free_bytes / GIB:.1f} GiB free under {root} "
+             f"(about {need / GIB:.0f} GiB needed for {request.nodes} nodes)")
+    if free_bytes < need:
+        return Check("docker-storage", title, Status.FAIL, found, prune,
+                     f"Free space on the filesystem holding {root}", details)
+    if free_bytes < 2 * need:
+        return Check("docker-storage", title, Status.WARN, found, prune,
+                     "Little room left for the images your workloads pull", details)
+    if driver not in GOOD_STORAGE:
+        return Check("docker-storage", title, Status.WARN, found,
+                     hint=f"kind is tested on overlay2; {driver} may be slow or fail", details=details)
+    return Check("docker-storage", title, Status.PASS, found, details=details)
+
+
+def owned_by_kindgpu(container) -> bool:
+    return any(m.get("Destination") == names.OWNER_MOUNT for m in container.get("Mounts") or [])
+
+
+def cluster_name_check(request, facts: DockerFacts) -> Check:
+    title = "Cluster name"
+    name = request.cluster_name
+    if not KIND_NAME_RE.match(name):
+        return Check("cluster-name", title, Status.FAIL,
+                     f"{name!r} is not a valid kind cluster name (must match {KIND_NAME_RE.pattern})",
+                     hint="Choose another --name")
+    if facts.error is not None:
+        return Check("cluster-name", title, Status.SKIP, "Docker daemon not reachable")
+    nodes = [(c.get("Names") or ["?"])[0].lstrip("/") for c in facts.containers]
+    details = {"nodes": nodes}
+    if not facts.containers:
+        return Check("cluster-name", title, Status.PASS, f"{name!r} is free", details=details)
+    foreign = [n for n, c in zip(nodes, facts.containers) if not owned_by_kindgpu(c)]
+    details["foreign"] = foreign
+    if not foreign:
+        return Check("cluster-name", title, Status.PASS,
+                     f"{name!r} exists, made by kindgpu ({len(nodes)} node(s)): up will resume it",
+                     details=details)
+    return Check(
+        "cluster-name", title, Status.FAIL,
+        f"{name!r} is a kind cluster kindgpu did not make "
+        f"({', '.join(foreign)} lack{'s' if len(foreign) == 1 else ''} the {names.OWNER_MOUNT} mount)",
+        f"kind delete cluster --name {shlex.quote(name)}",
+        "Choose another --name; delete the cluster only if you are sure nobody needs it",
+        details,
+    )

@@ -1,0 +1,274 @@
+"""NVIDIA driver, GPU inventory and NVIDIA Container Toolkit checks."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from .. import cmd, inventory
+from ..errors import CommandError
+from .model import TOOLKIT_CONFIG, Check, Status
+
+SIMULATED = "not needed with simulated GPUs"
+DRIVER_GUIDE = "https://docs.nvidia.com/datacenter/tesla/driver-installation-guide/"
+TOOLKIT_GUIDE = (
+    "https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/install-guide.html"
+)
+
+VOLUME_MOUNTS_KEY = "accept-nvidia-visible-devices-as-volume-mounts"
+ENVVAR_KEY = "accept-nvidia-visible-devices-envvar-when-unprivileged"
+# What the toolkit assumes when the key is absent (its built-in defaults).
+TOOLKIT_DEFAULTS = {VOLUME_MOUNTS_KEY: False, ENVVAR_KEY: True}
+
+
+# --- probes: talk to the host ---------------------------------------------------------------
+
+
+def probe_driver(request):
+    """The host inventory (nvidia-smi + /proc minors), or the error that stopped it."""
+    try:
+        return inventory.read_host_inventory(request.proc_root / "driver/nvidia/gpus"), None
+    except CommandError as e:
+        return None, e
+
+
+def probe_toolkit(request):
+    """Versions of nvidia-ctk and nvidia-container-runtime (None when missing) and the config."""
+    versions = {}
+    for tool in ("nvidia-ctk", "nvidia-container-runtime"):
+        res = cmd.run([tool, "--version"], check=False, timeout=10)
+        versions[tool] = parse_tool_version(res.stdout + res.stderr) if res.returncode == 0 else None
+    return versions, read_toolkit_config(request.toolkit_config)
+
+
+# --- parsers ----------------------------------------------------------------------------------
+
+
+def parse_tool_version(text):
+    """'NVIDIA Container Toolkit CLI version 1.17.8' -> '1.17.8' (first 'version X' wins)."""
+    m = re.search(r"version\s+v?([0-9][0-9A-Za-z.+~-]*)", text)
+    return m.group(1) if m else "unknown"
+
+
+def load_toml(text):
+    """Parse TOML with tomllib (3.11+) or tomli; on 3.10 without tomli, read top-level keys only.
+
+    The fallback understands `key = true|false|"string"|number` lines before the first table,
+    which is all preflight reads from the toolkit config.
+    """
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ModuleNotFoundError:
+            return parse_toplevel_toml(text)
+    return tomllib.loads(text)
+
+
+class TomlError(ValueError):
+    """The toolkit config is not valid TOML."""
+
+
+def parse_toplevel_toml(text):
+    values = {}
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            break
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise TomlError(f"line {n}: expected key = value: {raw!r}")
+        key, value = key.strip().strip('"'), value.strip()
+        if not value.startswith(('"', "'")):
+            value = value.split("#", 1)[0].strip()
+        if value in ("true", "false"):
+            values[key] = value == "true"
+        elif value[:1] in ('"', "'") and value[-1:] == value[:1] and len(value) >= 2:
+            values[key] = value[1:-1]
+        elif re.fullmatch(r"[+-]?\d+", value):
+            values[key] = int(value)
+        else:
+            values[key] = value
+    return values
+
+
+def read_toolkit_config(path):
+    """{'exists': bool, 'values': {...}, 'error': str|None} for the toolkit's config.toml."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {"exists": False, "values": {}, "error": None}
+    except OSError as e:
+        return {"exists": True, "values": {}, "error": f"cannot read {path}: {e.strerror}"}
+    try:
+        return {"exists": True, "values": load_toml(text), "error": None}
+    except ValueError as e:  # tomllib.TOMLDecodeError and TomlError are ValueErrors
+        return {"exists": True, "values": {}, "error": f"{path} is not valid TOML: {e}"}
+
+
+def toolkit_setting(config, key):
+    """(value, explicit) for a top-level toolkit key; the toolkit default when it is absent."""
+    if key in config["values"]:
+        return config["values"][key], True
+    return TOOLKIT_DEFAULTS[key], False
+
+
+def ctk_set_command(path, key, value):
+    where = "" if path == TOOLKIT_CONFIG else f" --config-file {shlex.quote(str(path))}"
+    return f"sudo nvidia-ctk config{where} --set {key}={str(value).lower()} --in-place"
+
+
+# --- checks: turn what was found into answers -------------------------------------------------
+
+
+def driver_check(request, inv, error) -> Check:
+    title = "NVIDIA driver"
+    if request.simulate:
+        return Check(
+            "nvidia-driver",
+            title,
+            Status.SKIP,
+            f"{SIMULATED} ({request.simulate} simulated)",
+        )
+    simulate_fix = "invoke up --simulate 8"
+    if error is not None:
+        if error.returncode == 127:
+            found = "nvidia-smi not found on PATH: no NVIDIA driver on this host"
+            hint = (
+                f"Install the NVIDIA driver ({DRIVER_GUIDE}), or try kindgpu without GPUs "
+                "using simulated ones"
+            )
+            return Check("nvidia-driver", title, Status.FAIL, found, simulate_fix, hint)
+        first = next((l for l in error.output.splitlines() if l.strip()), "no output")
+        return Check(
+            "nvidia-driver",
+            title,
+            Status.FAIL,
+            f"nvidia-smi failed (exit {error.returncode}): {first.strip()}",
+            "sudo modprobe nvidia && nvidia-smi",
+            "The driver is installed but not working: load the module (or reboot after a driver "
+            "update); without GPUs, try kindgpu with simulated ones: " + simulate_fix,
+        )
+    details = {"driver_version": inv.driver_version, "cuda_version": inv.cuda_version}
+    if not inv.gpus:
+        return Check(
+            "nvidia-driver",
+            title,
+            Status.FAIL,
+            f"driver {inv.driver_version or '?'} works but lists no GPUs",
+            simulate_fix,
+            "Check `nvidia-smi -L`; without GPUs, try kindgpu with simulated ones",
+            details,
+        )
+    names = {}
+    for g in inv.gpus:
+        names[g.name] = names.get(g.name, 0) + 1
+    models = ", ".join(f"{n} × {name}" for name, n in names.items())
+    found = (
+        f"driver {inv.driver_version or '?'}, CUDA {inv.cuda_version or '?'}; "
+        f"{len(inv.gpus)} GPU(s): {models}"
+    )
+    no_minor = [g.index for g in inv.gpus if g.minor is None]
+    mig = [g.index for g in inv.gpus if g.mig_mode.strip().lower() == "enabled"]
+    if mig:
+        ids = ",".join(map(str, mig))
+        return Check(
+            "nvidia-driver",
+            title,
+            Status.WARN,
+            f"{found}; MIG enabled on GPU {ids}",
+            f"sudo nvidia-smi -i {ids} -mig 0",
+            "kindgpu hands whole GPUs to kind nodes; MIG instances are not supported",
+            details,
+        )
+    if no_minor:
+        return Check(
+            "nvidia-driver",
+            title,
+            Status.WARN,
+            f"{found}; no device minor for GPU {','.join(map(str, no_minor))} in "
+            f"{request.proc_root / 'driver/nvidia/gpus'}",
+            "ls /proc/driver/nvidia/gpus/*/information",
+            "Without the minor, kindgpu cannot tell which /dev/nvidiaN a GPU is",
+            details,
+        )
+    return Check("nvidia-driver", title, Status.PASS, found, details=details)
+
+
+def toolkit_checks(request, versions, config) -> list[Check]:
+    if request.simulate:
+        return [
+            Check("nvidia-toolkit", "NVIDIA Container Toolkit", Status.SKIP, SIMULATED),
+            Check("toolkit-volume-mounts", "Toolkit: GPUs as volume mounts", Status.SKIP, SIMULATED),
+            Check("toolkit-envvar", "Toolkit: envvar when unprivileged", Status.SKIP, SIMULATED),
+        ]
+    return [tools_check(versions), *config_checks(request, config)]
+
+
+def tools_check(versions) -> Check:
+    title = "NVIDIA Container Toolkit"
+    missing = [t for t, v in versions.items() if v is None]
+    found = ", ".join(f"{t} {v}" for t, v in versions.items() if v is not None)
+    if missing:
+        return Check(
+            "nvidia-toolkit",
+            title,
+            Status.FAIL,
+            f"{' and '.join(missing)} not found" + (f" ({found})" if found else ""),
+            "sudo apt-get install -y nvidia-container-toolkit",
+            f"Add NVIDIA's package repository first: {TOOLKIT_GUIDE}",
+            {"versions": versions},
+        )
+    return Check("nvidia-toolkit", title, Status.PASS, found, details={"versions": versions})
+
+
+def config_checks(request, config) -> list[Check]:
+    path = request.toolkit_config
+    if config["error"]:
+        fail = Check(
+            "toolkit-volume-mounts",
+            "Toolkit: GPUs as volume mounts",
+            Status.FAIL,
+            config["error"],
+            f"sudo nvidia-ctk config default --output {shlex.quote(str(path))} && "
+            + ctk_set_command(path, VOLUME_MOUNTS_KEY, True),
+            "Rewrite the config from the toolkit's defaults, then set the key",
+        )
+        return [fail, Check("toolkit-envvar", "Toolkit: envvar when unprivileged", Status.SKIP,
+                            "config unreadable, see above")]
+
+    where = f"in {path}" if config["exists"] else f"({path} missing)"
+    mounts, explicit = toolkit_setting(config, VOLUME_MOUNTS_KEY)
+    said = f"{VOLUME_MOUNTS_KEY} = {str(mounts).lower()}" + ("" if explicit else " (the default)")
+    if mounts is True:
+        mounts_check = Check(
+            "toolkit-volume-mounts", "Toolkit: GPUs as volume mounts", Status.PASS,
+            f"{said} {where}",
+        )
+    else:
+        mounts_check = Check(
+            "toolkit-volume-mounts", "Toolkit: GPUs as volume mounts", Status.FAIL,
+            f"{said} {where}",
+            ctk_set_command(path, VOLUME_MOUNTS_KEY, True),
+            "kindgpu gives each kind node its GPUs as volume mounts under "
+            "/var/run/nvidia-container-devices; without this the GPUs cannot reach the nodes",
+        )
+
+    envvar, explicit = toolkit_setting(config, ENVVAR_KEY)
+    said = f"{ENVVAR_KEY} = {str(envvar).lower()}" + ("" if explicit else " (the default)")
+    if envvar is False:
+        envvar_check = Check(
+            "toolkit-envvar", "Toolkit: envvar when unprivileged", Status.PASS, f"{said} {where}"
+        )
+    else:
+        envvar_check = Check(
+            "toolkit-envvar", "Toolkit: envvar when unprivileged", Status.WARN,
+            f"{said} {where}",
+            ctk_set_command(path, ENVVAR_KEY, False),
+            "With true, any container can ask for every GPU through NVIDIA_VISIBLE_DEVICES; "
+            "false makes the volume mounts the only way in",
+        )
+    return [mounts_check, envvar_check]
