@@ -1,0 +1,220 @@
+"""Spec loading, precedence, validation reports, allocation and kind config rendering."""
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from kindgpu import inventory, plan, render, spec
+from kindgpu.errors import SpecError
+
+from conftest import REPO, TESTDATA
+
+SPECS = TESTDATA / "specs"
+GOLDEN = TESTDATA / "golden"
+
+
+def make(path=None, env=None, inv=None, **flags):
+    doc = spec.resolve(config_file=path, env=env or {}, flags=flags)
+    return plan.make_plan(doc, inv)
+
+
+def expected_paths(path):
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# expect: "), f"{path.name} must start with '# expect: path | path'"
+    return [p.strip() for p in first[len("# expect: "):].split("|")]
+
+
+@pytest.mark.parametrize("path", sorted((SPECS / "valid").glob("*.yaml")), ids=lambda p: p.name)
+def test_valid_specs_plan_on_the_h200_host(path, h200_inventory, state_dir):
+    p = make(path, inv=h200_inventory)
+    assigned = [g.uuid for w in p.workers for g in w.gpus]
+    assert len(assigned) == len(set(assigned)) > 0
+
+
+@pytest.mark.parametrize("path", sorted((SPECS / "invalid").glob("*.yaml")), ids=lambda p: p.name)
+def test_invalid_specs_name_every_field(path, h200_inventory, state_dir):
+    with pytest.raises(SpecError) as caught:
+        make(path, inv=h200_inventory)
+    reported = [p.split(": ", 1)[0] for p in caught.value.problems]
+    assert reported == expected_paths(path) or sorted(reported) == sorted(expected_paths(path)), (
+        "\n".join(caught.value.problems)
+    )
+    assert caught.value.exit_code == 2
+
+
+def test_precedence_defaults_file_env_flags(tmp_path, state_dir):
+    assert spec.defaults()["name"] == "gpu-cluster"
+    assert (spec.defaults()["workers"], spec.defaults()["gpusPerWorker"]) == (2, 4)
+    f = tmp_path / "s.yaml"
+    f.write_text("apiVersion: kindgpu.dev/v1alpha1\nkind: GPUCluster\nname: from-file\nworkers: 3\n")
+    assert spec.resolve(f, env={})["name"] == "from-file"
+    assert spec.resolve(f, env={"CLUSTER_NAME": "from-env"})["name"] == "from-env"
+    assert spec.resolve(f, env={"CLUSTER_NAME": "from-env"}, flags={"name": "from-flag"})["name"] == "from-flag"
+    assert spec.resolve(f, env={}, flags={"gpusPerWorker": None})["gpusPerWorker"] == 4
+    assert spec.resolve(f, env={})["workers"] == 3
+    assert spec.resolve(f, env={}, flags={"workers": 1})["workers"] == 1
+
+
+def test_gpus_flag_with_a_worker_list_is_refused(state_dir):
+    with pytest.raises(SpecError, match="gpusPerWorker: --gpus needs a worker count"):
+        spec.resolve(REPO / "configs" / "uneven.yaml", env={}, flags={"gpusPerWorker": 2})
+
+
+def test_simulated_8x1_gets_8_distinct_gpus(state_dir):
+    p = make(workers=8, gpusPerWorker=1, simulate=8)
+    uuids = [w.gpus[0].uuid for w in p.workers]
+    assert len(set(uuids)) == 8 and [w.gpus[0].index for w in p.workers] == list(range(8))
+    assert p.simulated and p.inventory.simulated
+
+
+def test_contiguous_allocation_in_inventory_order(state_dir):
+    p = make(workers=2, gpusPerWorker=3, simulate=8)
+    assert [[g.index for g in w.gpus] for w in p.workers] == [[0, 1, 2], [3, 4, 5]]
+    assert p.workers[1].labels["gpu-ids"] == "3_4_5"
+
+
+def test_twelve_workers_are_named_and_numbered_like_kind(state_dir):
+    p = make(workers=12, gpusPerWorker=1, simulate=12)
+    by_number = {w.number: w for w in p.workers}
+    for n in (10, 11, 12):
+        worker = by_number[n]
+        assert worker.node == f"gpu-cluster-worker{n}"
+        assert worker.gpus[0].index == n - 1
+        assert worker.labels["gpu-worker"] == str(n)
+    assert by_number[1].node == "gpu-cluster-worker"
+    # kind assigns names in config order: the 10th worker entry is worker10.
+    nodes = render.kind_config(p)["nodes"][1:]
+    assert nodes[9]["labels"]["gpu-worker"] == "10"
+    assert nodes[9]["extraMounts"][0]["containerPath"].endswith(by_number[10].gpus[0].uuid)
+
+
+def test_h200_inventory_real_mode_mounts_by_uuid_and_records_minor(h200_inventory, state_dir):
+    p = make(SPECS / "valid" / "uuids.yaml", inv=h200_inventory)
+    first = p.workers[0]
+    assert first.gpus[0].uuid == "GPU-6ecd4567-d6bf-079a-0073-a3e5ae679589"
+    assert (first.gpus[0].index, first.gpus[0].minor) == (1, 1)
+    cfg = render.kind_config(p)
+    paths = [m["containerPath"] for m in cfg["nodes"][1]["extraMounts"]]
+    assert "/var/run/nvidia-container-devices/GPU-6ecd4567-d6bf-079a-0073-a3e5ae679589" in paths
+    assert cfg["nodes"][1]["labels"]["pool"] == "b"
+
+
+def test_simulated_mode_uses_inert_mount_dir(state_dir):
+    cfg = render.kind_config(make(workers=1, gpusPerWorker=2, simulate=2))
+    worker_paths = [m["containerPath"] for m in cfg["nodes"][1]["extraMounts"]]
+    assert all(not p.startswith("/var/run/nvidia-container-devices") for p in worker_paths)
+    assert sum(p.startswith("/var/run/kindgpu/sim-gpus/GPU-") for p in worker_paths) == 2
+
+
+def test_every_node_carries_the_owner_mount(state_dir):
+    cfg = render.kind_config(make(workers=2, gpusPerWorker=1, simulate=2))
+    for node in cfg["nodes"]:
+        assert {"hostPath": str(state_dir / "gpu-cluster" / "node"), "containerPath": "/etc/kindgpu",
+                "readOnly": True} in node["extraMounts"]
+
+
+GOLDEN_CASES = {
+    "default-simulated": dict(simulate=8),
+    "uneven-simulated": dict(path=REPO / "configs" / "uneven.yaml", simulate=8),
+    "h200-uuids": dict(path=SPECS / "valid" / "uuids.yaml", h200=True),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GOLDEN_CASES))
+def test_golden_kind_configs(case, monkeypatch, h200_inventory, request):
+    monkeypatch.setenv("KINDGPU_STATE_DIR", "/state")
+    kwargs = dict(GOLDEN_CASES[case])
+    path = kwargs.pop("path", None)
+    inv = h200_inventory if kwargs.pop("h200", False) else None
+    text = render.to_yaml(render.kind_config(make(path, inv=inv, **kwargs)))
+    golden = GOLDEN / f"{case}.kind.yaml"
+    if request.config.getoption("--update-golden"):
+        golden.write_text(text)
+    assert text == golden.read_text()
+    # Same spec, same bytes.
+    assert text == render.to_yaml(render.kind_config(make(path, inv=inv, **kwargs)))
+
+
+def test_write_state_is_deterministic_and_idempotent(state_dir):
+    p = make(workers=2, gpusPerWorker=2, simulate=4)
+    written = render.write_state(p)
+    root = state_dir / "gpu-cluster"
+    assert {x.relative_to(root).as_posix() for x in written} == set(render.state_files(p))
+    assert (root / "spec.sha256").read_text().strip() == p.spec_hash
+    assert yaml.safe_load((root / "kind-config.yaml").read_text()) == render.kind_config(p)
+    assert render.write_state(p) == []
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path, state_dir):
+    doc = spec.resolve(path, env={})
+    sim = doc.get("simulate") or {"gpus": 8}
+    p = plan.make_plan(doc, inventory.simulated_inventory(sim["gpus"]))
+    assert p.workers
+
+
+def readme_yaml_blocks():
+    text = (REPO / "README.md").read_text()
+    return [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "GPUCluster" in b]
+
+
+def test_readme_spec_examples_are_valid(tmp_path, state_dir):
+    blocks = readme_yaml_blocks()
+    assert blocks, "README.md must show at least one spec example"
+    for i, block in enumerate(blocks):
+        f = tmp_path / f"readme-{i}.yaml"
+        f.write_text(block)
+        doc = spec.resolve(f, env={})
+        sim = doc.get("simulate") or {"gpus": 8}
+        plan.make_plan(doc, inventory.simulated_inventory(sim["gpus"]))
+
+
+def invoke(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=REPO, capture_output=True,
+                          text=True, env=env)
+
+
+def test_config_task_json_8x1(state_dir):
+    import os
+
+    out = invoke("config", "--workers", "8", "--gpus", "1", "--simulate", "8", "--json",
+                 env={**os.environ, "KINDGPU_STATE_DIR": str(state_dir)})
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    uuids = [w["gpus"][0]["uuid"] for w in doc["workers"]]
+    assert len(doc["workers"]) == 8 and len(set(uuids)) == 8
+    assert (state_dir / "gpu-cluster" / "kind-config.yaml").exists()
+
+
+def test_config_task_refuses_too_many_gpus_and_creates_nothing(state_dir):
+    import os
+
+    out = invoke("config", "--workers", "3", "--gpus", "4", "--simulate", "8",
+                 env={**os.environ, "KINDGPU_STATE_DIR": str(state_dir)})
+    assert out.returncode == 2
+    assert "3 × 4 = 12 GPUs requested" in out.stderr and "has 8" in out.stderr
+    assert not state_dir.exists()
+
+
+def test_config_task_three_mistakes_exit_2_naming_all(state_dir):
+    import os
+
+    out = invoke("config", "--config", str(SPECS / "invalid" / "three-mistakes.yaml"), "--simulate", "8",
+                 env={**os.environ, "KINDGPU_STATE_DIR": str(state_dir)})
+    assert out.returncode == 2
+    for field in ("gpusPerWorker", "devicePlugin.deviceListStrategy", "labels.gpu-set"):
+        assert f"  - {field}:" in out.stderr
+    assert not state_dir.exists()
+
+
+def test_dry_run_writes_nothing(state_dir):
+    import os
+
+    out = invoke("config", "--simulate", "8", "--dry-run",
+                 env={**os.environ, "KINDGPU_STATE_DIR": str(state_dir)})
+    assert out.returncode == 0, out.stderr
+    assert "dry run" in out.stdout and not state_dir.exists()
