@@ -1,0 +1,66 @@
+"""Kubernetes objects that run the simulated-GPU device plugin on every GPU node."""
+
+from .. import names
+
+APP_NAME = "kindgpu-sim-device-plugin"
+PLUGIN_DIR = "/var/lib/kubelet/device-plugins"
+# Where the plugin leaves the fake nvidia-smi for kubelet to mount into GPU containers;
+# mounted at the same path in the plugin so the path it hands kubelet is the node's.
+SHARE_DIR = "/var/lib/kindgpu-sim"
+PLUGIN_PROGRAM = "/opt/kindgpu-sim/plugin.py"  # where the image puts it (Dockerfiles)
+
+
+def sim_device_plugin_objects(image, product, memory_mib, namespace=names.SYSTEM_NAMESPACE):
+    """The DaemonSet (the only object needed) as a list of plain dicts, ready to apply."""
+    labels = {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/managed-by": "kindgpu"}
+    env = {
+        "KINDGPU_SIM_PRODUCT": product,
+        "KINDGPU_SIM_MEMORY_MIB": str(int(memory_mib)),
+        "KINDGPU_SIM_DEVICE_DIR": names.SIM_DEVICE_MOUNT_DIR,
+        "KINDGPU_SIM_SHARE_DIR": SHARE_DIR,
+        "KINDGPU_SIM_PLUGIN_DIR": PLUGIN_DIR,
+    }
+    host_dirs = [
+        # (volume name, path on node and in container, hostPath type, read-only)
+        ("device-plugins", PLUGIN_DIR, "Directory", False),
+        ("sim-gpus", names.SIM_DEVICE_MOUNT_DIR, "Directory", True),
+        ("share", SHARE_DIR, "DirectoryOrCreate", False),
+    ]
+    container = {
+        "name": "sim-device-plugin",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",  # preloaded with `kind load docker-image`
+        "command": ["python3", PLUGIN_PROGRAM],
+        "env": [{"name": k, "value": v} for k, v in env.items()],
+        "volumeMounts": [
+            {"name": name, "mountPath": path, "readOnly": read_only}
+            for name, path, _, read_only in host_dirs
+        ],
+        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
+    daemonset = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": APP_NAME, "namespace": namespace, "labels": labels},
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/name": APP_NAME}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "nodeSelector": {names.LABEL_GPU_PRESENT: "true"},
+                    "tolerations": [
+                        {"key": names.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+                    ],
+                    "priorityClassName": "system-node-critical",
+                    "automountServiceAccountToken": False,  # it never calls the API server
+                    "containers": [container],
+                    "volumes": [
+                        {"name": name, "hostPath": {"path": path, "type": kind}}
+                        for name, path, kind, _ in host_dirs
+                    ],
+                },
+            },
+        },
+    }
+    return [daemonset]

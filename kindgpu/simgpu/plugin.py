@@ -1,0 +1,229 @@
+"""kindgpu's simulated-GPU kubelet device plugin (deviceplugin v1beta1).
+
+Runs on each simulated GPU node (a DaemonSet). Its GPUs are the files named by UUID in
+the sim-gpus directory; it advertises them to kubelet as nvidia.com/gpu and, for each
+allocation, hands the container NVIDIA_VISIBLE_DEVICES, a description of the GPUs, and a
+fake nvidia-smi that prints them.
+
+This file runs as a program inside the plugin image, beside nvidia_smi.py and the gRPC
+code generated from api.proto (api_pb2, api_pb2_grpc), so it imports nothing from kindgpu.
+"""
+
+import json
+import logging
+import os
+import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+
+import api_pb2
+import api_pb2_grpc
+
+API_VERSION = "v1beta1"
+RESOURCE = "nvidia.com/gpu"
+ENDPOINT = "kindgpu-sim-gpu.sock"
+KUBELET_SOCKET = "kubelet.sock"
+HEALTHY = "Healthy"
+
+# Settings, from the environment the DaemonSet gives (manifest.py).
+ENV_PRODUCT = "KINDGPU_SIM_PRODUCT"
+ENV_MEMORY_MIB = "KINDGPU_SIM_MEMORY_MIB"
+ENV_DEVICE_DIR = "KINDGPU_SIM_DEVICE_DIR"
+ENV_SHARE_DIR = "KINDGPU_SIM_SHARE_DIR"
+ENV_PLUGIN_DIR = "KINDGPU_SIM_PLUGIN_DIR"
+# What a GPU container gets.
+ENV_VISIBLE_DEVICES = "NVIDIA_VISIBLE_DEVICES"
+ENV_GPUS = "KINDGPU_SIM_GPUS"
+NVIDIA_SMI_PATH = "/usr/bin/nvidia-smi"
+
+POLL_SECONDS = 2.0
+
+log = logging.getLogger("kindgpu-sim-device-plugin")
+
+
+class Settings:
+    def __init__(self, product, memory_mib, device_dir, share_dir, plugin_dir):
+        self.product = product
+        self.memory_mib = int(memory_mib)
+        self.device_dir = Path(device_dir)
+        # Must be the same path on the node and in this container: kubelet mounts
+        # files from it into GPU containers.
+        self.share_dir = Path(share_dir)
+        self.plugin_dir = Path(plugin_dir)
+
+    @classmethod
+    def from_env(cls, env=os.environ):
+        return cls(
+            product=env.get(ENV_PRODUCT, "NVIDIA H200"),
+            memory_mib=env.get(ENV_MEMORY_MIB, "143771"),
+            device_dir=env.get(ENV_DEVICE_DIR, "/var/run/kindgpu/sim-gpus"),
+            share_dir=env.get(ENV_SHARE_DIR, "/var/lib/kindgpu-sim"),
+            plugin_dir=env.get(ENV_PLUGIN_DIR, "/var/lib/kubelet/device-plugins"),
+        )
+
+    @property
+    def nvidia_smi(self):
+        return self.share_dir / "nvidia-smi"
+
+
+def discover(device_dir):
+    """The simulated GPUs of this node: one file per GPU, named by its UUID; sorted."""
+    return sorted(p.name for p in Path(device_dir).iterdir() if p.name.startswith("GPU-"))
+
+
+def describe(uuids, all_uuids, settings):
+    """What the fake nvidia-smi shows for `uuids`, ordered by bus id like NVML enumerates.
+
+    A GPU's bus id and minor number come from its place among the node's GPUs, so they
+    are stable and distinct on a node.
+    """
+    gpus = []
+    for uuid in sorted(uuids, key=all_uuids.index):
+        place = all_uuids.index(uuid)
+        gpus.append(
+            {
+                "uuid": uuid,
+                "name": settings.product,
+                "memory_mib": settings.memory_mib,
+                "pci_bus_id": f"00000000:{0x10 + place:02X}:00.0",
+                "minor": place,
+            }
+        )
+    return gpus
+
+
+class SimulatedGPUPlugin(api_pb2_grpc.DevicePluginServicer):
+    def __init__(self, settings):
+        self.settings = settings
+        self.stopping = threading.Event()
+
+    def GetDevicePluginOptions(self, request, context):
+        return api_pb2.DevicePluginOptions()
+
+    def ListAndWatch(self, request, context):
+        """Send the device list now and again whenever the sim-gpus directory changes."""
+        sent = None
+        while context.is_active() and not self.stopping.is_set():
+            uuids = discover(self.settings.device_dir)
+            if uuids != sent:
+                log.info("advertising %d GPU(s): %s", len(uuids), ", ".join(uuids))
+                yield api_pb2.ListAndWatchResponse(
+                    devices=[api_pb2.Device(ID=u, health=HEALTHY) for u in uuids]
+                )
+                sent = uuids
+            self.stopping.wait(POLL_SECONDS)
+
+    def Allocate(self, request, context):
+        all_uuids = discover(self.settings.device_dir)
+        response = api_pb2.AllocateResponse()
+        for container in request.container_requests:
+            unknown = [u for u in container.devices_ids if u not in all_uuids]
+            if unknown:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown GPU(s): {unknown}")
+            gpus = describe(container.devices_ids, all_uuids, self.settings)
+            log.info("allocating %s", ", ".join(g["uuid"] for g in gpus))
+            response.container_responses.append(
+                api_pb2.ContainerAllocateResponse(
+                    envs={
+                        ENV_VISIBLE_DEVICES: ",".join(g["uuid"] for g in gpus),
+                        ENV_GPUS: json.dumps(gpus),
+                    },
+                    mounts=[
+                        api_pb2.Mount(
+                            container_path=NVIDIA_SMI_PATH,
+                            host_path=str(self.settings.nvidia_smi),
+                            read_only=True,
+                        )
+                    ],
+                )
+            )
+        return response
+
+
+def install_nvidia_smi(settings):
+    """Put the fake nvidia-smi where kubelet can mount it into GPU containers."""
+    settings.share_dir.mkdir(parents=True, exist_ok=True)
+    staging = settings.nvidia_smi.with_suffix(".new")
+    shutil.copyfile(Path(__file__).with_name("nvidia_smi.py"), staging)
+    staging.chmod(0o755)
+    os.replace(staging, settings.nvidia_smi)  # atomic: running pods never see half a file
+
+
+def serve(plugin):
+    """Listen on this plugin's socket in the device-plugins directory."""
+    socket = plugin.settings.plugin_dir / ENDPOINT
+    socket.unlink(missing_ok=True)
+    server = grpc.server(ThreadPoolExecutor(max_workers=8))
+    api_pb2_grpc.add_DevicePluginServicer_to_server(plugin, server)
+    server.add_insecure_port(f"unix://{socket}")
+    server.start()
+    return server
+
+
+def register(plugin_dir, timeout=10):
+    """Tell kubelet about this plugin; kubelet then calls back on our socket."""
+    with grpc.insecure_channel(f"unix://{Path(plugin_dir) / KUBELET_SOCKET}") as channel:
+        api_pb2_grpc.RegistrationStub(channel).Register(
+            api_pb2.RegisterRequest(
+                version=API_VERSION,
+                endpoint=ENDPOINT,
+                resource_name=RESOURCE,
+                options=api_pb2.DevicePluginOptions(),
+            ),
+            timeout=timeout,
+        )
+
+
+def _inode(path):
+    try:
+        return path.stat().st_ino
+    except FileNotFoundError:
+        return None
+
+
+def run(settings, stop=None):
+    """Serve and register; start over whenever kubelet restarts, until `stop` is set.
+
+    A restarting kubelet recreates kubelet.sock and removes the plugins' sockets, so
+    either change means: serve again and register again.
+    """
+    stop = stop or threading.Event()
+    kubelet_socket = settings.plugin_dir / KUBELET_SOCKET
+    install_nvidia_smi(settings)
+    while not stop.is_set():
+        plugin = SimulatedGPUPlugin(settings)
+        server = serve(plugin)
+        kubelet = _inode(kubelet_socket)
+        try:
+            register(settings.plugin_dir)
+            log.info("registered %s with kubelet as %s", RESOURCE, ENDPOINT)
+            own_socket = settings.plugin_dir / ENDPOINT
+            while not stop.wait(POLL_SECONDS / 4):
+                if _inode(kubelet_socket) != kubelet or not own_socket.exists():
+                    log.info("kubelet restarted: registering again")
+                    break
+        except grpc.RpcError as error:
+            log.warning("registration failed, retrying: %s", error)
+            stop.wait(POLL_SECONDS)
+        finally:
+            plugin.stopping.set()
+            server.stop(grace=1).wait()
+
+
+def main():
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = Settings.from_env()
+    log.info(
+        "kindgpu simulated GPU device plugin: %s, %d MiB, devices in %s",
+        settings.product,
+        settings.memory_mib,
+        settings.device_dir,
+    )
+    run(settings)
+
+
+if __name__ == "__main__":
+    main()
