@@ -56,12 +56,13 @@ class Settings:
 
     @classmethod
     def from_env(cls, env=os.environ):
+        """All settings are required: the DaemonSet spells each one out."""
         return cls(
-            product=env.get(ENV_PRODUCT, "NVIDIA H200"),
-            memory_mib=env.get(ENV_MEMORY_MIB, "143771"),
-            device_dir=env.get(ENV_DEVICE_DIR, "/var/run/kindgpu/sim-gpus"),
-            share_dir=env.get(ENV_SHARE_DIR, "/var/lib/kindgpu-sim"),
-            plugin_dir=env.get(ENV_PLUGIN_DIR, "/var/lib/kubelet/device-plugins"),
+            product=env[ENV_PRODUCT],
+            memory_mib=env[ENV_MEMORY_MIB],
+            device_dir=env[ENV_DEVICE_DIR],
+            share_dir=env[ENV_SHARE_DIR],
+            plugin_dir=env[ENV_PLUGIN_DIR],
         )
 
     @property
@@ -215,7 +216,10 @@ def run(settings, stop=None):
 
 def main():
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except KeyError as missing:
+        raise SystemExit(f"environment variable {missing} is not set")
     log.info(
         "kindgpu simulated GPU device plugin: %s, %d MiB, devices in %s",
         settings.product,

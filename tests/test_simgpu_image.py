@@ -1,0 +1,40 @@
+"""The plugin image, built offline with real docker, runs its plugin code and fake nvidia-smi."""
+
+import json
+
+import docker
+import pytest
+
+from kindgpu import inventory
+from kindgpu.simgpu import build
+
+FIELDS = ("index", "uuid", "name", "pci.bus_id", "memory.total", "mig.mode.current")
+
+
+@pytest.mark.e2e
+def test_offline_image_runs_the_fake_nvidia_smi():
+    client = docker.from_env()
+    tag = build.ensure_image(client, offline=True)
+    assert tag == build.image_tag() and client.images.get(tag)
+
+    gpus = [
+        {"uuid": g.uuid, "name": g.name, "memory_mib": g.memory_mib,
+         "pci_bus_id": "0000" + g.pci_bus_id.upper(), "minor": g.minor}
+        for g in inventory.simulated_inventory(2).gpus
+    ]
+
+    def run(*command):
+        output = client.containers.run(tag, list(command), environment={"KINDGPU_SIM_GPUS": json.dumps(gpus)},
+                                       remove=True, network_disabled=True)
+        return output.decode()
+
+    nvidia_smi = ["python3", "/opt/kindgpu-sim/nvidia_smi.py"]
+    assert run(*nvidia_smi, "-L") == "".join(
+        f"GPU {i}: NVIDIA H200 (UUID: {g['uuid']})\n" for i, g in enumerate(gpus))
+    rows = inventory.parse_query_csv(run(*nvidia_smi, f"--query-gpu={','.join(FIELDS)}", "--format=csv"))
+    assert [(r["index"], r["uuid"], r["memory_mib"]) for r in rows] == [
+        (i, g["uuid"], g["memory_mib"]) for i, g in enumerate(gpus)]
+
+    # The generated gRPC code loads on the image's own grpcio and protobuf.
+    check = "import sys; sys.path.insert(0, '/opt/kindgpu-sim'); import plugin; print(plugin.RESOURCE)"
+    assert run("python3", "-c", check) == "nvidia.com/gpu\n"

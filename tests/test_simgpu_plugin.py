@@ -1,0 +1,221 @@
+"""The device plugin against a fake kubelet speaking real gRPC over unix sockets."""
+
+import importlib
+import json
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import docker
+import grpc
+import pytest
+from grpc_tools import protoc
+
+from kindgpu import inventory
+from kindgpu.simgpu import build, manifest
+
+SIMGPU_DIR = Path(manifest.__file__).parent
+UUIDS = [g.uuid for g in inventory.simulated_inventory(3).gpus]
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    """Generate the gRPC code from api.proto with the host's grpcio-tools, as the image does."""
+    out = tmp_path_factory.mktemp("deviceplugin-api")
+    args = ["protoc", f"-I{SIMGPU_DIR}", f"--python_out={out}", f"--grpc_python_out={out}", "api.proto"]
+    assert protoc.main(args) == 0
+    sys.path.insert(0, str(out))
+    yield importlib.import_module("api_pb2"), importlib.import_module("api_pb2_grpc")
+    sys.path.remove(str(out))
+
+
+@pytest.fixture(scope="module")
+def plugin(api):
+    return importlib.import_module("kindgpu.simgpu.plugin")
+
+
+class FakeKubelet:
+    """kubelet's Registration service on <plugin dir>/kubelet.sock; remembers each Register."""
+
+    def __init__(self, api, plugin_dir):
+        api_pb2, api_pb2_grpc = api
+        self.registrations = queue.Queue()
+        self.socket = Path(plugin_dir) / "kubelet.sock"
+        kubelet = self
+
+        class Registration(api_pb2_grpc.RegistrationServicer):
+            def Register(self, request, context):
+                kubelet.registrations.put(request)
+                return api_pb2.Empty()
+
+        self.server = grpc.server(ThreadPoolExecutor(max_workers=2))
+        api_pb2_grpc.add_RegistrationServicer_to_server(Registration(), self.server)
+        self.server.add_insecure_port(f"unix://{self.socket}")
+        self.server.start()
+
+    def stop(self):
+        self.server.stop(grace=None).wait()
+        self.socket.unlink(missing_ok=True)
+
+
+class Node:
+    """A node's directories under `root` and its fake kubelet; the plugin runs beside them."""
+
+    def __init__(self, api, plugin, root):
+        self.api_pb2, self.api_pb2_grpc = api
+        self.settings = plugin.Settings(
+            product="NVIDIA H200", memory_mib=143771, device_dir=Path(root) / "sim-gpus",
+            share_dir=Path(root) / "share", plugin_dir=Path(root) / "device-plugins",
+        )
+        self.settings.device_dir.mkdir()
+        self.settings.plugin_dir.mkdir()
+        for uuid in UUIDS[:2]:
+            (self.settings.device_dir / uuid).touch()
+        self.kubelet = FakeKubelet(api, self.settings.plugin_dir)
+
+    def registered(self, timeout=15):
+        return self.kubelet.registrations.get(timeout=timeout)
+
+    def connect(self, request):
+        """Call the plugin back on the endpoint it registered, as kubelet does."""
+        channel = grpc.insecure_channel(f"unix://{self.settings.plugin_dir / request.endpoint}")
+        return self.api_pb2_grpc.DevicePluginStub(channel)
+
+
+@pytest.fixture
+def node_dir():
+    # Short path: unix socket paths are limited to about 100 bytes.
+    with tempfile.TemporaryDirectory(prefix="simgpu-") as root:
+        yield root
+
+
+@pytest.fixture
+def node(api, plugin, node_dir, monkeypatch):
+    """A node with the plugin running in a thread of this process."""
+    monkeypatch.setattr(plugin, "POLL_SECONDS", 0.2)
+    node = Node(api, plugin, node_dir)
+    stop = threading.Event()
+    thread = threading.Thread(target=plugin.run, args=(node.settings, stop))
+    thread.start()
+    yield node
+    stop.set()
+    thread.join(timeout=15)
+    node.kubelet.stop()
+
+
+def test_registers_nvidia_gpu_and_lists_the_sim_gpu_files(node, plugin):
+    request = node.registered()
+    assert (request.version, request.resource_name) == ("v1beta1", "nvidia.com/gpu")
+    assert (node.settings.plugin_dir / request.endpoint).is_socket()
+    stub = node.connect(request)
+
+    options = stub.GetDevicePluginOptions(node.api_pb2.Empty(), timeout=5)
+    assert not options.pre_start_required and not options.get_preferred_allocation_available
+
+    stream = stub.ListAndWatch(node.api_pb2.Empty(), timeout=15)
+    first = next(stream)
+    assert [(d.ID, d.health) for d in first.devices] == [(u, "Healthy") for u in sorted(UUIDS[:2])]
+    # A GPU appearing in the directory is announced on the same stream.
+    (node.settings.device_dir / UUIDS[2]).touch()
+    assert sorted(d.ID for d in next(stream).devices) == sorted(UUIDS)
+    stream.cancel()
+
+
+def test_allocate_gives_the_gpus_and_a_working_nvidia_smi(node):
+    stub = node.connect(node.registered())
+    wanted = UUIDS[:2]
+    request = node.api_pb2.AllocateRequest(
+        container_requests=[node.api_pb2.ContainerAllocateRequest(devices_ids=wanted)])
+
+    (response,) = stub.Allocate(request, timeout=5).container_responses
+
+    # Indices follow the bus ids, which follow the node's sorted UUIDs.
+    in_order = sorted(wanted)
+    assert response.envs["NVIDIA_VISIBLE_DEVICES"] == ",".join(in_order)
+    gpus = json.loads(response.envs["KINDGPU_SIM_GPUS"])
+    assert [(g["uuid"], g["name"], g["memory_mib"]) for g in gpus] == [
+        (u, "NVIDIA H200", 143771) for u in in_order]
+    assert len({g["pci_bus_id"] for g in gpus}) == 2
+    (mount,) = response.mounts
+    assert (mount.container_path, mount.read_only) == ("/usr/bin/nvidia-smi", True)
+    host_nvidia_smi = Path(mount.host_path)
+    assert host_nvidia_smi.parent == node.settings.share_dir and os.access(host_nvidia_smi, os.X_OK)
+
+    # What the container would see: the mounted nvidia-smi run with the allocated env.
+    env = {"PATH": os.environ["PATH"], **response.envs}
+    fields = ("index", "uuid", "name", "pci.bus_id", "memory.total", "mig.mode.current")
+    listing = subprocess.run([sys.executable, host_nvidia_smi, "-L"], env=env,
+                             capture_output=True, text=True, check=True).stdout
+    assert listing == "".join(f"GPU {i}: NVIDIA H200 (UUID: {u})\n" for i, u in enumerate(in_order))
+    csv = subprocess.run([sys.executable, host_nvidia_smi, f"--query-gpu={','.join(fields)}",
+                          "--format=csv,noheader"], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    rows = inventory.parse_query_csv(csv, fields=fields)
+    assert [(r["index"], r["uuid"]) for r in rows] == list(enumerate(in_order))
+
+
+def test_allocate_refuses_unknown_gpus(node):
+    stub = node.connect(node.registered())
+    request = node.api_pb2.AllocateRequest(container_requests=[
+        node.api_pb2.ContainerAllocateRequest(devices_ids=[UUIDS[0], "GPU-not-on-this-node"])])
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.Allocate(request, timeout=5)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_registers_again_when_kubelet_restarts(node, api):
+    first = node.registered()
+    # A restarting kubelet removes the plugin sockets and makes a new kubelet.sock.
+    node.kubelet.stop()
+    (node.settings.plugin_dir / first.endpoint).unlink()
+    node.kubelet = FakeKubelet(api, node.settings.plugin_dir)
+
+    again = node.registered()
+
+    assert again.resource_name == "nvidia.com/gpu"
+    stream = node.connect(again).ListAndWatch(node.api_pb2.Empty(), timeout=15)
+    assert sorted(d.ID for d in next(stream).devices) == sorted(UUIDS[:2])
+    stream.cancel()
+
+
+def test_manifest_env_names_are_the_ones_the_plugin_reads(plugin):
+    (daemonset,) = manifest.sim_device_plugin_objects("img:1", "NVIDIA H100", 81559)
+    env = {e["name"]: e["value"] for e in daemonset["spec"]["template"]["spec"]["containers"][0]["env"]}
+    settings = plugin.Settings.from_env(env)
+    assert (settings.product, settings.memory_mib) == ("NVIDIA H100", 81559)
+    assert str(settings.device_dir) == "/var/run/kindgpu/sim-gpus"
+    assert str(settings.plugin_dir) == "/var/lib/kubelet/device-plugins"
+    assert str(settings.share_dir) == manifest.SHARE_DIR
+
+
+@pytest.mark.e2e
+def test_plugin_in_the_offline_image_serves_kubelet(api, plugin, node_dir):
+    """The image's own grpcio, protobuf and generated code, on the wire with a kubelet."""
+    client = docker.from_env()
+    tag = build.ensure_image(client, offline=True)
+    node = Node(api, plugin, node_dir)
+    settings = node.settings
+    env = {plugin.ENV_PRODUCT: settings.product, plugin.ENV_MEMORY_MIB: str(settings.memory_mib),
+           plugin.ENV_DEVICE_DIR: str(settings.device_dir), plugin.ENV_SHARE_DIR: str(settings.share_dir),
+           plugin.ENV_PLUGIN_DIR: str(settings.plugin_dir)}
+    container = client.containers.run(tag, detach=True, environment=env, network_disabled=True,
+                                      volumes={node_dir: {"bind": node_dir, "mode": "rw"}})
+    try:
+        stub = node.connect(node.registered(timeout=60))
+        devices = next(stub.ListAndWatch(node.api_pb2.Empty(), timeout=15)).devices
+        assert sorted(d.ID for d in devices) == sorted(UUIDS[:2])
+        request = node.api_pb2.AllocateRequest(
+            container_requests=[node.api_pb2.ContainerAllocateRequest(devices_ids=UUIDS[:1])])
+        (response,) = stub.Allocate(request, timeout=5).container_responses
+        assert response.envs["NVIDIA_VISIBLE_DEVICES"] == UUIDS[0]
+        assert (settings.share_dir / "nvidia-smi").is_file()
+    finally:
+        logs = container.logs().decode()
+        container.remove(force=True)
+        node.kubelet.stop()
+    assert "advertising 2 GPU(s)" in logs
