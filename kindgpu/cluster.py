@@ -1,0 +1,182 @@
+"""Cluster lifecycle around the pipeline: up (locked, spec-checked), down, status."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import shutil
+from contextlib import contextmanager
+
+from . import cmd, console, deviceplugin, names, nodes, pipeline
+from .errors import KindgpuError
+from .kube import Kube, transient_errors
+
+
+@contextmanager
+def cluster_lock(name):
+    """One kindgpu command changes a cluster at a time; a second one is refused, never interleaved."""
+    root = names.state_root()
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / f".{name}.lock"
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise KindgpuError(f"cluster {name} is being changed by {holder} right now; "
+                               "wait for it to finish, then run this again")
+        import os
+
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"kindgpu (pid {os.getpid()})")
+        handle.flush()
+        yield
+
+
+def spec_differences(recorded, wanted):
+    """Field-by-field differences between the spec a cluster was made with and the one asked for."""
+    keys = sorted(set(recorded) | set(wanted))
+    return [f"{k}: {json.dumps(recorded.get(k))} -> {json.dumps(wanted.get(k))}"
+            for k in keys if recorded.get(k) != wanted.get(k)]
+
+
+def check_same_spec(ctx, recreate, reporter):
+    """Refuse to change a cluster made from another spec, unless asked to recreate it."""
+    found = ctx.containers()
+    if not found or not ctx.plan.kubeconfig.exists() or not any(nodes.is_owned(c) for c in found.values()):
+        return
+    try:
+        recorded = pipeline.recorded_spec(ctx)
+    except transient_errors():
+        return  # not answering: the create step will say so
+    if recorded is None or recorded == ctx.plan.spec:
+        return
+    diff = spec_differences(recorded, ctx.plan.spec)
+    if not recreate:
+        raise KindgpuError(
+            f"cluster {ctx.plan.name} was made from another spec:\n"
+            + "\n".join(f"  {d}" for d in diff)
+            + "\nrun `invoke up --recreate` to delete it and make it anew, or `invoke down` first")
+    reporter.note(f"recreating {ctx.plan.name}: spec changed ({'; '.join(diff)})")
+    delete(ctx.plan.name, reporter, force=False)
+
+
+def up(plan, reporter, *, force=(), until=None, dry_run=False, recreate=False):
+    with cluster_lock(plan.name):
+        ctx = pipeline.Context(plan, reporter)
+        if not dry_run:
+            check_same_spec(ctx, recreate, reporter)
+        return pipeline.run(ctx, force=force, until=until, dry_run=dry_run)
+
+
+def delete(name, reporter, *, force=False):
+    """Delete the cluster, its network and state; fine when nothing is there."""
+    client = nodes.docker_client()
+    found = nodes.cluster_containers(client, name)
+    if found and not any(nodes.is_owned(c) for c in found) and not force:
+        raise KindgpuError(
+            f"kind cluster {name} was not made by kindgpu; refusing to delete it. "
+            f"Use `invoke down --name {name} --force` if you are sure")
+    state = names.state_dir(name)
+    removed = []
+    if found:
+        with reporter.step("delete", f"kind delete cluster --name {name}"):
+            kubeconfig = state / "kubeconfig"
+            argv = ["kind", "delete", "cluster", "--name", name]
+            # Only the cluster's own kubeconfig is edited, never ~/.kube/config.
+            cmd.run(argv + (["--kubeconfig", kubeconfig] if kubeconfig.exists() else []), timeout=300)
+        removed.append(f"{len(found)} node container(s)")
+    for network in nodes.kind_networks(client, name):
+        network.reload()
+        if not network.attrs.get("Containers"):
+            network.remove()
+            removed.append(f"network {network.name}")
+    if state.exists():
+        shutil.rmtree(state)
+        removed.append(f"state {state}")
+    left = nodes.cluster_containers(client, name)
+    if left:
+        raise KindgpuError(f"containers of {name} are still there: {', '.join(c.name for c in left)}")
+    return removed
+
+
+def down(name, reporter, *, force=False):
+    with cluster_lock(name):
+        removed = delete(name, reporter, force=force)
+    reporter.note(f"removed {', '.join(removed)}" if removed else f"nothing to delete: no cluster {name}")
+    return removed
+
+
+def read_record(kube, name):
+    """The spec and plan the cluster records (its ConfigMap), read through its API."""
+    import yaml
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        cm = kube.core.read_namespaced_config_map(names.SPEC_CONFIGMAP, names.SYSTEM_NAMESPACE,
+                                                  _request_timeout=10)
+    except ApiException as err:
+        if err.status == 404:
+            raise KindgpuError(f"cluster {name} has no kindgpu record ({names.SYSTEM_NAMESPACE}/"
+                               f"{names.SPEC_CONFIGMAP}); finish it with `invoke up`") from err
+        raise
+    return {"spec": yaml.safe_load(cm.data["spec.yaml"]), "plan": json.loads(cm.data["plan.json"])}
+
+
+def status(name):
+    """Nodes, roles, labels, assigned vs allocatable GPUs and plugin pods, as one document."""
+    kube = Kube.for_kind_cluster(name)
+    record = read_record(kube, name)
+    assigned = {w["node"]: w for w in record["plan"]["workers"]}
+    sim = bool(record["spec"].get("simulate"))
+    selector = deviceplugin.plugin_selector(sim)
+    pods = {p.spec.node_name: p for p in kube.core.list_namespaced_pod(
+        names.SYSTEM_NAMESPACE, label_selector=selector, _request_timeout=10).items}
+    rows = []
+    for node in sorted(kube.nodes(), key=lambda n: node_order(n.metadata.name)):
+        labels = node.metadata.labels or {}
+        worker = assigned.get(node.metadata.name)
+        pod = pods.get(node.metadata.name)
+        rows.append({
+            "node": node.metadata.name,
+            "role": "control-plane" if "node-role.kubernetes.io/control-plane" in labels else "worker",
+            "ready": any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or []),
+            "gpuWorker": labels.get(names.LABEL_GPU_WORKER, ""),
+            "gpuIds": labels.get(names.LABEL_GPU_IDS, ""),
+            "assignedGPUs": len(worker["gpus"]) if worker else 0,
+            "allocatableGPUs": int((node.status.allocatable or {}).get(names.GPU_RESOURCE, "0")),
+            "uuids": [g["uuid"] for g in worker["gpus"]] if worker else [],
+            "plugin": plugin_state(pod) if worker else "",
+        })
+    healthy = all(r["ready"] and r["assignedGPUs"] == r["allocatableGPUs"] for r in rows)
+    return {"cluster": name, "simulated": sim, "specHash": record["plan"]["specHash"],
+            "healthy": healthy, "nodes": rows}
+
+
+def node_order(node_name):
+    """worker2 before worker10: numbers compare as numbers."""
+    import re
+
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", node_name)]
+
+
+def plugin_state(pod):
+    if pod is None:
+        return "missing"
+    waiting = [cs.state.waiting.reason for cs in pod.status.container_statuses or [] if cs.state.waiting]
+    return waiting[0] if waiting else pod.status.phase
+
+
+def show_status(doc, as_json):
+    if as_json:
+        console.print_json(doc)
+        return
+    console.table(
+        f"Cluster {doc['cluster']} ({'simulated' if doc['simulated'] else 'real'} GPUs): "
+        f"{'healthy' if doc['healthy'] else 'NOT healthy'}",
+        ["node", "role", "ready", "gpu-worker", "gpu-ids", "GPUs assigned/allocatable", "plugin"],
+        [(r["node"], r["role"], "yes" if r["ready"] else "NO", r["gpuWorker"], r["gpuIds"],
+          f"{r['assignedGPUs']}/{r['allocatableGPUs']}" if r["role"] == "worker" else "",
+          r["plugin"]) for r in doc["nodes"]])

@@ -1,0 +1,63 @@
+"""kind node containers, seen through Docker: the live state kind keeps on its containers."""
+
+from __future__ import annotations
+
+import shlex
+
+from . import names
+from .errors import CommandError, KindgpuError
+
+
+def docker_client():
+    import docker
+    from docker.errors import DockerException
+
+    try:
+        client = docker.from_env()
+        client.ping()
+        return client
+    except DockerException as err:
+        raise KindgpuError(
+            f"cannot reach the Docker daemon: {err}\nfix: start it (`sudo systemctl start docker`) "
+            "and run `invoke preflight`"
+        ) from err
+
+
+def cluster_containers(client, cluster):
+    """Node containers of a kind cluster, from kind's own label (never from names)."""
+    return client.containers.list(all=True, filters={"label": f"{names.KIND_CLUSTER_LABEL}={cluster}"})
+
+
+def role(container):
+    return container.labels.get(names.KIND_ROLE_LABEL, "")
+
+
+def is_owned(container):
+    """kindgpu mounts its state into every node it makes; kind clusters of others lack it."""
+    return any(m.get("Destination") == names.OWNER_MOUNT for m in container.attrs.get("Mounts", []))
+
+
+def exec_in(container, argv, check=True):
+    """Run argv inside a node container; the one way kindgpu runs commands in nodes."""
+    result = container.exec_run(argv, demux=False)
+    output = (result.output or b"").decode(errors="replace")
+    if check and result.exit_code != 0:
+        raise CommandError(["docker", "exec", container.name, *argv], result.exit_code, output)
+    return result.exit_code, output
+
+
+def sh_in(container, script, check=True):
+    return exec_in(container, ["sh", "-c", script], check=check)
+
+
+def kind_networks(client, cluster):
+    return client.networks.list(names=[network_name(cluster)])
+
+
+def network_name(cluster):
+    """Each kindgpu cluster gets its own Docker network, so `down` can remove it."""
+    return f"kindgpu-{cluster}"
+
+
+def quoted(argv):
+    return shlex.join(argv)

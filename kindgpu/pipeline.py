@@ -1,0 +1,461 @@
+"""`invoke up`: an ordered list of steps, each knowing from live state whether it must run.
+
+A step's reason() returns a sentence saying why it must run, or "" when it is done. The runner
+asks, runs, and asks again: a step still not done after running fails with what is wrong.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
+
+from . import cmd, deviceplugin, names, nodes, render
+from .errors import KindgpuError
+from .kube import Kube, manifest_hash, transient_errors
+from .wait import Seen, wait_for
+
+NODE_READY_TIMEOUT = 300
+PLUGIN_READY_TIMEOUT = 300
+
+
+class StepFailed(KindgpuError):
+    """A step ran and is still not done, or raised; the cluster is left for inspection."""
+
+
+class Context:
+    """What every step may look at: the plan, Docker and the cluster's API."""
+
+    def __init__(self, plan, reporter):
+        self.plan = plan
+        self.reporter = reporter
+
+    @cached_property
+    def docker(self):
+        return nodes.docker_client()
+
+    @cached_property
+    def kube(self):
+        return Kube(self.plan.kubeconfig)
+
+    def containers(self):
+        return {c.name: c for c in nodes.cluster_containers(self.docker, self.plan.name)}
+
+    def worker_containers(self):
+        found = self.containers()
+        return {w.node: found[w.node] for w in self.plan.workers if w.node in found}
+
+    def kind_env(self):
+        import os
+
+        return {**os.environ, "KIND_EXPERIMENTAL_DOCKER_NETWORK": nodes.network_name(self.plan.name)}
+
+
+def concurrently(fn, items):
+    """Run fn on every item at once (per-node work); return results in order, first error raised."""
+    items = list(items)
+    if not items:
+        return []
+    with ThreadPoolExecutor(max_workers=min(16, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
+class Step:
+    name = ""
+    summary = ""
+    needs_cluster = True  # its reason reads the cluster, so it is due while there is none
+
+    def skip(self, ctx):
+        """A sentence when the step does not apply to this cluster at all."""
+        return ""
+
+    def reason(self, ctx):
+        raise NotImplementedError
+
+    def run(self, ctx, progress):
+        raise NotImplementedError
+
+
+class Preflight(Step):
+    needs_cluster = False
+    name = "preflight"
+    summary = "check the host (driver, toolkit, Docker, kind, limits, capacity)"
+
+    def reason(self, ctx):
+        return "check the host before changing anything"
+
+    def run(self, ctx, progress):
+        from . import preflight
+
+        plan = ctx.plan
+        request = preflight.Request(
+            workers=len(plan.workers), gpus=max(len(w.gpus) for w in plan.workers),
+            cluster_name=plan.name, simulate=plan.spec["simulate"]["gpus"] if plan.simulated else None)
+        failed = [c for c in preflight.run_checks(request) if c.status == preflight.Status.FAIL]
+        if failed:
+            lines = "\n".join(f"  FAIL {c.name}: {c.found}" + (f"\n       fix: {c.fix}" if c.fix else "")
+                              for c in failed)
+            raise StepFailed(f"preflight found {len(failed)} problem(s):\n{lines}")
+
+
+class Config(Step):
+    needs_cluster = False
+    name = "config"
+    summary = "write the kind config and spec into the state directory"
+
+    def reason(self, ctx):
+        files = render.state_files(ctx.plan)
+        stale = [rel for rel, content in files.items()
+                 if not (ctx.plan.state_dir / rel).exists() or (ctx.plan.state_dir / rel).read_text() != content]
+        return f"state files out of date: {', '.join(stale)}" if stale else ""
+
+    def run(self, ctx, progress):
+        render.write_state(ctx.plan)
+
+
+def spec_configmap(plan):
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": names.SPEC_CONFIGMAP, "namespace": names.SYSTEM_NAMESPACE,
+                     "labels": {"app.kubernetes.io/managed-by": "kindgpu", names.LABEL_OWNER: plan.name}},
+        "data": {"spec.yaml": render.to_yaml(plan.spec), "spec.sha256": plan.spec_hash,
+                 "plan.json": render.state_files(plan)["plan.json"]},
+    }
+
+
+def recorded_spec(ctx):
+    """The spec the running cluster was made with (None when it has none or is unreachable)."""
+    import yaml
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        cm = ctx.kube.core.read_namespaced_config_map(names.SPEC_CONFIGMAP, names.SYSTEM_NAMESPACE,
+                                                      _request_timeout=10)
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+    return yaml.safe_load(cm.data["spec.yaml"])
+
+
+def node_readiness(ctx):
+    expected = {ctx.plan.control_plane, *(w.node for w in ctx.plan.workers)}
+    ready = {n.metadata.name for n in ctx.kube.nodes()
+             if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])}
+    return expected - ready
+
+
+class Create(Step):
+    needs_cluster = False
+    name = "create"
+    summary = "create the kind cluster (or start its stopped nodes) and record the spec in it"
+
+    def reason(self, ctx):
+        plan = ctx.plan
+        found = ctx.containers()
+        if not found:
+            return f"cluster {plan.name} does not exist"
+        if not any(nodes.is_owned(c) for c in found.values()):
+            raise KindgpuError(
+                f"a kind cluster named {plan.name} exists, but kindgpu did not make it; "
+                f"choose another --name (or delete it yourself: kind delete cluster --name {plan.name})")
+        expected = [plan.control_plane, *(w.node for w in plan.workers)]
+        missing = [n for n in expected if n not in found]
+        if missing:
+            raise KindgpuError(
+                f"node container(s) {', '.join(missing)} of cluster {plan.name} are gone and kind cannot "
+                f"add nodes to a cluster; run `invoke up --recreate` to make it anew")
+        stopped = [n for n in expected if found[n].status != "running"]
+        if stopped:
+            return f"node container(s) not running: {', '.join(stopped)}"
+        if not plan.kubeconfig.exists():
+            return f"kubeconfig {plan.kubeconfig} is missing"
+        try:
+            not_ready = node_readiness(ctx)
+            recorded = recorded_spec(ctx)
+        except transient_errors() as err:
+            return f"API server not answering: {type(err).__name__}"
+        if not_ready:
+            return f"node(s) not Ready: {', '.join(sorted(not_ready))}"
+        if recorded is None:
+            return "the cluster does not record its spec yet"
+        return ""
+
+    def run(self, ctx, progress):
+        plan = ctx.plan
+        found = ctx.containers()
+        if not found:
+            progress("kind create cluster (about a minute)")
+            create_cluster(ctx)
+        for container in found.values():
+            if container.status != "running":
+                progress(f"starting {container.name}")
+                container.start()
+        write_kubeconfig(ctx)
+        wait_for(lambda: Seen(done=not (left := node_readiness(ctx)), last=f"not Ready: {sorted(left)}"),
+                 what=f"the nodes of {plan.name} to be Ready", timeout=NODE_READY_TIMEOUT, interval=2,
+                 transient=transient_errors(), progress=progress,
+                 hint=f"see `docker logs {plan.control_plane}` and `invoke status`")
+        ctx.kube.apply(spec_configmap(plan))
+
+
+def create_cluster(ctx):
+    """kind create, keeping a failed cluster just long enough to export its logs."""
+    plan = ctx.plan
+    argv = ["kind", "create", "cluster", "--name", plan.name, "--config", render.kind_config_path(plan),
+            "--kubeconfig", plan.kubeconfig, "--retain"]
+    plan.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+    result = cmd.run(argv, check=False, env=ctx.kind_env())
+    if result.returncode != 0:
+        from . import diagnostics
+
+        where = diagnostics.collect(ctx, "create")
+        cmd.run(["kind", "delete", "cluster", "--name", plan.name], check=False)
+        raise StepFailed(
+            f"kind create cluster failed (exit {result.returncode}); kind cannot resume a half-made "
+            f"cluster, so it was deleted after its logs were saved to {where}\n"
+            f"{(result.stdout + result.stderr)[-3000:]}")
+
+
+def write_kubeconfig(ctx):
+    """The cluster's own kubeconfig, mode 0600; ~/.kube/config is never touched."""
+    import os
+
+    path = ctx.plan.kubeconfig
+    text = cmd.run(["kind", "get", "kubeconfig", "--name", ctx.plan.name]).stdout
+    if not path.exists() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+    os.chmod(path, 0o600)
+
+
+class Label(Step):
+    name = "label"
+    summary = "make every node carry the labels its spec gives"
+
+    def wrong_labels(self, ctx):
+        actual = {n.metadata.name: n.metadata.labels or {} for n in ctx.kube.nodes()}
+        wrong = {}
+        for worker in ctx.plan.workers:
+            have = actual.get(worker.node, {})
+            fix = {k: v for k, v in worker.labels.items() if have.get(k) != v}
+            if fix:
+                wrong[worker.node] = fix
+        cp_have = actual.get(ctx.plan.control_plane, {})
+        if cp_have.get(names.LABEL_OWNER) != ctx.plan.name:
+            wrong[ctx.plan.control_plane] = {names.LABEL_OWNER: ctx.plan.name}
+        return wrong
+
+    def reason(self, ctx):
+        wrong = self.wrong_labels(ctx)
+        if not wrong:
+            return ""
+        keys = sorted({k for fix in wrong.values() for k in fix})
+        return f"{len(wrong)} node(s) lack label(s) {', '.join(keys)}"
+
+    def run(self, ctx, progress):
+        wrong = self.wrong_labels(ctx)
+        concurrently(lambda item: ctx.kube.core.patch_node(item[0], {"metadata": {"labels": item[1]}}),
+                     wrong.items())
+
+
+# Lists the NVIDIA GPU device nodes in a node container: "<path> <minor in hex>".
+LIST_GPU_DEVICES = 'for f in /dev/nvidia[0-9]*; do [ -c "$f" ] && stat -c "%n %T" "$f"; done; true'
+
+
+def gpu_devices(container):
+    """{minor: path} of the GPU character devices a node container can see."""
+    _, out = nodes.sh_in(container, LIST_GPU_DEVICES)
+    found = {}
+    for line in out.splitlines():
+        path, _, minor = line.strip().partition(" ")
+        if path.startswith("/dev/nvidia") and minor:
+            found[int(minor, 16)] = path
+    return found
+
+
+class Isolate(Step):
+    name = "isolate"
+    summary = "leave each worker only its own GPU device nodes (by device minor)"
+
+    def survey(self, ctx):
+        """Per worker: (foreign device paths, missing own minors)."""
+        containers = ctx.worker_containers()
+
+        def one(worker):
+            seen = gpu_devices(containers[worker.node])
+            own = {g.minor for g in worker.gpus}
+            foreign = sorted(path for minor, path in seen.items() if minor not in own)
+            missing = sorted(m for m in own if m not in seen)
+            return worker, foreign, missing
+
+        return concurrently(one, [w for w in ctx.plan.workers if w.node in containers])
+
+    def reason(self, ctx):
+        survey = self.survey(ctx)
+        if not ctx.plan.simulated:
+            broken = [f"{w.node} lacks its GPU device(s) {', '.join(f'/dev/nvidia{m}' for m in missing)}"
+                      for w, _, missing in survey if missing]
+            if broken:
+                raise KindgpuError(
+                    "; ".join(broken) + ". The host's NVIDIA runtime did not give the node its GPUs: "
+                    "run `invoke preflight` (Docker's default runtime must be nvidia, with "
+                    "accept-nvidia-visible-devices-as-volume-mounts = true), then `invoke up --recreate`")
+        leaking = [f"{w.node} sees {len(foreign)} GPU(s) not its own" for w, foreign, _ in survey if foreign]
+        return "; ".join(leaking)
+
+    def run(self, ctx, progress):
+        containers = ctx.worker_containers()
+        concurrently(lambda item: nodes.exec_in(containers[item[0].node], ["rm", "-f", *item[1]]),
+                     [(w, foreign) for w, foreign, _ in self.survey(ctx) if foreign])
+
+
+def allocatable_gpus(ctx):
+    """{node: allocatable nvidia.com/gpu} for the plan's workers."""
+    found = {n.metadata.name: n for n in ctx.kube.nodes()}
+    return {w.node: int((found[w.node].status.allocatable or {}).get(names.GPU_RESOURCE, "0"))
+            if w.node in found else 0 for w in ctx.plan.workers}
+
+
+def gpu_shortfall(ctx):
+    have = allocatable_gpus(ctx)
+    return [f"{w.node} offers {have[w.node]} of {len(w.gpus)} GPUs" for w in ctx.plan.workers
+            if have[w.node] != len(w.gpus)]
+
+
+class DevicePlugin(Step):
+    name = "device-plugin"
+    summary = "deploy the device plugin and wait until every worker offers exactly its GPUs"
+
+    def reason(self, ctx):
+        image = deviceplugin.image(ctx.plan)
+        stale = [obj["metadata"]["name"] for obj in deviceplugin.objects(ctx.plan, image)
+                 if ctx.kube.current_hash(obj["kind"], obj["metadata"]["name"], obj["metadata"]["namespace"])
+                 != manifest_hash(obj)]
+        if stale:
+            return f"device plugin {', '.join(stale)} not deployed as specified"
+        return "; ".join(gpu_shortfall(ctx))
+
+    def run(self, ctx, progress):
+        plan = ctx.plan
+        image = deviceplugin.image(plan)
+        if plan.simulated:
+            from .simgpu.build import ensure_image
+
+            progress(f"building {image} (first time only)")
+            ensure_image(ctx.docker)
+        preload_image(ctx, image, progress)
+        for obj in deviceplugin.objects(plan, image):
+            ctx.kube.apply(obj)
+        from . import diagnostics
+
+        wait_for(lambda: Seen(done=not (short := gpu_shortfall(ctx)), last="; ".join(short)),
+                 what="every worker to offer its GPUs", timeout=PLUGIN_READY_TIMEOUT, interval=2,
+                 transient=transient_errors(), progress=progress,
+                 hint=lambda: diagnostics.plugin_hint(ctx))
+
+
+def images_in_node(container):
+    _, out = nodes.exec_in(container, ["crictl", "images", "-o", "json"], check=False)
+    import json
+
+    try:
+        return {tag for img in json.loads(out).get("images", []) for tag in img.get("repoTags") or []}
+    except ValueError:
+        return set()
+
+
+def preload_image(ctx, image, progress):
+    """Images already in the host's Docker go into the nodes, so nothing needs pulling."""
+    from docker.errors import ImageNotFound
+
+    try:
+        ctx.docker.images.get(image)
+    except ImageNotFound:  # not local: the nodes pull it themselves
+        return
+    containers = ctx.worker_containers()
+    lacking = [name for name, c in containers.items()
+               if not any(t.endswith(image) for t in images_in_node(c))]
+    if lacking:
+        progress(f"loading {image} into {len(lacking)} node(s)")
+        cmd.run(["kind", "load", "docker-image", image, "--name", ctx.plan.name, "--nodes", ",".join(lacking)])
+
+
+def steps():
+    """The pipeline of `invoke up`, in order. The one place it is built."""
+    return [Preflight(), Config(), Create(), Label(), Isolate(), DevicePlugin()]
+
+
+STEP_NAMES = [s.name for s in steps()]
+
+
+def check_step_names(requested):
+    unknown = [s for s in requested if s and s not in STEP_NAMES]
+    if unknown:
+        from .errors import SpecError
+
+        raise SpecError([f"--force/--until: unknown step {s!r}; steps are {', '.join(STEP_NAMES)}"
+                         for s in unknown])
+
+
+def run(ctx, *, force=(), until=None, dry_run=False):
+    """Run every step that must run, in order. Returns the number of steps that ran."""
+    check_step_names([*force, until])
+    pending = steps()
+    if until:
+        pending = pending[: STEP_NAMES.index(until) + 1]
+    reporter = ctx.reporter
+    work = [s for s in pending[1:] if not s.skip(ctx)]
+    # Preflight guards changes: it runs only when a later step has something to do.
+    first = next(((s, why) for s in work if (why := "forced" if s.name in force else reason_of(ctx, s))), None)
+    if first is None and "preflight" not in force:
+        reporter.note("Nothing to be done.")
+        return 0
+    ran = 0
+    for step in pending:
+        skip = step.skip(ctx)
+        if skip:
+            reporter.skipped(step.name, skip)
+            continue
+        why = "forced" if step.name in force else reason_of(ctx, step)
+        if not why:
+            reporter.skipped(step.name, "up to date")
+            continue
+        if dry_run:
+            reporter.skipped(step.name, f"would run: {why}")
+            continue
+        run_step(ctx, step, why)
+        ran += 1
+    return ran
+
+
+def reason_of(ctx, step):
+    """A step's reason; a cluster that is not there yet makes every later step due."""
+    if step.needs_cluster and (not ctx.plan.kubeconfig.exists() or not ctx.containers()):
+        return "the cluster is not up yet"
+    try:
+        return step.reason(ctx)
+    except KindgpuError:
+        raise
+    except transient_errors() + (FileNotFoundError,) as err:
+        return f"cluster not reachable yet ({type(err).__name__})"
+
+
+def run_step(ctx, step, why):
+    from . import diagnostics
+
+    with ctx.reporter.step(step.name, why) as progress:
+        try:
+            step.run(ctx, progress)
+            still = step.reason(ctx) if step.name != "preflight" else ""
+        except StepFailed:
+            raise
+        except Exception as err:
+            where = diagnostics.collect(ctx, step.name) if step.name not in ("preflight", "config") else None
+            raise StepFailed(f"step {step.name} failed: {err}" + (f"\ndiagnostics: {where}" if where else "")
+                             + "\nThe cluster is left as it is; fix the cause and run `invoke up` again.") from err
+        if still:
+            where = diagnostics.collect(ctx, step.name)
+            raise StepFailed(f"step {step.name} ran but is still not done: {still}\ndiagnostics: {where}")

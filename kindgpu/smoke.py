@@ -1,0 +1,313 @@
+"""`invoke smoke`: GPU Jobs on every worker; pass only if each sees exactly its own GPUs.
+
+Also checks that the GPU limit is enforced: a pod asking one GPU more than a worker has
+must stay Pending. Jobs are deleted afterwards; the verdict comes from kindgpu.payloads.judge.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid as uuidlib
+from dataclasses import dataclass, field
+
+from . import console, names, payloads
+from .errors import KindgpuError, SpecError
+from .kube import Kube
+from .payloads import judge
+from .wait import Seen, WaitFailed, WaitTimeout, wait_for
+
+NAMESPACE = "kindgpu-smoke"
+SERVICE = "smoke"  # headless: collective pods find rank 0 at w0.smoke.<namespace>
+RUN_LABEL = "kindgpu.dev/smoke-run"
+OVERASK_SECONDS = 60
+
+
+@dataclass
+class Outcome:
+    level: str
+    ok: bool
+    message: str
+    workers: list = field(default_factory=list)  # dicts: node, expected, seen, ok, message, seconds
+    limit: dict = field(default_factory=dict)  # the over-ask check
+    seconds: float = 0.0
+
+    def to_dict(self):
+        return {"level": self.level, "ok": self.ok, "message": self.message, "workers": self.workers,
+                "limitEnforced": self.limit, "seconds": round(self.seconds, 2)}
+
+
+def image_for(record, level):
+    spec = record["spec"]
+    if spec.get("simulate"):
+        from .simgpu.build import image_tag
+
+        return image_tag()  # its fake nvidia-smi answers like the real one
+    return spec["smoke"]["cudaImage"] if level == "visibility" else spec["smoke"]["pytorchImage"]
+
+
+def check_level(record, level):
+    if level not in payloads.LEVELS:
+        raise SpecError([f"level: unknown smoke level {level!r}; choose one of {', '.join(payloads.LEVELS)}"])
+    if record["spec"].get("simulate") and level != "visibility":
+        raise SpecError([f"level: simulated GPUs run the visibility level only (asked: {level}); "
+                         "compute and collective need real GPUs"])
+
+
+def job(run_id, level, image, worker, rank, world, gpus=None):
+    """One Job pinned to one worker, asking for its GPUs (or `gpus` of them)."""
+    count = len(worker["gpus"]) if gpus is None else gpus
+    uuids = [g["uuid"] for g in worker["gpus"]]
+    env = payloads.env(level, worker_name=worker["node"], gpu_uuids=uuids, rank=rank, world_size=world,
+                       master_addr=f"w0.{SERVICE}.{NAMESPACE}.svc.cluster.local")
+    volumes, mounts = payloads.pod_volumes(level)
+    name = f"smoke-{run_id}-w{worker['number']}" + ("-overask" if gpus is not None else "")
+    labels = {RUN_LABEL: run_id, "app.kubernetes.io/managed-by": "kindgpu"}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {"labels": {**labels, "kindgpu.dev/worker": str(worker["number"])}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "hostname": f"w{rank}",
+                    "subdomain": SERVICE,
+                    "nodeSelector": {"kubernetes.io/hostname": worker["node"]},
+                    "tolerations": [{"key": names.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
+                    "containers": [{
+                        "name": "payload",
+                        "image": image,
+                        "imagePullPolicy": "IfNotPresent",
+                        "command": payloads.command(level),
+                        "env": [{"name": k, "value": v} for k, v in env.items()],
+                        "resources": {"limits": {names.GPU_RESOURCE: str(count)}},
+                        "volumeMounts": [{"name": "payloads", "mountPath": payloads.MOUNT_DIR}, *mounts],
+                    }],
+                    "volumes": [{"name": "payloads", "configMap": {"name": f"smoke-{run_id}"}}, *volumes],
+                },
+            },
+        },
+    }
+
+
+def support_objects(run_id):
+    labels = {RUN_LABEL: run_id, "app.kubernetes.io/managed-by": "kindgpu"}
+    return [
+        {"apiVersion": "v1", "kind": "ConfigMap",
+         "metadata": {"name": f"smoke-{run_id}", "namespace": NAMESPACE, "labels": labels},
+         "data": payloads.configmap_data()},
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": SERVICE, "namespace": NAMESPACE, "labels": labels},
+         "spec": {"clusterIP": "None", "publishNotReadyAddresses": True,
+                  "selector": {RUN_LABEL: run_id}, "ports": [{"name": "rdzv", "port": 29500}]}},
+    ]
+
+
+class Smoke:
+    def __init__(self, kube: Kube, record, level, progress=lambda text: None, timeout=300):
+        self.kube, self.record, self.level = kube, record, level
+        self.progress, self.timeout = progress, timeout
+        self.run_id = uuidlib.uuid4().hex[:6]
+        self.workers = record["plan"]["workers"]
+
+    def pods(self, selector):
+        return self.kube.core.list_namespaced_pod(NAMESPACE, label_selector=selector, _request_timeout=10).items
+
+    def create(self, obj):
+        from kubernetes.utils import create_from_dict
+
+        create_from_dict(self.kube.api_client, obj, namespace=NAMESPACE)
+
+    def ensure_namespace(self):
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.kube.core.read_namespace(NAMESPACE)
+        except ApiException as err:
+            if err.status != 404:
+                raise
+            self.kube.core.create_namespace({"metadata": {"name": NAMESPACE,
+                                                          "labels": {"app.kubernetes.io/managed-by": "kindgpu"}}})
+
+    def run(self):
+        start = time.monotonic()
+        image = image_for(self.record, self.level)
+        self.ensure_namespace()
+        try:
+            for obj in support_objects(self.run_id):
+                self.replace_service(obj) if obj["kind"] == "Service" else self.create(obj)
+            world = len(self.workers)
+            for rank, worker in enumerate(self.workers):
+                self.create(job(self.run_id, self.level, image, worker, rank, world))
+            logs, failure = self.wait_jobs()
+            limit = self.check_limit(image)
+        finally:
+            self.cleanup()
+        return self.verdict(logs, failure, limit, time.monotonic() - start)
+
+    def replace_service(self, obj):
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.kube.core.delete_namespaced_service(SERVICE, NAMESPACE)
+        except ApiException as err:
+            if err.status != 404:
+                raise
+        self.create(obj)
+
+    def wait_jobs(self):
+        """Logs of every worker's pod; fail fast with a log tail when one fails."""
+        selector = f"{RUN_LABEL}={self.run_id},kindgpu.dev/worker"
+        expected = len(self.workers)
+
+        def probe():
+            pods = self.pods(selector)
+            failed = [p for p in pods if p.status.phase == "Failed"]
+            if failed:
+                return Seen(failed=f"pod {failed[0].metadata.name} failed:\n{self.log_tail(failed[0])}")
+            done = [p for p in pods if p.status.phase == "Succeeded"]
+            waiting = {p.metadata.name: waiting_reason(p) for p in pods if p.status.phase != "Succeeded"}
+            return Seen(done=len(done) == expected,
+                        last=f"{len(done)}/{expected} done" + (f"; waiting: {waiting}" if waiting else ""))
+
+        failure = ""
+        try:
+            wait_for(probe, what=f"the {self.level} smoke pods", timeout=self.timeout, interval=1,
+                     progress=self.progress,
+                     hint="`kubectl -n kindgpu-smoke describe pods` shows why a pod does not start")
+        except (WaitFailed, WaitTimeout) as err:
+            failure = str(err)
+        logs = {}
+        for pod in self.pods(selector):
+            node = pod.spec.node_name or pod.spec.node_selector.get("kubernetes.io/hostname")
+            logs[node] = self.read_log(pod)
+        return logs, failure
+
+    def read_log(self, pod):
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return self.kube.core.read_namespaced_pod_log(pod.metadata.name, NAMESPACE, _request_timeout=10)
+        except ApiException:
+            return None
+
+    def log_tail(self, pod, lines=20):
+        text = self.read_log(pod) or "(no log)"
+        return "\n".join(f"  | {line}" for line in text.splitlines()[-lines:])
+
+    def check_limit(self, image):
+        """A pod asking one GPU more than the largest worker has must stay Pending."""
+        worker = max(self.workers, key=lambda w: len(w["gpus"]))
+        asked = len(worker["gpus"]) + 1
+        self.create(job(self.run_id, "visibility", image, worker, 0, 1, gpus=asked))
+        selector = f"{RUN_LABEL}={self.run_id},kindgpu.dev/worker={worker['number']},job-name"
+
+        def probe():
+            pods = [p for p in self.pods(selector) if p.metadata.labels.get("job-name", "").endswith("-overask")]
+            if not pods:
+                return Seen(last="no pod yet")
+            pod = pods[0]
+            if pod.spec.node_name or pod.status.phase != "Pending":
+                return Seen(failed=f"a pod asking {asked} GPUs was scheduled on {pod.spec.node_name}, "
+                                   f"which has {asked - 1}: the GPU limit is not enforced")
+            cond = next((c for c in pod.status.conditions or [] if c.type == "PodScheduled"), None)
+            unschedulable = cond is not None and cond.reason == "Unschedulable"
+            return Seen(done=unschedulable, last=cond.message if cond else "Pending, not yet considered")
+
+        try:
+            seen = wait_for(probe, what="the over-asking pod to be refused", timeout=OVERASK_SECONDS,
+                            interval=1, progress=self.progress)
+            ok = names.GPU_RESOURCE in (seen.last or "")
+            return {"ok": ok, "node": worker["node"], "asked": asked,
+                    "message": f"stays Pending: {seen.last}" if ok else f"Pending for another reason: {seen.last}"}
+        except (WaitFailed, WaitTimeout) as err:
+            return {"ok": False, "node": worker["node"], "asked": asked, "message": str(err)}
+
+    def cleanup(self):
+        from kubernetes.client.exceptions import ApiException
+
+        batch = self.kube.batch
+        for j in batch.list_namespaced_job(NAMESPACE, label_selector=f"{RUN_LABEL}={self.run_id}").items:
+            try:
+                batch.delete_namespaced_job(j.metadata.name, NAMESPACE, propagation_policy="Background")
+            except ApiException as err:
+                if err.status != 404:
+                    raise
+        self.kube.core.delete_collection_namespaced_config_map(NAMESPACE, label_selector=f"{RUN_LABEL}={self.run_id}")
+
+    def verdict(self, logs, failure, limit, seconds):
+        assignments = {w["node"]: [g["uuid"] for g in w["gpus"]] for w in self.workers}
+        cluster = judge.judge_cluster(self.level, logs, assignments)
+        rows = []
+        for w in self.workers:
+            v = cluster.workers[w["node"]]
+            result, _ = judge.parse_result(logs.get(w["node"]) or "")
+            rows.append({"node": w["node"], "worker": w["number"], "expected": assignments[w["node"]],
+                         "seen": (result or {}).get("uuids") or [g.get("uuid") for g in (result or {}).get("gpus", [])
+                                                                 if isinstance(g, dict)],
+                         "ok": v.ok, "message": v.message})
+        ok = cluster.ok and limit.get("ok", False) and not failure
+        message = failure or cluster.message
+        if not limit.get("ok"):
+            message += f" | limit: {limit.get('message')}"
+        return Outcome(self.level, ok, message, rows, limit, seconds)
+
+
+def waiting_reason(pod):
+    for cs in pod.status.container_statuses or []:
+        if cs.state.waiting:
+            return cs.state.waiting.reason
+    cond = next((c for c in pod.status.conditions or [] if c.type == "PodScheduled" and c.status == "False"), None)
+    return cond.reason if cond else pod.status.phase
+
+
+def junit_xml(outcome, cluster):
+    """A JUnit report: one test case per worker, plus the limit check."""
+    import xml.etree.ElementTree as ET
+
+    cases = [(f"{outcome.level}[{w['node']}]", w["ok"], w["message"]) for w in outcome.workers]
+    cases.append(("gpu-limit-enforced", outcome.limit.get("ok", False), outcome.limit.get("message", "")))
+    suite = ET.Element("testsuite", name=f"kindgpu-smoke-{cluster}", tests=str(len(cases)),
+                       failures=str(sum(not ok for _, ok, _ in cases)), time=f"{outcome.seconds:.2f}")
+    for name, ok, message in cases:
+        case = ET.SubElement(suite, "testcase", classname=f"kindgpu.smoke.{outcome.level}", name=name)
+        if not ok:
+            ET.SubElement(case, "failure", message=message[:500]).text = message
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True)
+
+
+def show(outcome, cluster, as_json):
+    if as_json:
+        console.print_json({"cluster": cluster, **outcome.to_dict()})
+        return
+    console.table(f"Smoke ({outcome.level}) on {cluster}: {'PASS' if outcome.ok else 'FAIL'}",
+                  ["worker", "node", "expected GPUs", "seen GPUs", "result"],
+                  [(w["worker"], w["node"], "\n".join(w["expected"]), "\n".join(u for u in w["seen"] if u),
+                    "pass" if w["ok"] else w["message"]) for w in outcome.workers])
+    print(f"GPU limit: {'enforced' if outcome.limit.get('ok') else 'NOT enforced'} "
+          f"({outcome.limit.get('message', '')})")
+    if not outcome.ok:
+        print(outcome.message)
+
+
+def smoke(name, level, reporter, *, junit=None, as_json=False, timeout=300):
+    from .cluster import read_record
+
+    kube = Kube.for_kind_cluster(name)
+    record = read_record(kube, name)
+    check_level(record, level)
+    with reporter.step("smoke", f"{level} Jobs on {len(record['plan']['workers'])} worker(s)") as progress:
+        outcome = Smoke(kube, record, level, progress, timeout).run()
+    path = junit or names.state_dir(name) / f"smoke-{level}-junit.xml"
+    from pathlib import Path
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(junit_xml(outcome, name))
+    show(outcome, name, as_json)
+    if not as_json:
+        print(f"JUnit report: {path}")
+    if not outcome.ok:
+        raise KindgpuError(f"smoke failed: {outcome.message}")
+    return outcome

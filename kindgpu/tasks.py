@@ -1,0 +1,130 @@
+"""The invoke tasks (`invoke --list`, or the `kindgpu` command). Thin: logic lives in the package.
+
+Imports stay inside the tasks so that listing them costs nothing.
+"""
+
+from functools import wraps
+
+from invoke import Collection, Exit, task
+
+SPEC_HELP = {
+    "config": "spec file (see configs/), e.g. configs/default.yaml",
+    "name": "cluster name (default gpu-cluster; env CLUSTER_NAME)",
+    "workers": "number of GPU workers (default 2)",
+    "gpus": "GPUs per worker (default 4)",
+    "simulate": "simulate a host with this many GPUs (no NVIDIA GPU needed)",
+    "node_image": "kind node image (env KINDGPU_NODE_IMAGE)",
+}
+NAME_HELP = {"config": SPEC_HELP["config"], "name": SPEC_HELP["name"]}
+
+
+def user_errors(fn):
+    """kindgpu's errors become a message and an exit code, never a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        from kindgpu.errors import KindgpuError
+
+        try:
+            return fn(*args, **kwargs)
+        except KindgpuError as err:
+            raise Exit(f"ERROR: {err}", code=err.exit_code)
+
+    return wrapper
+
+
+def cluster_name(config, name):
+    from kindgpu import flags, spec
+
+    return spec.resolve(config_file=config, flags=flags.to_flags(name=name))["name"]
+
+
+@task(help={**SPEC_HELP, "json": "print the plan as JSON", "dry_run": "write nothing"})
+@user_errors
+def config(c, config=None, name=None, workers=None, gpus=None, simulate=None, node_image=None,
+           json=False, dry_run=False):
+    """Plan which GPUs go to which worker and write the kind config."""
+    from kindgpu import config_cmd, flags
+
+    plan = flags.plan_from_flags(config, name=name, workers=workers, gpus=gpus,
+                                 simulate=simulate, node_image=node_image)
+    config_cmd.run(plan, dry_run=dry_run, as_json=json)
+
+
+@task(help={**SPEC_HELP, "json": "print the checks as JSON",
+            "fix": "apply the safe host fixes (inotify sysctls) and print what changed"})
+@user_errors
+def preflight(c, config=None, name=None, workers=None, gpus=None, simulate=None, node_image=None,
+              json=False, fix=False):
+    """Check that this host can run the cluster asked for; print how to fix what is missing."""
+    from kindgpu import flags, preflight as checks, spec
+
+    doc = spec.resolve(config_file=config, flags=flags.to_flags(
+        name=name, workers=workers, gpus=gpus, simulate=simulate, node_image=node_image))
+    listed = doc["workers"] if isinstance(doc["workers"], list) else None
+    code = checks.main(
+        workers=len(listed) if listed else doc["workers"],
+        gpus=max(len(w.get("gpus", [])) for w in listed) if listed else doc["gpusPerWorker"],
+        cluster_name=doc["name"], simulate=(doc.get("simulate") or {}).get("gpus"),
+        as_json=json, fix=fix)
+    if code:
+        raise Exit(code=code)
+
+
+@task(help={**SPEC_HELP,
+            "dry_run": "print each step and why it would run; change nothing",
+            "force": "run this step even if it is done (repeatable)",
+            "until": "stop after this step",
+            "recreate": "delete and remake a cluster made from another spec"},
+      iterable=["force"])
+@user_errors
+def up(c, config=None, name=None, workers=None, gpus=None, simulate=None, node_image=None,
+       dry_run=False, force=None, until=None, recreate=False):
+    """Create the cluster, or finish it: preflight, config, create, label, isolate, device-plugin."""
+    from kindgpu import cluster, flags
+    from kindgpu.report import Reporter
+
+    plan = flags.plan_from_flags(config, name=name, workers=workers, gpus=gpus,
+                                 simulate=simulate, node_image=node_image)
+    reporter = Reporter()
+    cluster.up(plan, reporter, force=tuple(force or ()), until=until, dry_run=dry_run, recreate=recreate)
+    if not dry_run:
+        reporter.note(f"kubeconfig: {plan.kubeconfig}  (export KUBECONFIG={plan.kubeconfig})")
+
+
+@task(help={**NAME_HELP, "force": "also delete a kind cluster kindgpu did not make"})
+@user_errors
+def down(c, config=None, name=None, force=False):
+    """Delete the cluster, its Docker network and its state directory."""
+    from kindgpu import cluster
+    from kindgpu.report import Reporter
+
+    cluster.down(cluster_name(config, name), Reporter(), force=force)
+
+
+@task(help={**NAME_HELP, "json": "print as JSON"})
+@user_errors
+def status(c, config=None, name=None, json=False):
+    """Show nodes, labels, assigned vs allocatable GPUs and device plugin health."""
+    from kindgpu import cluster
+
+    doc = cluster.status(cluster_name(config, name))
+    cluster.show_status(doc, json)
+    if not doc["healthy"]:
+        raise Exit(code=1)
+
+
+@task(help={**NAME_HELP, "level": "visibility (default), compute or collective",
+            "json": "print the result as JSON", "junit": "where to write the JUnit XML report",
+            "timeout": "seconds to wait for the Jobs (default 300)"})
+@user_errors
+def smoke(c, config=None, name=None, level="visibility", json=False, junit=None, timeout=300):
+    """Run GPU Jobs on every worker; pass only if each sees exactly its own GPUs."""
+    from kindgpu import smoke as smoke_test
+    from kindgpu.report import Reporter
+
+    smoke_test.smoke(cluster_name(config, name), level, Reporter(quiet=json), junit=junit, as_json=json,
+                     timeout=int(timeout))
+
+
+ns = Collection(config, preflight, up, down, status, smoke)
