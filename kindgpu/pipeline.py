@@ -388,24 +388,22 @@ def steps():
     return [Preflight(), Config(), Create(), Label(), Isolate(), DevicePlugin()]
 
 
-STEP_NAMES = [s.name for s in steps()]
-
-
-def check_step_names(requested):
-    unknown = [s for s in requested if s and s not in STEP_NAMES]
+def check_step_names(requested, known):
+    unknown = [s for s in requested if s and s not in known]
     if unknown:
         from .errors import SpecError
 
-        raise SpecError([f"--force/--until: unknown step {s!r}; steps are {', '.join(STEP_NAMES)}"
+        raise SpecError([f"--force/--until: unknown step {s!r}; steps are {', '.join(known)}"
                          for s in unknown])
 
 
-def run(ctx, *, force=(), until=None, dry_run=False):
+def run(ctx, *, force=(), until=None, dry_run=False, pipeline=None):
     """Run every step that must run, in order. Returns the number of steps that ran."""
-    check_step_names([*force, until])
-    pending = steps()
+    pending = pipeline or steps()
+    known = [s.name for s in pending]
+    check_step_names([*force, until], known)
     if until:
-        pending = pending[: STEP_NAMES.index(until) + 1]
+        pending = pending[: known.index(until) + 1]
     reporter = ctx.reporter
     work = [s for s in pending[1:] if not s.skip(ctx)]
     # Preflight guards changes: it runs only when a later step has something to do.
