@@ -273,3 +273,31 @@ def test_toolkit_checks_skip_with_simulated_gpus():
 def test_tool_version_parser():
     assert nvidia.parse_tool_version(textwrap.dedent(FAKE_RUNTIME)) == "1.17.8"
     assert nvidia.parse_tool_version("garbage") == "unknown"
+
+
+@pytest.mark.parametrize("workers, gpus", [(2, 1), (1, 2), (3, 1), (2, 2)])
+def test_h200_host_end_to_end_json(gpu_host, tmp_path, workers, gpus):
+    """main() on the stand-in H200 host: the inventory and the capacity come from the fixtures."""
+    import io
+    import json
+
+    from kindgpu.preflight import main
+
+    _, proc = gpu_host
+    (proc / "meminfo").write_text("MemAvailable:   16777216 kB\n")
+    out = io.StringIO()
+    main(workers=workers, gpus=gpus, as_json=True, out=out, proc_root=proc,
+         toolkit_config=TOOLKIT / "ready.toml", docker_url="unix:///nonexistent/docker.sock")
+    doc = json.loads(out.getvalue())
+    uuids, minors, driver, _ = h200_truth()
+    assert doc["inventory"]["driver_version"] == driver
+    assert {g["uuid"]: g["minor"] for g in doc["inventory"]["gpus"]} == minors
+    checks = {c["id"]: c for c in doc["checks"]}
+    assert checks["nvidia-driver"]["status"] == "PASS"
+    assert checks["toolkit-volume-mounts"]["status"] == "PASS"
+    cap = checks["gpu-capacity"]
+    if workers * gpus <= len(uuids):
+        assert cap["status"] == "PASS"
+    else:
+        assert cap["status"] == "FAIL"
+        assert cap["fix"] == f"invoke up --workers {len(uuids) // gpus} --gpus {gpus}"
