@@ -8,7 +8,7 @@ mkdir -p "$CACHE"
 
 # docker.io plus everything the harness's node-image build needs.
 apt_install docker.io containerd runc jq iptables debootstrap ca-certificates gcc libc6-dev \
-  xz-utils zstd rsync
+  xz-utils zstd rsync pigz binutils
 
 # Runtime wrapper (see runc-wrapper for why) as dockerd's DEFAULT runtime.
 install -D -m 0755 "$HARNESS_DIR/runc-wrapper" /usr/local/libexec/kindgpu-harness/runc-wrapper

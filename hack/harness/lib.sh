@@ -7,7 +7,7 @@ export PATH="/usr/local/go/bin:${HOME:-/root}/go/bin:$PATH"
 
 # Pinned versions (part of the node-image recipe: changing them changes the tag).
 KIND_VERSION="${KIND_VERSION:-v0.32.0}"
-K8S_VERSION="${K8S_VERSION:-v1.28.7}"
+K8S_VERSION="${K8S_VERSION:-v1.30.4}"
 CRI_TOOLS_VERSION="${CRI_TOOLS_VERSION:-v1.34.0}"
 
 log() { printf '[harness %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }

@@ -1,0 +1,3 @@
+module kindgpu.local/harness/kindnetd
+
+go 1.22
