@@ -79,6 +79,11 @@ class Check:
     hint: str = ""  # one sentence of why, or what else to try
     details: dict = field(default_factory=dict)
 
+    @property
+    def name(self) -> str:
+        """The title, for callers that print `FAIL <name>: <found>`."""
+        return self.title
+
     def to_dict(self):
         return {
             "id": self.id,
