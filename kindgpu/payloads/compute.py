@@ -40,6 +40,14 @@ def gpu_uuid(torch, index):
 
 def check_device(torch, device, a, b, ref, reps):
     """Multiply a @ b on `device`, time it, compare with `ref`. Returns a dict."""
+    if device.type == "cuda":
+        # CUDA events and the default stream belong to the current device: make it this one.
+        with torch.cuda.device(device):
+            return _check_device(torch, device, a, b, ref, reps)
+    return _check_device(torch, device, a, b, ref, reps)
+
+
+def _check_device(torch, device, a, b, ref, reps):
     t0 = time.perf_counter()
     da, db = a.to(device), b.to(device)
     dc = da @ db  # warm-up, also the product that is checked
@@ -47,10 +55,10 @@ def check_device(torch, device, a, b, ref, reps):
     if is_cuda:
         torch.cuda.synchronize(device)
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
+        start.record(torch.cuda.current_stream(device))
         for _ in range(reps):
             dc = da @ db
-        end.record()
+        end.record(torch.cuda.current_stream(device))
         end.synchronize()
         ms = start.elapsed_time(end) / reps
     else:
