@@ -1,18 +1,20 @@
 """The plugin image, built offline with real docker, runs its plugin code and fake nvidia-smi."""
 
 import json
+import shutil
 
 import docker
 import pytest
 
 from kindgpu import inventory
 from kindgpu.simgpu import build
+from kindgpu.simgpu import nvidia_smi as nvidia_smi_program
 
 FIELDS = ("index", "uuid", "name", "pci.bus_id", "memory.total", "mig.mode.current")
 
 
 @pytest.mark.e2e
-def test_offline_image_runs_the_fake_nvidia_smi():
+def test_offline_image_runs_the_fake_nvidia_smi(tmp_path):
     client = docker.from_env()
     tag = build.ensure_image(client, offline=True)
     assert tag == build.image_tag() and client.images.get(tag)
@@ -23,15 +25,20 @@ def test_offline_image_runs_the_fake_nvidia_smi():
         for g in inventory.simulated_inventory(2).gpus
     ]
 
+    # Mounted as kubelet mounts it for the plugin: an executable file, read-only.
+    nvidia_smi = tmp_path / "nvidia-smi"
+    shutil.copyfile(nvidia_smi_program.__file__, nvidia_smi)
+    nvidia_smi.chmod(0o755)
+
     def run(*command):
-        output = client.containers.run(tag, list(command), environment={"KINDGPU_SIM_GPUS": json.dumps(gpus)},
-                                       remove=True, network_disabled=True)
+        output = client.containers.run(
+            tag, list(command), environment={"KINDGPU_SIM_GPUS": json.dumps(gpus)}, remove=True,
+            network_disabled=True, volumes={str(nvidia_smi): {"bind": "/usr/bin/nvidia-smi", "mode": "ro"}})
         return output.decode()
 
-    nvidia_smi = ["python3", "/opt/kindgpu-sim/nvidia_smi.py"]
-    assert run(*nvidia_smi, "-L") == "".join(
+    assert run("nvidia-smi", "-L") == "".join(
         f"GPU {i}: NVIDIA H200 (UUID: {g['uuid']})\n" for i, g in enumerate(gpus))
-    rows = inventory.parse_query_csv(run(*nvidia_smi, f"--query-gpu={','.join(FIELDS)}", "--format=csv"))
+    rows = inventory.parse_query_csv(run("nvidia-smi", f"--query-gpu={','.join(FIELDS)}", "--format=csv"))
     assert [(r["index"], r["uuid"], r["memory_mib"]) for r in rows] == [
         (i, g["uuid"], g["memory_mib"]) for i, g in enumerate(gpus)]
 

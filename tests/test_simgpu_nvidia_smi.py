@@ -3,14 +3,15 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from kindgpu import inventory
 from kindgpu.simgpu import nvidia_smi
 
-from conftest import H200_FIXTURES
-
+# Copies of the real 2×H200 host's output (shared/fixtures/gpu-host-h200x2).
+H200_FIXTURES = Path(__file__).parent / "testdata" / "simgpu"
 PROGRAM = nvidia_smi.__file__
 FIELDS = ("index", "uuid", "name", "pci.bus_id", "memory.total", "driver_version",
           "mig.mode.current", "minor_number")
