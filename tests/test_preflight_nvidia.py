@@ -13,11 +13,6 @@ from pathlib import Path
 
 import pytest
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
 from kindgpu.preflight import Request, Status
 from kindgpu.preflight import nvidia
 from kindgpu.preflight.model import TOOLKIT_CONFIG
@@ -252,16 +247,6 @@ def test_fix_commands_for_the_default_config_path():
     mounts, envvar = nvidia.config_checks(Request(toolkit_config=TOOLKIT_CONFIG), config)
     assert mounts.fix == MOUNTS_FIX
     assert envvar.fix == ENVVAR_FIX
-
-
-@pytest.mark.parametrize(
-    "name", sorted(p.name for p in TOOLKIT.glob("*.toml") if p.name != "invalid.toml")
-)
-def test_py310_fallback_parser_agrees_with_tomllib_on_top_level_keys(name):
-    text = (TOOLKIT / name).read_text()
-    full = tomllib.loads(text)
-    top = {k: v for k, v in full.items() if not isinstance(v, dict)}
-    assert nvidia.parse_toplevel_toml(text) == top
 
 
 def test_toolkit_checks_skip_with_simulated_gpus():

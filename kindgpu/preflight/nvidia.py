@@ -51,48 +51,11 @@ def parse_tool_version(text):
 
 
 def load_toml(text):
-    """Parse TOML with tomllib (3.11+) or tomli; on 3.10 without tomli, read top-level keys only.
-
-    The fallback understands `key = true|false|"string"|number` lines before the first table,
-    which is all preflight reads from the toolkit config.
-    """
     try:
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        try:
-            import tomli as tomllib
-        except ModuleNotFoundError:
-            return parse_toplevel_toml(text)
+    except ModuleNotFoundError:  # Python 3.10: the tomli dependency
+        import tomli as tomllib
     return tomllib.loads(text)
-
-
-class TomlError(ValueError):
-    """The toolkit config is not valid TOML."""
-
-
-def parse_toplevel_toml(text):
-    values = {}
-    for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("["):
-            break
-        key, sep, value = line.partition("=")
-        if not sep:
-            raise TomlError(f"line {n}: expected key = value: {raw!r}")
-        key, value = key.strip().strip('"'), value.strip()
-        if not value.startswith(('"', "'")):
-            value = value.split("#", 1)[0].strip()
-        if value in ("true", "false"):
-            values[key] = value == "true"
-        elif value[:1] in ('"', "'") and value[-1:] == value[:1] and len(value) >= 2:
-            values[key] = value[1:-1]
-        elif re.fullmatch(r"[+-]?\d+", value):
-            values[key] = int(value)
-        else:
-            values[key] = value
-    return values
 
 
 def read_toolkit_config(path):
@@ -105,7 +68,7 @@ def read_toolkit_config(path):
         return {"exists": True, "values": {}, "error": f"cannot read {path}: {e.strerror}"}
     try:
         return {"exists": True, "values": load_toml(text), "error": None}
-    except ValueError as e:  # tomllib.TOMLDecodeError and TomlError are ValueErrors
+    except ValueError as e:  # tomllib.TOMLDecodeError is a ValueError
         return {"exists": True, "values": {}, "error": f"{path} is not valid TOML: {e}"}
 
 
