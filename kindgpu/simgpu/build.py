@@ -35,7 +35,9 @@ DOCKERFILES_DIR = CONTEXT_DIR.parents[1] / "images" / "sim-device-plugin"
 
 SUITE = "bookworm"
 # python3-grpc-tools imports pkg_resources without depending on it.
-BASE_PACKAGES = ("python3", "python3-grpcio", "python3-protobuf", "python3-grpc-tools", "python3-pkg-resources")
+BASE_PACKAGES = (
+    "python3", "python3-grpcio", "python3-protobuf", "python3-grpc-tools", "python3-pkg-resources"
+)
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
 log = logging.getLogger(__name__)
@@ -102,7 +104,7 @@ def ensure_image(client: docker.DockerClient, offline: bool = True) -> str:
             rm=True,
         )
     except docker.errors.BuildError as error:
-        output = "".join(line.get("stream", "") or line.get("error", "") for line in error.build_log)
+        output = "".join(line.get("stream") or line.get("error") or "" for line in error.build_log)
         raise KindgpuError(f"building {tag} failed: {error.msg}\n{output[-3000:]}") from error
     return tag
 
@@ -163,7 +165,9 @@ def _remove_tree(path: Path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m kindgpu.simgpu.build", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m kindgpu.simgpu.build", description="Build the simulated-GPU plugin image."
+    )
     parser.add_argument("--online", action="store_true", help="use the python slim image and PyPI")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)

@@ -75,25 +75,22 @@ def discover(device_dir):
     return sorted(p.name for p in Path(device_dir).iterdir() if p.name.startswith("GPU-"))
 
 
-def describe(uuids, all_uuids, settings):
-    """What the fake nvidia-smi shows for `uuids`, ordered by bus id like NVML enumerates.
+def describe(uuids, node_uuids, settings):
+    """What the fake nvidia-smi shows for `uuids`: in bus-id order, as NVML enumerates.
 
-    A GPU's bus id and minor number come from its place among the node's GPUs, so they
+    A GPU's bus id and minor number are its place among the node's sorted UUIDs, so they
     are stable and distinct on a node.
     """
-    gpus = []
-    for uuid in sorted(uuids, key=all_uuids.index):
-        place = all_uuids.index(uuid)
-        gpus.append(
-            {
-                "uuid": uuid,
-                "name": settings.product,
-                "memory_mib": settings.memory_mib,
-                "pci_bus_id": f"00000000:{0x10 + place:02X}:00.0",
-                "minor": place,
-            }
-        )
-    return gpus
+    return [
+        {
+            "uuid": uuid,
+            "name": settings.product,
+            "memory_mib": settings.memory_mib,
+            "pci_bus_id": f"00000000:{0x10 + node_uuids.index(uuid):02X}:00.0",
+            "minor": node_uuids.index(uuid),
+        }
+        for uuid in sorted(uuids)
+    ]
 
 
 class SimulatedGPUPlugin(api_pb2_grpc.DevicePluginServicer):
@@ -118,13 +115,13 @@ class SimulatedGPUPlugin(api_pb2_grpc.DevicePluginServicer):
             self.stopping.wait(POLL_SECONDS)
 
     def Allocate(self, request, context):
-        all_uuids = discover(self.settings.device_dir)
+        node_uuids = discover(self.settings.device_dir)
         response = api_pb2.AllocateResponse()
         for container in request.container_requests:
-            unknown = [u for u in container.devices_ids if u not in all_uuids]
+            unknown = [u for u in container.devices_ids if u not in node_uuids]
             if unknown:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown GPU(s): {unknown}")
-            gpus = describe(container.devices_ids, all_uuids, self.settings)
+            gpus = describe(container.devices_ids, node_uuids, self.settings)
             log.info("allocating %s", ", ".join(g["uuid"] for g in gpus))
             response.container_responses.append(
                 api_pb2.ContainerAllocateResponse(
