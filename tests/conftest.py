@@ -1,11 +1,6 @@
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-TESTDATA = REPO / "tests" / "testdata"
-# The real 2×H200 host's nvidia-smi and /proc output, beside the repo (shared/ is laid next to it).
-H200_FIXTURES = REPO.parent / "shared" / "fixtures" / "gpu-host-h200x2"
+from paths import H200_FIXTURES
 
 
 @pytest.fixture

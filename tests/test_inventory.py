@@ -2,7 +2,7 @@
 
 from kindgpu import inventory
 
-from conftest import H200_FIXTURES
+from paths import H200_FIXTURES
 
 
 def test_h200_inventory_has_real_uuids_and_minors(h200_inventory):

@@ -11,7 +11,7 @@ import yaml
 from kindgpu import inventory, plan, render, spec
 from kindgpu.errors import SpecError
 
-from conftest import REPO, TESTDATA
+from paths import REPO, TESTDATA
 
 SPECS = TESTDATA / "specs"
 GOLDEN = TESTDATA / "golden"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import export_logs, invoke
+from cluster_helpers import export_logs, invoke
 
 CLUSTER = "kgpu-e2e"
 SPEC = ["--name", CLUSTER, "--workers", "3", "--gpus", "2", "--simulate", "8"]
