@@ -49,9 +49,7 @@ DEADLINE_S = float(os.environ.get("KINDGPU_CHECK_DEADLINE_S", "480"))
 T0 = time.monotonic()
 
 OUT = Path(os.environ.get("OUT") or ROOT / "out")
-WORK = Path(tempfile.mkdtemp(prefix="kindgpu-check-"))
-LOGS = WORK / "logs"
-LOGS.mkdir()
+WORK = LOGS = None  # set by main(): a fresh temp dir and its logs/
 SUMMARY = {"runs": []}
 
 
@@ -279,6 +277,10 @@ def level_collective(mount, inv, ifname, addr):
 
 
 def main():
+    global WORK, LOGS
+    WORK = Path(tempfile.mkdtemp(prefix="kindgpu-check-"))
+    LOGS = WORK / "logs"
+    LOGS.mkdir()
     quick = "--quick" in sys.argv
     OUT.mkdir(parents=True, exist_ok=True)
     host_facts()
