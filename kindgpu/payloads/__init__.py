@@ -51,6 +51,11 @@ DEFAULT_TIMEOUT_S = 300  # collective: NCCL / rendezvous timeout inside the payl
 # P2P (CUDA IPC) or SHM between them, which cannot work across containers.
 # With distinct host ids NCCL counts one "node" per pod and connects pods
 # through NET/Socket on the pod network; GPUs inside one pod still use P2P/SHM.
+# Seen on 2 x H200 (NCCL 2.28.9, two processes of one host, one GPU each):
+# without these, "nNodes 1" and P2P/CUMEM between the two "pods"; with them,
+# "nNodes 2" and NET/Socket/0 (tests/testdata/payloads/h200x2). Pods in kind
+# also differ in hostname, which NCCL hashes too; NCCL_HOSTID keeps the
+# separation from depending on that.
 NCCL_ISOLATION_KEYS = ("NCCL_HOSTID", "NCCL_SOCKET_IFNAME", "NCCL_IB_DISABLE")
 
 # Always set: NVLink SHARP / multicast is off (it needs all GPUs in one
