@@ -53,11 +53,15 @@ def check_level(record, level):
                          "compute and collective need real GPUs"])
 
 
-def job(run_id, level, image, worker, rank, world, gpus=None):
-    """One Job pinned to one worker, asking for its GPUs (or `gpus` of them)."""
+def job(run_id, level, image, worker, rank, gpu_counts, gpus=None):
+    """One Job pinned to one worker, asking for its GPUs (or `gpus` of them).
+
+    gpu_counts: every worker's GPU count in rank order (the collective level numbers its ranks).
+    """
     count = len(worker["gpus"]) if gpus is None else gpus
     uuids = [g["uuid"] for g in worker["gpus"]]
-    env = payloads.env(level, worker_name=worker["node"], gpu_uuids=uuids, rank=rank, world_size=world,
+    env = payloads.env(level, worker_name=worker["node"], gpu_uuids=uuids, rank=rank,
+                       world_size=len(gpu_counts), gpu_counts=gpu_counts,
                        master_addr=f"w0.{SERVICE}.{NAMESPACE}.svc.cluster.local")
     volumes, mounts = payloads.pod_volumes(level)
     name = f"smoke-{run_id}-w{worker['number']}" + ("-overask" if gpus is not None else "")
@@ -138,9 +142,9 @@ class Smoke:
         try:
             for obj in support_objects(self.run_id):
                 self.replace_service(obj) if obj["kind"] == "Service" else self.create(obj)
-            world = len(self.workers)
+            counts = [len(w["gpus"]) for w in self.workers]
             for rank, worker in enumerate(self.workers):
-                self.create(job(self.run_id, self.level, image, worker, rank, world))
+                self.create(job(self.run_id, self.level, image, worker, rank, counts))
             logs, failure = self.wait_jobs()
             limit = self.check_limit(image)
         finally:
@@ -201,7 +205,7 @@ class Smoke:
         """A pod asking one GPU more than the largest worker has must stay Pending."""
         worker = max(self.workers, key=lambda w: len(w["gpus"]))
         asked = len(worker["gpus"]) + 1
-        self.create(job(self.run_id, "visibility", image, worker, 0, 1, gpus=asked))
+        self.create(job(self.run_id, "visibility", image, worker, 0, [asked], gpus=asked))
         selector = f"{RUN_LABEL}={self.run_id},kindgpu.dev/worker={worker['number']},job-name"
 
         def probe():
