@@ -32,6 +32,7 @@ recipe_hash() {
     find lib.sh node-image.sh build-k8s.sh images kindnetd -type f ! -name '*~' | LC_ALL=C sort | xargs sha256sum
     echo "$KIND_VERSION $K8S_VERSION $CRI_TOOLS_VERSION $CONTAINERD_VERSION $COREDNS_SRC_VERSION $LOCAL_PATH_VERSION"
     echo "$NODE_PKGS $SLIM_PKGS"
+    echo "${KINDGPU_HARNESS_REBUILD_SALT:-}"   # set to force a rebuild under a new tag
   ) | sha256sum | cut -c1-12
 }
 HASH=$(recipe_hash)
