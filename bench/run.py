@@ -1,0 +1,183 @@
+"""What kindgpu costs on top of kind, and how it scales (simulated GPUs, real kind clusters).
+
+    python bench/run.py [--runs 3] [--quick] [--out docs/benchmarks.md]     (or: invoke bench)
+
+Needs dockerd, kind and KINDGPU_NODE_IMAGE (hack/harness/setup.sh). Every measurement is a
+whole command as a user runs it, timed from outside; medians over --runs runs, with min and max.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NAME = "kgpu-bench"
+
+
+def sh(*argv, check=True, env=None):
+    result = subprocess.run(list(argv), cwd=ROOT, capture_output=True, text=True, env=env)
+    if check and result.returncode != 0:
+        sys.exit(f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def invoke(*args, check=True):
+    return sh(sys.executable, "-m", "invoke", *args, check=check)
+
+
+def timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def spec_args(workers):
+    return ["--name", NAME, "--workers", str(workers), "--gpus", "1", "--simulate", str(workers)]
+
+
+def down():
+    invoke("down", "--name", NAME)
+
+
+def bare_kind(workers):
+    """kind create with exactly the config kindgpu renders; kind waits for the control plane."""
+    invoke("config", *spec_args(workers))
+    config = Path(os.environ["KINDGPU_STATE_DIR"]) / NAME / "kind-config.yaml"
+    seconds = timed(lambda: sh("kind", "create", "cluster", "--name", NAME, "--config", str(config),
+                               "--kubeconfig", str(config.with_name("kubeconfig"))))
+    sh("kind", "delete", "cluster", "--name", NAME, "--kubeconfig", str(config.with_name("kubeconfig")))
+    return seconds
+
+
+class MemoryPeak:
+    """Peak of host memory in use (MemTotal - MemAvailable) while a block runs, above the start."""
+
+    def __enter__(self):
+        self.base = self.peak = used_mib()
+        self.running = True
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def sample(self):
+        while self.running:
+            self.peak = max(self.peak, used_mib())
+            time.sleep(0.2)
+
+    def __exit__(self, *exc):
+        self.running = False
+        self.thread.join()
+
+    @property
+    def rise_mib(self):
+        return self.peak - self.base
+
+
+def used_mib():
+    info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    kib = lambda key: int(info[key].split()[0])  # noqa: E731
+    return (kib("MemTotal") - kib("MemAvailable")) // 1024
+
+
+def stats(values):
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def row(what, values, unit="s"):
+    s = stats(values)
+    return f"| {what} | {s['n']} | {s['median']:.2f} {unit} | {s['min']:.2f} – {s['max']:.2f} |"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="runs per cluster measurement")
+    parser.add_argument("--quick-runs", type=int, default=10, help="runs per cheap measurement")
+    parser.add_argument("--scale", default="1,4,8", help="worker counts for the scaling runs")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    args = parser.parse_args()
+    os.environ.setdefault("KINDGPU_STATE_DIR", tempfile.mkdtemp(prefix="kindgpu-bench-"))
+    scale = [int(x) for x in args.scale.split(",")]
+    down()
+    results, lines = {}, []
+
+    def log(text):
+        print(text, flush=True)
+
+    # 4. start-up cost of the tool itself
+    results["list"] = [timed(lambda: invoke("--list")) for _ in range(args.quick_runs)]
+    results["preflight"] = [timed(lambda: invoke("preflight", *spec_args(2), check=False))
+                            for _ in range(args.quick_runs)]
+    log(row("invoke --list", results["list"]))
+
+    # 1. overhead over bare kind, 2 workers
+    bare, up = [], []
+    for _ in range(args.runs):
+        bare.append(bare_kind(2))
+        up.append(timed(lambda: invoke("up", *spec_args(2))))
+        down()
+        log(f"bare kind {bare[-1]:.1f}s, up {up[-1]:.1f}s")
+    results["bare"], results["up"] = bare, up
+
+    # 2, 3, 5, 6: post-create time, no-op up, smoke per worker count; memory at the largest
+    for workers in scale:
+        post, noop, smoke = [], [], []
+        for run in range(args.runs):
+            with MemoryPeak() as mem:  # the whole up: create, then the rest timed on its own
+                invoke("up", *spec_args(workers), "--until", "create")
+                post.append(timed(lambda: invoke("up", *spec_args(workers))))
+            if workers == max(scale) and run == 0:
+                results["memory_rise_mib"] = mem.rise_mib
+                results["memory_peak_mib"] = mem.peak
+            noop.extend(timed(lambda: invoke("up", *spec_args(workers))) for _ in range(3))
+            smoke.append(timed(lambda: invoke("smoke", "--name", NAME)))
+            down()
+            log(f"{workers} workers: post-create {post[-1]:.1f}s, smoke {smoke[-1]:.1f}s")
+        results[f"post{workers}"], results[f"noop{workers}"], results[f"smoke{workers}"] = post, noop, smoke
+
+    lo, hi = min(scale), max(scale)
+    med = lambda key: statistics.median(results[key])  # noqa: E731
+    lines += [
+        f"Machine: {platform.node()}, {os.cpu_count()} cores, "
+        f"{int(Path('/proc/meminfo').read_text().split()[1]) // 1024 // 1024} GiB, {platform.platform()}; "
+        f"node image {os.environ.get('KINDGPU_NODE_IMAGE')}; simulated GPUs, 1 per worker.",
+        "",
+        "| measurement | runs | median | min – max |",
+        "|---|---|---|---|",
+        row("bare `kind create cluster` (kindgpu's config, 2 workers)", results["bare"]),
+        row("`invoke up` to device plugin ready (2 workers)", results["up"]),
+        *[row(f"post-create (label, isolate, device plugin, wait), {w} worker(s)", results[f"post{w}"])
+          for w in scale],
+        *[row(f"`invoke up` with nothing to do, {w} worker(s)", results[f"noop{w}"]) for w in scale],
+        *[row(f"`invoke smoke`, {w} worker(s)", results[f"smoke{w}"]) for w in scale],
+        row("`invoke preflight` (2 workers, simulated)", results["preflight"]),
+        row("`invoke --list`", results["list"]),
+        "",
+        "| ratio | value | target |",
+        "|---|---|---|",
+        f"| up / bare kind | {med('up') / med('bare'):.2f} | ≤ 1.15 |",
+        f"| post-create {hi} / {lo} workers | {med(f'post{hi}') / med(f'post{lo}'):.2f} | ≤ 1.3 |",
+        f"| smoke {hi} / {lo} workers | {med(f'smoke{hi}') / med(f'smoke{lo}'):.2f} | ≤ 1.5 |",
+        f"| no-op up ({hi} workers), median | {med(f'noop{hi}'):.2f} s | ≤ 2 s |",
+        f"| preflight, median | {med('preflight'):.2f} s | ≤ 1 s |",
+        f"| `invoke --list`, median | {med('list'):.2f} s | ≤ 0.5 s |",
+        f"| host memory during an {hi}-worker up | +{results.get('memory_rise_mib', 0)} MiB "
+        f"(peak {results.get('memory_peak_mib', 0)} MiB in use) | |",
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).with_suffix(".latest.md").write_text(text)
+    print(f"written to {Path(args.out).with_suffix('.latest.md')} (copy into {args.out} with notes)")
+
+
+if __name__ == "__main__":
+    main()
