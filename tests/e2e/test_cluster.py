@@ -123,6 +123,35 @@ def test_status_shows_assigned_equals_allocatable(state):
     assert all(n["assignedGPUs"] == n["allocatableGPUs"] == 2 for n in workers)
 
 
+def test_real_gpu_plugin_that_cannot_pull_is_diagnosed(state, monkeypatch):
+    """NVIDIA's DaemonSet on this cluster: no registry, so the wait must say which pod and why."""
+    import sys
+
+    from kindgpu import inventory, pipeline, plan, spec
+    from kindgpu.report import Reporter
+    from kindgpu.wait import WaitTimeout
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from paths import H200_FIXTURES
+
+    h200 = inventory.merge(
+        inventory.parse_query_csv((H200_FIXTURES / "query-gpu.csv").read_text()),
+        inventory.parse_information_dump((H200_FIXTURES / "proc-driver-nvidia-gpus-information.txt").read_text()))
+    real = plan.make_plan(spec.resolve(env={}, flags={"name": CLUSTER, "workers": 2, "gpusPerWorker": 1}), h200)
+    ctx = pipeline.Context(real, Reporter())
+    monkeypatch.setattr(pipeline, "PLUGIN_READY_TIMEOUT", 40)
+    try:
+        with pytest.raises(WaitTimeout) as caught:
+            pipeline.DevicePlugin().run(ctx, progress=lambda text: None)
+    finally:
+        ctx.kube.apps.delete_namespaced_daemon_set("nvidia-device-plugin-daemonset", "kube-system")
+    message = str(caught.value)
+    assert "offers 2 of 1 GPUs" in message  # the simulated plugin still offers 2 on each worker
+    assert f"on {CLUSTER}-worker" in message and "nvidia-device-plugin-daemonset" in message
+    assert "ErrImagePull" in message or "ImagePullBackOff" in message
+    assert "docker pull nvcr.io/nvidia/k8s-device-plugin:v0.20.0" in message
+
+
 def test_up_with_another_spec_is_refused_and_names_the_difference(state):
     result = invoke("up", "--name", CLUSTER, "--workers", "2", "--gpus", "2", "--simulate", "8")
     assert result.returncode == 1
