@@ -45,7 +45,7 @@ def spec_differences(recorded, wanted):
 def check_same_spec(ctx, recreate, reporter):
     """Refuse to change a cluster made from another spec, unless asked to recreate it."""
     found = ctx.containers()
-    if not found or not ctx.plan.kubeconfig.exists() or not any(nodes.is_owned(c) for c in found.values()):
+    if not found or not ctx.plan.kubeconfig.exists() or not nodes.made_by_kindgpu(found.values()):
         return
     try:
         recorded = pipeline.recorded_spec(ctx)
@@ -75,7 +75,7 @@ def delete(name, reporter, *, force=False):
     """Delete the cluster, its network and state; fine when nothing is there."""
     client = nodes.docker_client()
     found = nodes.cluster_containers(client, name)
-    if found and not any(nodes.is_owned(c) for c in found) and not force:
+    if found and not nodes.made_by_kindgpu(found) and not force:
         raise KindgpuError(
             f"kind cluster {name} was not made by kindgpu; refusing to delete it. "
             f"Use `invoke down --name {name} --force` if you are sure")

@@ -24,7 +24,7 @@ def run(argv, *, check=True, timeout=None, input=None, env=None) -> Result:
     """
     argv = [str(a) for a in argv]
     if shutil.which(argv[0]) is None:
-        result = Result(argv, 127, "", f"{argv[0]}: command not found")
+        result = Result(argv, 127, "", f"{argv[0]}: command not found; `invoke preflight` says how to install it")
     else:
         proc = subprocess.run(
             argv, capture_output=True, text=True, timeout=timeout, input=input, env=env

@@ -32,9 +32,17 @@ def role(container):
     return container.labels.get(names.KIND_ROLE_LABEL, "")
 
 
-def is_owned(container):
-    """kindgpu mounts its state into every node it makes; kind clusters of others lack it."""
-    return any(m.get("Destination") == names.OWNER_MOUNT for m in container.attrs.get("Mounts", []))
+def has_owner_mount(mounts):
+    """kindgpu mounts its state into every node it makes; kind clusters of others lack it.
+
+    mounts: a container's "Mounts" as Docker reports them.
+    """
+    return any(m.get("Destination") == names.OWNER_MOUNT for m in mounts or [])
+
+
+def made_by_kindgpu(containers):
+    """A cluster is kindgpu's when every one of its node containers carries the mark."""
+    return all(has_owner_mount(c.attrs.get("Mounts")) for c in containers)
 
 
 def exec_in(container, argv, check=True):

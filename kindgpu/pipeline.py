@@ -155,7 +155,7 @@ class Create(Step):
         found = ctx.containers()
         if not found:
             return f"cluster {plan.name} does not exist"
-        if not any(nodes.is_owned(c) for c in found.values()):
+        if not nodes.made_by_kindgpu(found.values()):
             raise KindgpuError(
                 f"a kind cluster named {plan.name} exists, but kindgpu did not make it; "
                 f"choose another --name (or delete it yourself: kind delete cluster --name {plan.name})")

@@ -8,6 +8,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from .. import names
+from ..nodes import has_owner_mount
 from .model import Check, Status
 from .nvidia import SIMULATED
 
@@ -177,10 +178,6 @@ def storage_check(request, info, free_bytes) -> Check:
     return Check("docker-storage", title, Status.PASS, found, details=details)
 
 
-def owned_by_kindgpu(container) -> bool:
-    return any(m.get("Destination") == names.OWNER_MOUNT for m in container.get("Mounts") or [])
-
-
 def cluster_name_check(request, facts: DockerFacts) -> Check:
     title = "Cluster name"
     name = request.cluster_name
@@ -194,7 +191,7 @@ def cluster_name_check(request, facts: DockerFacts) -> Check:
     details = {"nodes": nodes}
     if not facts.containers:
         return Check("cluster-name", title, Status.PASS, f"{name!r} is free", details=details)
-    foreign = [n for n, c in zip(nodes, facts.containers) if not owned_by_kindgpu(c)]
+    foreign = [n for n, c in zip(nodes, facts.containers) if not has_owner_mount(c.get("Mounts"))]
     details["foreign"] = foreign
     if not foreign:
         return Check("cluster-name", title, Status.PASS,
