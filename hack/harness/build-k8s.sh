@@ -9,7 +9,7 @@ BINS=(kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-schedu
 out="$CACHE/k8s/$K8S_VERSION/bin"
 ok=1
 for b in "${BINS[@]}"; do [ -x "$out/$b" ] || ok=0; done
-if [ "$ok" = 1 ] && "$out/kubectl" version --client 2>/dev/null | grep -q "$K8S_VERSION"; then
+if [ "$ok" = 1 ] && [[ "$("$out/kubectl" version --client 2>/dev/null)" == *"$K8S_VERSION"* ]]; then
   log "kubernetes $K8S_VERSION binaries already built in $out"
   echo "$out"; exit 0
 fi

@@ -5,7 +5,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 mkdir -p "$CACHE/bin"
 kind="$CACHE/bin/kind"
-if [ -x "$kind" ] && "$kind" version 2>/dev/null | grep -q "kind ${KIND_VERSION} "; then
+if [ -x "$kind" ] && [[ "$("$kind" version 2>/dev/null)" == "kind ${KIND_VERSION} "* ]]; then
   log "kind $KIND_VERSION already built: $kind"
 else
   log "building sigs.k8s.io/kind@$KIND_VERSION"

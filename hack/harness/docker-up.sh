@@ -46,6 +46,16 @@ setsid nohup /usr/sbin/dockerd --pidfile /var/run/docker.pid >>"$CACHE/dockerd.l
 for _ in $(seq 1 120); do
   if docker info >/dev/null 2>&1; then
     log "dockerd is up: $(docker version --format '{{.Server.Version}}' 2>/dev/null), default runtime $(docker info --format '{{.DefaultRuntime}}')"
+    # kind nodes do not survive a dockerd restart (e.g. a killed session):
+    # drop their leftovers so `kind create cluster` can reuse the names.
+    if [ "${KINDGPU_HARNESS_KEEP_STALE_NODES:-0}" != 1 ]; then
+      stale=$(docker ps -aq --filter label=io.x-k8s.kind.cluster)
+      if [ -n "$stale" ]; then
+        log "removing $(wc -w <<<"$stale") stale kind node container(s) from before this dockerd start"
+        # shellcheck disable=SC2086
+        docker rm -f -v $stale >/dev/null || true
+      fi
+    fi
     exit 0
   fi
   sleep 1

@@ -1,5 +1,5 @@
 # Shared helpers for the kindgpu real-cluster test harness (sourced, not run).
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034
 
 HARNESS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE="${KINDGPU_HARNESS_CACHE:-/var/cache/kindgpu-harness}"
@@ -29,7 +29,7 @@ apt_install() {
   # apt_install PKG...: install the given Debian packages if any is missing.
   local missing=() p
   for p in "$@"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    [[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" == *"install ok installed"* ]] || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$apt_updated" = 0 ]; then

@@ -98,15 +98,19 @@ go_bin() {
   local dir="$CACHE/gobin/$name-$version"
   if [ -d "$dir" ] && [ -n "$(ls -A "$dir" 2>/dev/null)" ]; then echo "$dir"; return 0; fi
   log "go install $name $version"
+  local t=$SECONDS
   rm -rf "$dir.tmp"; mkdir -p "$dir.tmp"
   GOBIN="$dir.tmp" CGO_ENABLED=0 GOFLAGS=-buildvcs=false GONOSUMDB="k8s.io/*,sigs.k8s.io/*" \
     go install -trimpath -ldflags "-s -w" "$@"
   rm -rf "$dir"; mv "$dir.tmp" "$dir"
+  log "built $name $version in $((SECONDS - t))s"
   echo "$dir"
 }
 
 go_phase() {
+  local t=$SECONDS
   K8S_BIN=$("$HARNESS_DIR/build-k8s.sh")
+  log "kubernetes binaries ready in $((SECONDS - t))s"
   CONTAINERD_BIN=$(go_bin containerd "$CONTAINERD_VERSION" -tags "no_btrfs no_devmapper no_zfs no_aufs" \
     "github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD_VERSION" \
     "github.com/containerd/containerd/v2/cmd/ctr@$CONTAINERD_VERSION" \
@@ -175,7 +179,8 @@ base_image_phase() {
 # (in /usr/local/bin, plus / for pause) and an empty /tmp.
 scratch_image() {
   local image=$1 entry=$2; shift 2
-  local d="$WORK/img-$(echo "$image" | tr '/:' '__')"
+  local d
+  d="$WORK/img-$(echo "$image" | tr '/:' '__')"
   mkdir -p "$d/usr/local/bin" "$d/tmp" "$d/etc"
   chmod 1777 "$d/tmp"
   echo 'root:x:0:0:root:/root:/sbin/nologin' >"$d/etc/passwd"
@@ -194,7 +199,8 @@ scratch_image() {
 # slim_image <image> <entrypoint json|""> <file>...
 slim_image() {
   local image=$1 entry=$2; shift 2
-  local ctx="$WORK/ctx-$(echo "$image" | tr '/:' '__')"
+  local ctx
+  ctx="$WORK/ctx-$(echo "$image" | tr '/:' '__')"
   mkdir -p "$ctx/bin"
   cp "$@" "$ctx/bin/"
   cp "$HARNESS_DIR/images/slim.Dockerfile" "$ctx/Dockerfile"
@@ -262,7 +268,8 @@ fq() {
 # is `repositories` naming every image, so kind counts them all as built.
 save_archive() {
   local out=$1; shift
-  local d="$WORK/save-$(basename "$out" .tar)" i
+  local d i
+  d="$WORK/save-$(basename "$out" .tar)"
   mkdir -p "$d"
   docker save "$@" | tar -C "$d" -xf -
   local mapping='{}'
@@ -276,7 +283,8 @@ save_archive() {
   jq -c 'reduce .[] as $e ({}; reduce ($e.RepoTags[]) as $t (.;
            ($t | capture("^(?<r>.+):(?<t>[^:/]+)$")) as $p
            | .[$p.r][$p.t] = ($e.Layers[-1] | split("/")[0])))' "$d/manifest.json" >"$d/repositories"
-  (cd "$d" && tar --numeric-owner -cf "$out" repositories manifest.json $(ls | grep -v -x -e repositories -e manifest.json))
+  (cd "$d" && find . -mindepth 1 -maxdepth 1 ! -name repositories ! -name manifest.json -printf '%P\n' \
+     | tar --numeric-owner -cf "$out" repositories manifest.json -T -)
   rm -rf "$d"
 }
 
@@ -317,4 +325,14 @@ phase component-images component_images_phase
 phase tarball tarball_phase
 phase kind-build-node-image kind_build_phase
 log "node image $TAG built in $((SECONDS - T0))s ($(docker image inspect --format '{{.Size}}' "$TAG" | numfmt --to=iec))"
+
+# Drop node/base images of older recipes (1+ GB each); ones still used by a
+# container are kept (docker refuses). KINDGPU_HARNESS_KEEP_OLD_IMAGES=1 keeps all.
+if [ "${KINDGPU_HARNESS_KEEP_OLD_IMAGES:-0}" != 1 ]; then
+  for old in $(docker images --format '{{.Repository}}:{{.Tag}}' kindgpu-harness/node) \
+             $(docker images --format '{{.Repository}}:{{.Tag}}' kindgpu-harness/base); do
+    [ "$old" = "$TAG" ] || [ "$old" = "$BASE_IMAGE" ] && continue
+    docker rmi "$old" >/dev/null 2>&1 && log "removed old image $old" || true
+  done
+fi
 echo "$TAG" >&3

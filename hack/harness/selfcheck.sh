@@ -132,7 +132,7 @@ check_node_setup() {
   local w n
   for w in $workers; do
     log "$w: $(docker exec "$w" ls /var/run/kindgpu/sim-gpus | tr '\n' ' ')"
-    docker exec "$w" ls /var/run/kindgpu/sim-gpus | grep -q '^GPU-test-[12]$' || die "extraMount missing in $w"
+    [[ "$(docker exec "$w" ls /var/run/kindgpu/sim-gpus)" == GPU-test-[12] ]] || die "extraMount missing in $w"
   done
   n=$(k get nodes -l gpu-worker=1 -o name | wc -l)
   [ "$n" = 2 ] || die "expected 2 nodes labelled gpu-worker=1, got $n"

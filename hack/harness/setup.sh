@@ -17,7 +17,7 @@ tag=$(phase node-image "$HARNESS_DIR/node-image.sh" | tail -n1)
 
 # kubectl: the one inside the node image (same version as the cluster).
 install_kubectl() {
-  if [ -x "$CACHE/bin/kubectl" ] && "$CACHE/bin/kubectl" version --client 2>/dev/null | grep -q "$K8S_VERSION"; then
+  if [ -x "$CACHE/bin/kubectl" ] && [[ "$("$CACHE/bin/kubectl" version --client 2>/dev/null)" == *"$K8S_VERSION"* ]]; then
     return 0
   fi
   local k8s_bin="$CACHE/k8s/$K8S_VERSION/bin/kubectl"
