@@ -64,12 +64,12 @@ class Step:
     summary = ""
     needs_cluster = True  # its reason reads the cluster, so it is due while there is none
 
-    def skip(self, ctx):
-        """A sentence when the step does not apply to this cluster at all."""
-        return ""
-
     def reason(self, ctx):
         raise NotImplementedError
+
+    def still_wrong(self, ctx):
+        """Asked after running: what is still not done ("" when all is well)."""
+        return self.reason(ctx)
 
     def run(self, ctx, progress):
         raise NotImplementedError
@@ -82,6 +82,9 @@ class Preflight(Step):
 
     def reason(self, ctx):
         return "check the host before changing anything"
+
+    def still_wrong(self, ctx):
+        return ""  # run() raised if a check failed
 
     def run(self, ctx, progress):
         from . import preflight
@@ -405,19 +408,22 @@ def run(ctx, *, force=(), until=None, dry_run=False, pipeline=None):
     if until:
         pending = pending[: known.index(until) + 1]
     reporter = ctx.reporter
-    work = [s for s in pending[1:] if not s.skip(ctx)]
-    # Preflight guards changes: it runs only when a later step has something to do.
-    first = next(((s, why) for s in work if (why := "forced" if s.name in force else reason_of(ctx, s))), None)
-    if first is None and "preflight" not in force:
-        reporter.note("Nothing to be done.")
-        return 0
+    # Preflight guards changes: it runs only when a later step has something to do. Reasons found
+    # before the first due step stay true until something runs, so they are asked once.
+    reasons = {}
+    for step in pending[1:]:
+        reasons[step.name] = "forced" if step.name in force else reason_of(ctx, step)
+        if reasons[step.name]:
+            break
+    else:
+        if "preflight" not in force:
+            reporter.note("Nothing to be done.")
+            return 0
     ran = 0
     for step in pending:
-        skip = step.skip(ctx)
-        if skip:
-            reporter.skipped(step.name, skip)
-            continue
-        why = "forced" if step.name in force else reason_of(ctx, step)
+        why = reasons.pop(step.name, None) if not ran else None
+        if why is None:
+            why = "forced" if step.name in force else reason_of(ctx, step)
         if not why:
             reporter.skipped(step.name, "up to date")
             continue
@@ -442,18 +448,23 @@ def reason_of(ctx, step):
 
 
 def run_step(ctx, step, why):
-    from . import diagnostics
-
     with ctx.reporter.step(step.name, why) as progress:
         try:
             step.run(ctx, progress)
-            still = step.reason(ctx) if step.name != "preflight" else ""
+            still = step.still_wrong(ctx)
         except StepFailed:
             raise
         except Exception as err:
-            where = diagnostics.collect(ctx, step.name) if step.name not in ("preflight", "config") else None
-            raise StepFailed(f"step {step.name} failed: {err}" + (f"\ndiagnostics: {where}" if where else "")
-                             + "\nThe cluster is left as it is; fix the cause and run `invoke up` again.") from err
+            raise StepFailed(f"step {step.name} failed: {err}{bundle(ctx, step)}\n"
+                             "The cluster is left as it is; fix the cause and run `invoke up` again.") from err
         if still:
-            where = diagnostics.collect(ctx, step.name)
-            raise StepFailed(f"step {step.name} ran but is still not done: {still}\ndiagnostics: {where}")
+            raise StepFailed(f"step {step.name} ran but is still not done: {still}{bundle(ctx, step)}")
+
+
+def bundle(ctx, step):
+    """Diagnostics of a cluster that exists, as a line naming where they are."""
+    from . import diagnostics
+
+    if not ctx.containers():
+        return ""
+    return f"\ndiagnostics: {diagnostics.collect(ctx, step.name)}"
