@@ -1,0 +1,59 @@
+"""Smoke Jobs and reports (the Jobs run for real in tests/e2e; compute/collective need GPUs)."""
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from kindgpu import smoke
+from kindgpu.errors import SpecError
+
+WORKER = {"node": "c-worker2", "number": 2, "gpus": [{"uuid": "GPU-a"}, {"uuid": "GPU-b"}]}
+
+
+def pod(job):
+    return job["spec"]["template"]["spec"]
+
+
+def test_job_is_pinned_to_its_worker_and_asks_all_its_gpus():
+    spec = pod(smoke.job("r1", "visibility", "img:1", WORKER, 1, [1, 2]))
+    container = spec["containers"][0]
+    assert spec["nodeSelector"] == {"kubernetes.io/hostname": "c-worker2"}
+    assert container["resources"]["limits"] == {"nvidia.com/gpu": "2"}
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["KINDGPU_EXPECTED_UUIDS"] == "GPU-a,GPU-b"
+    assert spec["restartPolicy"] == "Never"
+
+
+def test_collective_job_finds_rank_zero_and_gets_shared_memory():
+    spec = pod(smoke.job("r1", "collective", "torch:1", WORKER, 1, [1, 2]))
+    env = {e["name"]: e["value"] for e in spec["containers"][0]["env"]}
+    assert env["MASTER_ADDR"] == "w0.smoke.kindgpu-smoke.svc.cluster.local"
+    assert env["NCCL_HOSTID"] == "kindgpu-c-worker2"  # one NCCL host per pod, despite one boot id
+    assert (spec["hostname"], spec["subdomain"]) == ("w1", "smoke")
+    assert {"name": "kindgpu-dshm", "mountPath": "/dev/shm"} in spec["containers"][0]["volumeMounts"]
+
+
+def test_over_asking_job_asks_one_more():
+    job = smoke.job("r1", "visibility", "img:1", WORKER, 0, [3], gpus=3)
+    assert pod(job)["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "3"}
+    assert job["metadata"]["name"].endswith("-overask")
+
+
+def test_simulated_clusters_run_visibility_only():
+    record = {"spec": {"simulate": {"gpus": 8}}}
+    smoke.check_level(record, "visibility")
+    with pytest.raises(SpecError, match="simulated GPUs run the visibility level only"):
+        smoke.check_level(record, "compute")
+    with pytest.raises(SpecError, match="unknown smoke level"):
+        smoke.check_level(record, "nccl")
+
+
+def test_junit_counts_failures():
+    outcome = smoke.Outcome("visibility", False, "worker 2 saw GPU-x", workers=[
+        {"node": "c-worker", "ok": True, "message": "ok"},
+        {"node": "c-worker2", "ok": False, "message": "saw GPU-x"}],
+        limit={"ok": True, "message": "stays Pending"}, seconds=3.2)
+    suite = ET.fromstring(smoke.junit_xml(outcome, "c"))
+    assert (suite.get("tests"), suite.get("failures")) == ("3", "1")
+    failed = [c.get("name") for c in suite if c.find("failure") is not None]
+    assert failed == ["visibility[c-worker2]"]
