@@ -41,8 +41,7 @@ def pod_summary(ctx, pod, tail=20):
                                         field_selector=f"involvedObject.name={pod.metadata.name}").items
     lines += [f"  event {e.type} {e.reason}: {e.message}" for e in events[-5:]]
     try:
-        log = core.read_namespaced_pod_log(pod.metadata.name, pod.metadata.namespace, tail_lines=tail,
-                                           _request_timeout=10)
+        log = ctx.kube.pod_log(pod.metadata.name, pod.metadata.namespace, tail_lines=tail)
         lines += [f"  log | {line}" for line in log.splitlines()]
     except Exception as err:  # no log yet: the container never started
         lines.append(f"  (no log: {getattr(err, 'reason', err)})")

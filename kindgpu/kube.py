@@ -67,6 +67,13 @@ class Kube:
     def nodes(self):
         return self.core.list_node(_request_timeout=10).items
 
+    def pod_log(self, name, namespace, tail_lines=None):
+        """A pod's log as the container wrote it: the client's own decoding mangles JSON lines."""
+        kwargs = {"tail_lines": tail_lines} if tail_lines else {}
+        response = self.core.read_namespaced_pod_log(name, namespace, _preload_content=False,
+                                                     _request_timeout=10, **kwargs)
+        return response.data.decode(errors="replace")
+
     def apply(self, obj):
         """Create, or replace when what kindgpu wrote last differs: idempotent, no needless writes.
 

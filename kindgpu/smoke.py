@@ -193,7 +193,7 @@ class Smoke:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            return self.kube.core.read_namespaced_pod_log(pod.metadata.name, NAMESPACE, _request_timeout=10)
+            return self.kube.pod_log(pod.metadata.name, NAMESPACE)
         except ApiException:
             return None
 
