@@ -7,6 +7,7 @@ asks, runs, and asks again: a step still not done after running fails with what 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from functools import cached_property
 
 from . import cmd, deviceplugin, names, nodes, render
@@ -141,10 +142,16 @@ def recorded_spec(ctx):
     return yaml.safe_load(cm.data["spec.yaml"])
 
 
-def node_readiness(ctx):
+def node_readiness(ctx, since=None):
+    """Nodes not Ready yet. A node restarted at `since` must report again after it: until its
+    kubelet posts a fresh status, the API still shows the Ready of the node before the restart."""
     expected = {ctx.plan.control_plane, *(w.node for w in ctx.plan.workers)}
-    ready = {n.metadata.name for n in ctx.kube.nodes()
-             if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])}
+    ready = set()
+    for node in ctx.kube.nodes():
+        cond = next((c for c in node.status.conditions or [] if c.type == "Ready"), None)
+        restarted = since and node.metadata.name in since
+        if cond and cond.status == "True" and (not restarted or cond.last_heartbeat_time >= since[node.metadata.name]):
+            ready.add(node.metadata.name)
     return expected - ready
 
 
@@ -190,12 +197,14 @@ class Create(Step):
         if not found:
             progress("kind create cluster (about a minute)")
             create_cluster(ctx)
+        restarted = {}
         for container in found.values():
             if container.status != "running":
                 progress(f"starting {container.name}")
+                restarted[container.name] = datetime.now(timezone.utc).replace(microsecond=0)
                 container.start()
         write_kubeconfig(ctx)
-        wait_for(lambda: Seen(done=not (left := node_readiness(ctx)), last=f"not Ready: {sorted(left)}"),
+        wait_for(lambda: Seen(done=not (left := node_readiness(ctx, restarted)), last=f"not Ready: {sorted(left)}"),
                  what=f"the nodes of {plan.name} to be Ready", timeout=NODE_READY_TIMEOUT, interval=2,
                  transient=transient_errors(), progress=progress,
                  hint=f"see `docker logs {plan.control_plane}` and `invoke status`")
