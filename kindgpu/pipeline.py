@@ -192,23 +192,37 @@ class Create(Step):
         return ""
 
     def run(self, ctx, progress):
-        plan = ctx.plan
         found = ctx.containers()
-        if not found:
-            progress("kind create cluster (about a minute)")
-            create_cluster(ctx)
-        restarted = {}
-        for container in found.values():
-            if container.status != "running":
-                progress(f"starting {container.name}")
-                restarted[container.name] = datetime.now(timezone.utc).replace(microsecond=0)
-                container.start()
+        if found:
+            self.finish(ctx, progress, start_stopped(found, progress))
+            return
+        progress("kind create cluster (about a minute)")
+        create_cluster(ctx)
+        # The new nodes take a while to become Ready: load the device plugin's image meanwhile.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            loading = pool.submit(load_plugin_image, ctx, lambda text: None)
+            self.finish(ctx, progress, {})
+            loading.result()
+
+    def finish(self, ctx, progress, restarted):
+        plan = ctx.plan
         write_kubeconfig(ctx)
         wait_for(lambda: Seen(done=not (left := node_readiness(ctx, restarted)), last=f"not Ready: {sorted(left)}"),
-                 what=f"the nodes of {plan.name} to be Ready", timeout=NODE_READY_TIMEOUT, interval=2,
+                 what=f"the nodes of {plan.name} to be Ready", timeout=NODE_READY_TIMEOUT, interval=0.5,
                  transient=transient_errors(), progress=progress,
                  hint=f"see `docker logs {plan.control_plane}` and `invoke status`")
         ctx.kube.apply(spec_configmap(plan))
+
+
+def start_stopped(containers, progress):
+    """Start the node containers that are not running; {name: when} for the Ready check."""
+    restarted = {}
+    for container in containers.values():
+        if container.status != "running":
+            progress(f"starting {container.name}")
+            restarted[container.name] = datetime.now(timezone.utc).replace(microsecond=0)
+            container.start()
+    return restarted
 
 
 def create_cluster(ctx):
@@ -352,19 +366,13 @@ class DevicePlugin(Step):
 
     def run(self, ctx, progress):
         plan = ctx.plan
-        image = deviceplugin.image(plan)
-        if plan.simulated:
-            from .simgpu.build import ensure_image
-
-            progress(f"building {image} (first time only)")
-            ensure_image(ctx.docker)
-        preload_image(ctx, image, progress)
+        image = load_plugin_image(ctx, progress)
         for obj in deviceplugin.objects(plan, image):
             ctx.kube.apply(obj)
         from . import diagnostics
 
         wait_for(lambda: Seen(done=not (short := gpu_shortfall(ctx)), last="; ".join(short)),
-                 what="every worker to offer its GPUs", timeout=PLUGIN_READY_TIMEOUT, interval=2,
+                 what="every worker to offer its GPUs", timeout=PLUGIN_READY_TIMEOUT, interval=0.5,
                  transient=transient_errors(), progress=progress,
                  hint=lambda: diagnostics.plugin_hint(ctx))
 
@@ -377,6 +385,18 @@ def images_in_node(container):
         return {tag for img in json.loads(out).get("images", []) for tag in img.get("repoTags") or []}
     except ValueError:
         return set()
+
+
+def load_plugin_image(ctx, progress):
+    """Build (simulated GPUs, first time only) and preload the device plugin's image; its tag."""
+    image = deviceplugin.image(ctx.plan)
+    if ctx.plan.simulated:
+        from .simgpu.build import ensure_image
+
+        progress(f"building {image} (first time only)")
+        ensure_image(ctx.docker)
+    preload_image(ctx, image, progress)
+    return image
 
 
 def preload_image(ctx, image, progress):
