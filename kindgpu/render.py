@@ -17,6 +17,13 @@ from .spec import SCHEMA_PATH
 KIND_SCHEMA_PATH = SCHEMA_PATH.with_name("kind-config.schema.json")
 # The host's toolkit CLI, mounted read-only into GPU workers: CDI specs name it as their hook.
 HOST_NVIDIA_CTK = "/usr/bin/nvidia-ctk"
+# kubelet looks for status changes (Ready, allocatable GPUs) every 10 s by default, so a new
+# node or a freshly registered device plugin showed up to 10 s late. Unchanged status is still
+# reported only every 5 minutes, so the API server sees no more writes.
+KUBELET_PATCH = """kind: KubeletConfiguration
+nodeStatusUpdateFrequency: 1s
+nodeStatusReportFrequency: 5m
+"""
 
 
 def owner_mount(plan):
@@ -60,6 +67,7 @@ def kind_config(plan):
         "apiVersion": "kind.x-k8s.io/v1alpha4",
         "name": plan.name,
         "networking": networking,
+        "kubeadmConfigPatches": [KUBELET_PATCH],
         "nodes": nodes,
     }
     check_kind_config(config)
@@ -84,7 +92,15 @@ def check_kind_config(config):
 def to_yaml(doc):
     import yaml
 
-    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=1000)
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper, value):  # multi-line strings (kubeadm patches) as readable `|` blocks
+        style = "|" if "\n" in value else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, text)
+    return yaml.dump(doc, Dumper=Dumper, sort_keys=False, default_flow_style=False, width=1000)
 
 
 def state_files(plan):
