@@ -110,19 +110,12 @@ def down(name, reporter, *, force=False):
 
 
 def read_record(kube, name):
-    """The spec and plan the cluster records (its ConfigMap), read through its API."""
-    import yaml
-    from kubernetes.client.exceptions import ApiException
-
-    try:
-        cm = kube.core.read_namespaced_config_map(names.SPEC_CONFIGMAP, names.SYSTEM_NAMESPACE,
-                                                  _request_timeout=10)
-    except ApiException as err:
-        if err.status == 404:
-            raise KindgpuError(f"cluster {name} has no kindgpu record ({names.SYSTEM_NAMESPACE}/"
-                               f"{names.SPEC_CONFIGMAP}); finish it with `invoke up`") from err
-        raise
-    return {"spec": yaml.safe_load(cm.data["spec.yaml"]), "plan": json.loads(cm.data["plan.json"])}
+    """The spec and plan the cluster records; an error when it records none."""
+    record = pipeline.cluster_record(kube)
+    if record is None:
+        raise KindgpuError(f"cluster {name} has no kindgpu record ({names.SYSTEM_NAMESPACE}/"
+                           f"{names.SPEC_CONFIGMAP}); finish it with `invoke up`")
+    return record
 
 
 def status(name):
@@ -142,7 +135,7 @@ def status(name):
         rows.append({
             "node": node.metadata.name,
             "role": "control-plane" if "node-role.kubernetes.io/control-plane" in labels else "worker",
-            "ready": any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or []),
+            "ready": getattr(pipeline.ready_condition(node), "status", "") == "True",
             "gpuWorker": labels.get(names.LABEL_GPU_WORKER, ""),
             "gpuIds": labels.get(names.LABEL_GPU_IDS, ""),
             "assignedGPUs": len(worker["gpus"]) if worker else 0,

@@ -8,7 +8,6 @@ from functools import cached_property
 
 from .errors import KindgpuError
 
-MANAGED_BY = {"app.kubernetes.io/managed-by": "kindgpu"}
 HASH_ANNOTATION = "kindgpu.dev/manifest-hash"
 
 
@@ -115,8 +114,6 @@ class Kube:
                           self.core.replace_namespaced_config_map),
             "DaemonSet": (self.apps.read_namespaced_daemon_set, self.apps.create_namespaced_daemon_set,
                           self.apps.replace_namespaced_daemon_set),
-            "Job": (self.batch.read_namespaced_job, self.batch.create_namespaced_job,
-                    self.batch.replace_namespaced_job),
         }[kind]
         return verbs  # (read(name, ns), create(ns, body), replace(name, ns, body))
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
-
 from . import names
 from .errors import CommandError, KindgpuError
 
@@ -65,7 +63,3 @@ def kind_networks(client, cluster):
 def network_name(cluster):
     """Each kindgpu cluster gets its own Docker network, so `down` can remove it."""
     return f"kindgpu-{cluster}"
-
-
-def quoted(argv):
-    return shlex.join(argv)

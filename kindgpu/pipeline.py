@@ -62,7 +62,6 @@ def concurrently(fn, items):
 
 class Step:
     name = ""
-    summary = ""
     needs_cluster = True  # its reason reads the cluster, so it is due while there is none
 
     def reason(self, ctx):
@@ -79,7 +78,6 @@ class Step:
 class Preflight(Step):
     needs_cluster = False
     name = "preflight"
-    summary = "check the host (driver, toolkit, Docker, kind, limits, capacity)"
 
     def reason(self, ctx):
         return "check the host before changing anything"
@@ -104,7 +102,6 @@ class Preflight(Step):
 class Config(Step):
     needs_cluster = False
     name = "config"
-    summary = "write the kind config and spec into the state directory"
 
     def reason(self, ctx):
         files = render.state_files(ctx.plan)
@@ -127,19 +124,30 @@ def spec_configmap(plan):
     }
 
 
-def recorded_spec(ctx):
-    """The spec the running cluster was made with (None when it has none or is unreachable)."""
+def cluster_record(kube):
+    """The spec and plan the cluster was made with (its ConfigMap); None before it records them."""
+    import json
+
     import yaml
     from kubernetes.client.exceptions import ApiException
 
     try:
-        cm = ctx.kube.core.read_namespaced_config_map(names.SPEC_CONFIGMAP, names.SYSTEM_NAMESPACE,
-                                                      _request_timeout=10)
+        cm = kube.core.read_namespaced_config_map(names.SPEC_CONFIGMAP, names.SYSTEM_NAMESPACE,
+                                                  _request_timeout=10)
     except ApiException as err:
         if err.status == 404:
             return None
         raise
-    return yaml.safe_load(cm.data["spec.yaml"])
+    return {"spec": yaml.safe_load(cm.data["spec.yaml"]), "plan": json.loads(cm.data["plan.json"])}
+
+
+def recorded_spec(ctx):
+    record = cluster_record(ctx.kube)
+    return record and record["spec"]
+
+
+def ready_condition(node):
+    return next((c for c in node.status.conditions or [] if c.type == "Ready"), None)
 
 
 def node_readiness(ctx, since=None):
@@ -148,7 +156,7 @@ def node_readiness(ctx, since=None):
     expected = {ctx.plan.control_plane, *(w.node for w in ctx.plan.workers)}
     ready = set()
     for node in ctx.kube.nodes():
-        cond = next((c for c in node.status.conditions or [] if c.type == "Ready"), None)
+        cond = ready_condition(node)
         restarted = since and node.metadata.name in since
         if cond and cond.status == "True" and (not restarted or cond.last_heartbeat_time >= since[node.metadata.name]):
             ready.add(node.metadata.name)
@@ -158,7 +166,6 @@ def node_readiness(ctx, since=None):
 class Create(Step):
     needs_cluster = False
     name = "create"
-    summary = "create the kind cluster (or start its stopped nodes) and record the spec in it"
 
     def reason(self, ctx):
         plan = ctx.plan
@@ -259,7 +266,6 @@ def write_kubeconfig(ctx):
 
 class Label(Step):
     name = "label"
-    summary = "make every node carry the labels its spec gives"
 
     def wrong_labels(self, ctx):
         actual = {n.metadata.name: n.metadata.labels or {} for n in ctx.kube.nodes()}
@@ -304,7 +310,6 @@ def gpu_devices(container):
 
 class Isolate(Step):
     name = "isolate"
-    summary = "leave each worker only its own GPU device nodes (by device minor)"
 
     def survey(self, ctx):
         """Per worker: (foreign device paths, missing own minors)."""
@@ -353,7 +358,6 @@ def gpu_shortfall(ctx):
 
 class DevicePlugin(Step):
     name = "device-plugin"
-    summary = "deploy the device plugin and wait until every worker offers exactly its GPUs"
 
     def reason(self, ctx):
         image = deviceplugin.image(ctx.plan)

@@ -53,9 +53,6 @@ class Plan:
     def kubeconfig(self) -> Path:
         return Path(self.spec["kubeconfig"]).expanduser() if self.spec["kubeconfig"] else self.state_dir / "kubeconfig"
 
-    def worker(self, node):
-        return next((w for w in self.workers if w.node == node), None)
-
     def to_dict(self):
         return {
             "cluster": self.name,

@@ -20,16 +20,12 @@ class Reporter:
     def __init__(self, stream=None, quiet=False):
         self.stream = stream or sys.stdout
         self.quiet = quiet  # --json: lines go to stderr, stdout stays machine-readable
-        self.lines = []
 
     def _console(self):
         return console.console(sys.stderr if self.quiet else self.stream)
 
     def line(self, mark, name, text, seconds=None):
         took = f" ({seconds:.1f}s)" if seconds is not None else ""
-        entry = {"step": name, "result": {DONE: "done", FAILED: "failed", SKIPPED: "skipped"}[mark],
-                 "reason": text, "seconds": None if seconds is None else round(seconds, 2)}
-        self.lines.append(entry)
         self._console().print(f" {mark} {name}  {text}{took}", markup=False)
 
     def skipped(self, name, why):
