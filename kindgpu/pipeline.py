@@ -6,6 +6,7 @@ asks, runs, and asks again: a step still not done after running fails with what 
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from functools import cached_property
@@ -204,12 +205,20 @@ class Create(Step):
             self.finish(ctx, progress, start_stopped(found, progress))
             return
         progress("kind create cluster (about a minute)")
-        create_cluster(ctx)
-        # The new nodes take a while to become Ready: load the device plugin's image meanwhile.
+        # kind leaves the workers idle while it sets up the control plane: load the device
+        # plugin's image into them meanwhile (it takes seconds per 100 MB on a small host).
+        created = threading.Event()
         with ThreadPoolExecutor(max_workers=1) as pool:
-            loading = pool.submit(load_plugin_image, ctx, lambda text: None)
+            loading = pool.submit(load_once_booted, ctx, created)
+            try:
+                create_cluster(ctx)
+            finally:
+                created.set()
             self.finish(ctx, progress, {})
-            loading.result()
+            try:
+                loading.result()
+            except KindgpuError as err:  # the device-plugin step loads what is missing
+                progress(f"preloading the device plugin image failed: {err}")
 
     def finish(self, ctx, progress, restarted):
         plan = ctx.plan
@@ -230,6 +239,21 @@ def start_stopped(containers, progress):
             restarted[container.name] = datetime.now(timezone.utc).replace(microsecond=0)
             container.start()
     return restarted
+
+
+def load_once_booted(ctx, created):
+    """Preload the plugin image as soon as every worker's containerd answers (or kind is done)."""
+    from docker.errors import APIError
+
+    def booted():
+        found = ctx.worker_containers()
+        waiting = [w.node for w in ctx.plan.workers
+                   if w.node not in found or nodes.exec_in(found[w.node], ["ctr", "version"], check=False)[0]]
+        return Seen(done=not waiting or created.is_set(), last=f"containerd not up in {waiting}")
+
+    wait_for(booted, what="containerd in the new nodes", timeout=NODE_READY_TIMEOUT, interval=0.5,
+             transient=(APIError,))
+    load_plugin_image(ctx, lambda text: None)
 
 
 def create_cluster(ctx):
@@ -412,8 +436,8 @@ def preload_image(ctx, image, progress):
     except ImageNotFound:  # not local: the nodes pull it themselves
         return
     containers = ctx.worker_containers()
-    lacking = [name for name, c in containers.items()
-               if not any(t.endswith(image) for t in images_in_node(c))]
+    present = concurrently(lambda c: any(t.endswith(image) for t in images_in_node(c)), containers.values())
+    lacking = [name for name, has in zip(containers, present) if not has]
     if lacking:
         progress(f"loading {image} into {len(lacking)} node(s)")
         cmd.run(["kind", "load", "docker-image", image, "--name", ctx.plan.name, "--nodes", ",".join(lacking)])

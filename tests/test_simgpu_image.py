@@ -45,3 +45,9 @@ def test_offline_image_runs_the_fake_nvidia_smi(tmp_path):
     # The generated gRPC code loads on the image's own grpcio and protobuf.
     check = "import sys; sys.path.insert(0, '/opt/kindgpu-sim'); import plugin; print(plugin.RESOURCE)"
     assert run("python3", "-c", check) == "nvidia.com/gpu\n"
+
+    # One layer, without what nothing in it reads (documentation, gRPC code generator), licences kept.
+    assert len(client.images.get(tag).history()) == 1
+    listing = run("sh", "-c", "ls /usr/share/doc/bash /usr/share/man /usr/lib/python3/dist-packages 2>&1; true")
+    assert "copyright" in listing and "grpc_tools" not in listing and "grpc\n" in listing
+    assert "No such file" in listing  # /usr/share/man
