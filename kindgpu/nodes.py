@@ -22,8 +22,16 @@ def docker_client():
 
 
 def cluster_containers(client, cluster):
-    """Node containers of a kind cluster, from kind's own label (never from names)."""
-    return client.containers.list(all=True, filters={"label": f"{names.KIND_CLUSTER_LABEL}={cluster}"})
+    """Node containers of a kind cluster, from kind's own label (never from names).
+
+    Listed in one call (sparse: Docker's client would inspect each node once more); the list
+    has all kindgpu reads, under other keys, which are copied where the client looks."""
+    found = client.containers.list(all=True, sparse=True,
+                                   filters={"label": f"{names.KIND_CLUSTER_LABEL}={cluster}"})
+    for container in found:
+        container.attrs.setdefault("Name", container.attrs["Names"][0])
+        container.attrs.setdefault("Config", {"Labels": container.attrs.get("Labels") or {}})
+    return found
 
 
 def role(container):

@@ -10,6 +10,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from functools import cached_property
+from pathlib import Path
 
 from . import cmd, deviceplugin, names, nodes, render
 from .errors import KindgpuError
@@ -218,7 +219,7 @@ class Create(Step):
             try:
                 loading.result()
             except KindgpuError as err:  # the device-plugin step loads what is missing
-                progress(f"preloading the device plugin image failed: {err}")
+                ctx.reporter.note(f"preloading the device plugin image failed: {err}")
 
     def finish(self, ctx, progress, restarted):
         plan = ctx.plan
@@ -332,11 +333,20 @@ def gpu_devices(container):
     return found
 
 
+def host_has_gpu_devices(dev="/dev"):
+    """Node containers are privileged: they get the host's /dev/nvidiaN when created, and no others."""
+    import stat
+
+    return any(stat.S_ISCHR(path.stat().st_mode) for path in Path(dev).glob("nvidia[0-9]*"))
+
+
 class Isolate(Step):
     name = "isolate"
 
     def survey(self, ctx):
         """Per worker: (foreign device paths, missing own minors)."""
+        if ctx.plan.simulated and not host_has_gpu_devices():
+            return []  # no GPU device nodes to take away, and simulated GPUs need none
         containers = ctx.worker_containers()
 
         def one(worker):
@@ -427,6 +437,19 @@ def load_plugin_image(ctx, progress):
     return image
 
 
+def nodes_listing_image(ctx, image):
+    """Nodes whose kubelet lists the image in its status (refreshed every 30 s); none while the
+    cluster is still being made (no kubeconfig yet)."""
+    if not ctx.plan.kubeconfig.exists():
+        return set()
+    try:
+        found = ctx.kube.nodes()
+    except transient_errors():
+        return set()
+    return {n.metadata.name for n in found
+            if any(name.endswith(image) for img in n.status.images or [] for name in img.names or [])}
+
+
 def preload_image(ctx, image, progress):
     """Images already in the host's Docker go into the nodes, so nothing needs pulling."""
     from docker.errors import ImageNotFound
@@ -435,9 +458,10 @@ def preload_image(ctx, image, progress):
         ctx.docker.images.get(image)
     except ImageNotFound:  # not local: the nodes pull it themselves
         return
-    containers = ctx.worker_containers()
-    present = concurrently(lambda c: any(t.endswith(image) for t in images_in_node(c)), containers.values())
-    lacking = [name for name, has in zip(containers, present) if not has]
+    listed = nodes_listing_image(ctx, image)
+    unlisted = {name: c for name, c in ctx.worker_containers().items() if name not in listed}
+    present = concurrently(lambda c: any(t.endswith(image) for t in images_in_node(c)), unlisted.values())
+    lacking = [name for name, has in zip(unlisted, present) if not has]
     if lacking:
         progress(f"loading {image} into {len(lacking)} node(s)")
         cmd.run(["kind", "load", "docker-image", image, "--name", ctx.plan.name, "--nodes", ",".join(lacking)])

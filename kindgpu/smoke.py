@@ -14,6 +14,7 @@ from . import console, names, payloads
 from .errors import KindgpuError, SpecError
 from .kube import Kube
 from .payloads import judge
+from .pipeline import concurrently
 from .wait import Seen, WaitFailed, WaitTimeout, wait_for
 
 NAMESPACE = "kindgpu-smoke"
@@ -143,10 +144,12 @@ class Smoke:
             for obj in support_objects(self.run_id):
                 self.replace_service(obj) if obj["kind"] == "Service" else self.create(obj)
             counts = [len(w["gpus"]) for w in self.workers]
-            for rank, worker in enumerate(self.workers):
-                self.create(job(self.run_id, self.level, image, worker, rank, counts))
+            # Every worker's Job and the over-asking pod start at once; the latter waits for nothing.
+            jobs = [job(self.run_id, self.level, image, worker, rank, counts)
+                    for rank, worker in enumerate(self.workers)]
+            concurrently(self.create, [*jobs, self.overask_job(image)])
             logs, failure = self.wait_jobs()
-            limit = self.check_limit(image)
+            limit = self.check_limit()
         finally:
             self.cleanup()
         return self.verdict(logs, failure, limit, time.monotonic() - start)
@@ -167,7 +170,7 @@ class Smoke:
         expected = len(self.workers)
 
         def probe():
-            pods = self.pods(selector)
+            pods = [p for p in self.pods(selector) if not is_overask(p)]
             failed = [p for p in pods if p.status.phase == "Failed"]
             if failed:
                 return Seen(failed=f"pod {failed[0].metadata.name} failed:\n{self.log_tail(failed[0])}")
@@ -178,16 +181,14 @@ class Smoke:
 
         failure = ""
         try:
-            wait_for(probe, what=f"the {self.level} smoke pods", timeout=self.timeout, interval=1,
+            wait_for(probe, what=f"the {self.level} smoke pods", timeout=self.timeout, interval=0.5,
                      progress=self.progress,
                      hint="`kubectl -n kindgpu-smoke describe pods` shows why a pod does not start")
         except (WaitFailed, WaitTimeout) as err:
             failure = str(err)
-        logs = {}
-        for pod in self.pods(selector):
-            node = pod.spec.node_name or pod.spec.node_selector.get("kubernetes.io/hostname")
-            logs[node] = self.read_log(pod)
-        return logs, failure
+        pods = [p for p in self.pods(selector) if not is_overask(p)]
+        nodes = [pod.spec.node_name or pod.spec.node_selector.get("kubernetes.io/hostname") for pod in pods]
+        return dict(zip(nodes, concurrently(self.read_log, pods))), failure
 
     def read_log(self, pod):
         from kubernetes.client.exceptions import ApiException
@@ -201,15 +202,21 @@ class Smoke:
         text = self.read_log(pod) or "(no log)"
         return "\n".join(f"  | {line}" for line in text.splitlines()[-lines:])
 
-    def check_limit(self, image):
-        """A pod asking one GPU more than the largest worker has must stay Pending."""
+    def overask_worker(self):
         worker = max(self.workers, key=lambda w: len(w["gpus"]))
-        asked = len(worker["gpus"]) + 1
-        self.create(job(self.run_id, "visibility", image, worker, 0, [asked], gpus=asked))
+        return worker, len(worker["gpus"]) + 1
+
+    def overask_job(self, image):
+        worker, asked = self.overask_worker()
+        return job(self.run_id, "visibility", image, worker, 0, [asked], gpus=asked)
+
+    def check_limit(self):
+        """A pod asking one GPU more than the largest worker has must stay Pending."""
+        worker, asked = self.overask_worker()
         selector = f"{RUN_LABEL}={self.run_id},kindgpu.dev/worker={worker['number']},job-name"
 
         def probe():
-            pods = [p for p in self.pods(selector) if p.metadata.labels.get("job-name", "").endswith("-overask")]
+            pods = [p for p in self.pods(selector) if is_overask(p)]
             if not pods:
                 return Seen(last="no pod yet")
             pod = pods[0]
@@ -222,7 +229,7 @@ class Smoke:
 
         try:
             seen = wait_for(probe, what="the over-asking pod to be refused", timeout=OVERASK_SECONDS,
-                            interval=1, progress=self.progress)
+                            interval=0.5, progress=self.progress)
             ok = names.GPU_RESOURCE in (seen.last or "")
             return {"ok": ok, "node": worker["node"], "asked": asked,
                     "message": f"stays Pending: {seen.last}" if ok else f"Pending for another reason: {seen.last}"}
@@ -230,16 +237,10 @@ class Smoke:
             return {"ok": False, "node": worker["node"], "asked": asked, "message": str(err)}
 
     def cleanup(self):
-        from kubernetes.client.exceptions import ApiException
-
-        batch = self.kube.batch
-        for j in batch.list_namespaced_job(NAMESPACE, label_selector=f"{RUN_LABEL}={self.run_id}").items:
-            try:
-                batch.delete_namespaced_job(j.metadata.name, NAMESPACE, propagation_policy="Background")
-            except ApiException as err:
-                if err.status != 404:
-                    raise
-        self.kube.core.delete_collection_namespaced_config_map(NAMESPACE, label_selector=f"{RUN_LABEL}={self.run_id}")
+        selector = f"{RUN_LABEL}={self.run_id}"
+        self.kube.batch.delete_collection_namespaced_job(NAMESPACE, label_selector=selector,
+                                                         propagation_policy="Background")
+        self.kube.core.delete_collection_namespaced_config_map(NAMESPACE, label_selector=selector)
 
     def verdict(self, logs, failure, limit, seconds):
         assignments = {w["node"]: [g["uuid"] for g in w["gpus"]] for w in self.workers}
@@ -257,6 +258,10 @@ class Smoke:
         if not limit.get("ok"):
             message += f" | limit: {limit.get('message')}"
         return Outcome(self.level, ok, message, rows, limit, seconds)
+
+
+def is_overask(pod):
+    return pod.metadata.labels.get("job-name", "").endswith("-overask")
 
 
 def waiting_reason(pod):

@@ -138,3 +138,14 @@ def test_concurrently_keeps_order_and_raises_first_error():
     assert pipeline.concurrently(lambda x: x * 2, [3, 1, 2]) == [6, 2, 4]
     with pytest.raises(ValueError):
         pipeline.concurrently(lambda x: (_ for _ in ()).throw(ValueError(x)), [1])
+
+
+def test_gpu_device_nodes_of_the_host_are_character_devices_named_nvidia_and_a_number(tmp_path):
+    import os
+    import stat
+
+    (tmp_path / "nvidia0").write_text("")  # a file, not a device
+    os.mknod(tmp_path / "nvidiactl", stat.S_IFCHR | 0o600, os.makedev(195, 255))
+    assert not pipeline.host_has_gpu_devices(tmp_path)
+    os.mknod(tmp_path / "nvidia3", stat.S_IFCHR | 0o600, os.makedev(195, 3))
+    assert pipeline.host_has_gpu_devices(tmp_path)

@@ -214,6 +214,9 @@ def test_plugin_in_the_offline_image_serves_kubelet(api, plugin, node_dir):
         (response,) = stub.Allocate(request, timeout=5).container_responses
         assert response.envs["NVIDIA_VISIBLE_DEVICES"] == UUIDS[0]
         assert (settings.share_dir / "nvidia-smi").is_file()
+        # SIGTERM (a DaemonSet rollout, a delete) ends it at once, not after the grace period.
+        container.stop(timeout=20)
+        assert container.wait(timeout=5)["StatusCode"] == 0
     finally:
         logs = container.logs().decode()
         container.remove(force=True)

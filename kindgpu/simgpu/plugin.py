@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -223,7 +224,12 @@ def main():
         settings.memory_mib,
         settings.device_dir,
     )
-    run(settings)
+    stop = threading.Event()
+    # PID 1 of its container: without a handler SIGTERM is ignored, and every rollout or delete of
+    # the DaemonSet waits out the 30 s grace period per node.
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    run(settings, stop)
+    log.info("stopped")
 
 
 if __name__ == "__main__":
