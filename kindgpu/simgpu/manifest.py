@@ -53,6 +53,8 @@ def sim_device_plugin_objects(image, product, memory_mib, namespace=names.SYSTEM
                         {"key": names.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
                     ],
                     "priorityClassName": "system-node-critical",
+                    # It speaks to kubelet over unix sockets only: no pod network to set up per node.
+                    "hostNetwork": True,
                     "automountServiceAccountToken": False,  # it never calls the API server
                     "containers": [container],
                     "volumes": [
