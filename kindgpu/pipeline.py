@@ -6,6 +6,7 @@ asks, runs, and asks again: a step still not done after running fails with what 
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -48,8 +49,6 @@ class Context:
         return {w.node: found[w.node] for w in self.plan.workers if w.node in found}
 
     def kind_env(self):
-        import os
-
         return {**os.environ, "KIND_EXPERIMENTAL_DOCKER_NETWORK": nodes.network_name(self.plan.name)}
 
 
@@ -277,8 +276,6 @@ def create_cluster(ctx):
 
 def write_kubeconfig(ctx):
     """The cluster's own kubeconfig, mode 0600; ~/.kube/config is never touched."""
-    import os
-
     path = ctx.plan.kubeconfig
     text = cmd.run(["kind", "get", "kubeconfig", "--name", ctx.plan.name]).stdout
     if not path.exists() or path.read_text() != text:
@@ -461,10 +458,23 @@ def preload_image(ctx, image, progress):
     listed = nodes_listing_image(ctx, image)
     unlisted = {name: c for name, c in ctx.worker_containers().items() if name not in listed}
     present = concurrently(lambda c: any(t.endswith(image) for t in images_in_node(c)), unlisted.values())
-    lacking = [name for name, has in zip(unlisted, present) if not has]
+    lacking = [c for c, has in zip(unlisted.values(), present) if not has]
     if lacking:
         progress(f"loading {image} into {len(lacking)} node(s)")
-        cmd.run(["kind", "load", "docker-image", image, "--name", ctx.plan.name, "--nodes", ",".join(lacking)])
+        import_into_nodes(ctx, image, lacking)
+
+
+def import_into_nodes(ctx, image, containers):
+    """Save the image once where every node sees it (kindgpu's own mount), then import it in all
+    nodes at once: `kind load` streams the whole image to each node through `docker exec`."""
+    archive = ctx.plan.state_dir / "node" / f"image-{os.getpid()}-{threading.get_ident()}.tar"
+    try:
+        cmd.run(["docker", "save", "--output", archive, image])
+        in_node = f"{names.OWNER_MOUNT}/{archive.name}"
+        concurrently(lambda c: nodes.exec_in(c, ["ctr", "--namespace=k8s.io", "images", "import",
+                                                 "--all-platforms", "--digests", in_node]), containers)
+    finally:
+        archive.unlink(missing_ok=True)
 
 
 def steps():

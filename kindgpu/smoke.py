@@ -81,6 +81,9 @@ def job(run_id, level, image, worker, rank, gpu_counts, gpus=None):
                     "subdomain": SERVICE,
                     "nodeSelector": {"kubernetes.io/hostname": worker["node"]},
                     "tolerations": [{"key": names.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
+                    # Payloads never call the API server: no token or service variables to make per pod.
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
                     "containers": [{
                         "name": "payload",
                         "image": image,
@@ -97,12 +100,16 @@ def job(run_id, level, image, worker, rank, gpu_counts, gpus=None):
     }
 
 
-def support_objects(run_id):
+def support_objects(run_id, level):
+    """The payloads' ConfigMap; for the collective level, the Service its ranks meet through."""
     labels = {RUN_LABEL: run_id, "app.kubernetes.io/managed-by": "kindgpu"}
+    configmap = {"apiVersion": "v1", "kind": "ConfigMap",
+                 "metadata": {"name": f"smoke-{run_id}", "namespace": NAMESPACE, "labels": labels},
+                 "data": payloads.configmap_data()}
+    if level != "collective":
+        return [configmap]
     return [
-        {"apiVersion": "v1", "kind": "ConfigMap",
-         "metadata": {"name": f"smoke-{run_id}", "namespace": NAMESPACE, "labels": labels},
-         "data": payloads.configmap_data()},
+        configmap,
         {"apiVersion": "v1", "kind": "Service",
          "metadata": {"name": SERVICE, "namespace": NAMESPACE, "labels": labels},
          "spec": {"clusterIP": "None", "publishNotReadyAddresses": True,
@@ -141,7 +148,7 @@ class Smoke:
         image = image_for(self.record, self.level)
         self.ensure_namespace()
         try:
-            for obj in support_objects(self.run_id):
+            for obj in support_objects(self.run_id, self.level):
                 self.replace_service(obj) if obj["kind"] == "Service" else self.create(obj)
             counts = [len(w["gpus"]) for w in self.workers]
             # Every worker's Job and the over-asking pod start at once; the latter waits for nothing.

@@ -33,6 +33,13 @@ def test_collective_job_finds_rank_zero_and_gets_shared_memory():
     assert {"name": "kindgpu-dshm", "mountPath": "/dev/shm"} in spec["containers"][0]["volumeMounts"]
 
 
+def test_only_the_collective_level_gets_the_service_its_ranks_meet_through():
+    kinds = {level: [o["kind"] for o in smoke.support_objects("r1", level)] for level in ("visibility", "collective")}
+    assert kinds == {"visibility": ["ConfigMap"], "collective": ["ConfigMap", "Service"]}
+    spec = pod(smoke.job("r1", "visibility", "img:1", WORKER, 1, [1, 2]))
+    assert spec["automountServiceAccountToken"] is False  # payloads never call the API server
+
+
 def test_over_asking_job_asks_one_more():
     job = smoke.job("r1", "visibility", "img:1", WORKER, 0, [3], gpus=3)
     assert pod(job)["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "3"}
