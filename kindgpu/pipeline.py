@@ -13,9 +13,10 @@ from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 
-from . import cmd, deviceplugin, names, nodes, render
+from . import cmd, deviceplugin, images, names, nodes, render
 from .errors import KindgpuError
 from .kube import Kube, manifest_hash, transient_errors
+from .parallel import concurrently
 from .wait import Seen, wait_for
 
 NODE_READY_TIMEOUT = 300
@@ -50,15 +51,6 @@ class Context:
 
     def kind_env(self):
         return {**os.environ, "KIND_EXPERIMENTAL_DOCKER_NETWORK": nodes.network_name(self.plan.name)}
-
-
-def concurrently(fn, items):
-    """Run fn on every item at once (per-node work); return results in order, first error raised."""
-    items = list(items)
-    if not items:
-        return []
-    with ThreadPoolExecutor(max_workers=min(16, len(items))) as pool:
-        return list(pool.map(fn, items))
 
 
 class Step:
@@ -412,16 +404,6 @@ class DevicePlugin(Step):
                  hint=lambda: diagnostics.plugin_hint(ctx))
 
 
-def images_in_node(container):
-    _, out = nodes.exec_in(container, ["crictl", "images", "-o", "json"], check=False)
-    import json
-
-    try:
-        return {tag for img in json.loads(out).get("images", []) for tag in img.get("repoTags") or []}
-    except ValueError:
-        return set()
-
-
 def load_plugin_image(ctx, progress):
     """Build (simulated GPUs, first time only) and preload the device plugin's image; its tag."""
     image = deviceplugin.image(ctx.plan)
@@ -430,51 +412,8 @@ def load_plugin_image(ctx, progress):
 
         progress(f"building {image} (first time only)")
         ensure_image(ctx.docker)
-    preload_image(ctx, image, progress)
+    images.preload(ctx.docker, ctx.worker_containers().values(), image, progress)
     return image
-
-
-def nodes_listing_image(ctx, image):
-    """Nodes whose kubelet lists the image in its status (refreshed every 30 s); none while the
-    cluster is still being made (no kubeconfig yet)."""
-    if not ctx.plan.kubeconfig.exists():
-        return set()
-    try:
-        found = ctx.kube.nodes()
-    except transient_errors():
-        return set()
-    return {n.metadata.name for n in found
-            if any(name.endswith(image) for img in n.status.images or [] for name in img.names or [])}
-
-
-def preload_image(ctx, image, progress):
-    """Images already in the host's Docker go into the nodes, so nothing needs pulling."""
-    from docker.errors import ImageNotFound
-
-    try:
-        ctx.docker.images.get(image)
-    except ImageNotFound:  # not local: the nodes pull it themselves
-        return
-    listed = nodes_listing_image(ctx, image)
-    unlisted = {name: c for name, c in ctx.worker_containers().items() if name not in listed}
-    present = concurrently(lambda c: any(t.endswith(image) for t in images_in_node(c)), unlisted.values())
-    lacking = [c for c, has in zip(unlisted.values(), present) if not has]
-    if lacking:
-        progress(f"loading {image} into {len(lacking)} node(s)")
-        import_into_nodes(ctx, image, lacking)
-
-
-def import_into_nodes(ctx, image, containers):
-    """Save the image once where every node sees it (kindgpu's own mount), then import it in all
-    nodes at once: `kind load` streams the whole image to each node through `docker exec`."""
-    archive = ctx.plan.state_dir / "node" / f"image-{os.getpid()}-{threading.get_ident()}.tar"
-    try:
-        cmd.run(["docker", "save", "--output", archive, image])
-        in_node = f"{names.OWNER_MOUNT}/{archive.name}"
-        concurrently(lambda c: nodes.exec_in(c, ["ctr", "--namespace=k8s.io", "images", "import",
-                                                 "--all-platforms", "--digests", in_node]), containers)
-    finally:
-        archive.unlink(missing_ok=True)
 
 
 def steps():

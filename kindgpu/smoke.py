@@ -10,11 +10,11 @@ import time
 import uuid as uuidlib
 from dataclasses import dataclass, field
 
-from . import console, names, payloads
+from . import console, images, names, nodes, payloads
 from .errors import KindgpuError, SpecError
 from .kube import Kube
 from .payloads import judge
-from .pipeline import concurrently
+from .parallel import concurrently
 from .wait import Seen, WaitFailed, WaitTimeout, wait_for
 
 NAMESPACE = "kindgpu-smoke"
@@ -146,6 +146,7 @@ class Smoke:
     def run(self):
         start = time.monotonic()
         image = image_for(self.record, self.level)
+        self.load_image(image)
         self.ensure_namespace()
         try:
             for obj in support_objects(self.run_id, self.level):
@@ -160,6 +161,14 @@ class Smoke:
         finally:
             self.cleanup()
         return self.verdict(logs, failure, limit, time.monotonic() - start)
+
+    def load_image(self, image):
+        """An image the host's Docker has goes into the workers that lack it: no registry needed."""
+        client = nodes.docker_client()
+        wanted = {w["node"] for w in self.workers}
+        containers = [c for c in nodes.cluster_containers(client, self.record["plan"]["cluster"])
+                      if c.name in wanted]
+        images.preload(client, containers, image, self.progress)
 
     def replace_service(self, obj):
         from kubernetes.client.exceptions import ApiException
@@ -194,8 +203,8 @@ class Smoke:
         except (WaitFailed, WaitTimeout) as err:
             failure = str(err)
         pods = [p for p in self.pods(selector) if not is_overask(p)]
-        nodes = [pod.spec.node_name or pod.spec.node_selector.get("kubernetes.io/hostname") for pod in pods]
-        return dict(zip(nodes, concurrently(self.read_log, pods))), failure
+        node_names = [pod.spec.node_name or pod.spec.node_selector.get("kubernetes.io/hostname") for pod in pods]
+        return dict(zip(node_names, concurrently(self.read_log, pods))), failure
 
     def read_log(self, pod):
         from kubernetes.client.exceptions import ApiException

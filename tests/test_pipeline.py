@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from kindgpu import cluster, pipeline
+from kindgpu import cluster, parallel, pipeline
 from kindgpu.errors import KindgpuError, SpecError
 from kindgpu.report import Reporter
 
@@ -135,9 +135,9 @@ def test_spec_differences_name_the_fields():
 
 
 def test_concurrently_keeps_order_and_raises_first_error():
-    assert pipeline.concurrently(lambda x: x * 2, [3, 1, 2]) == [6, 2, 4]
+    assert parallel.concurrently(lambda x: x * 2, [3, 1, 2]) == [6, 2, 4]
     with pytest.raises(ValueError):
-        pipeline.concurrently(lambda x: (_ for _ in ()).throw(ValueError(x)), [1])
+        parallel.concurrently(lambda x: (_ for _ in ()).throw(ValueError(x)), [1])
 
 
 def test_gpu_device_nodes_of_the_host_are_character_devices_named_nvidia_and_a_number(tmp_path):

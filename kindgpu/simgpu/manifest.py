@@ -29,7 +29,7 @@ def sim_device_plugin_objects(image, product, memory_mib, namespace=names.SYSTEM
     container = {
         "name": "sim-device-plugin",
         "image": image,
-        "imagePullPolicy": "IfNotPresent",  # kindgpu imports it into the nodes (pipeline.preload_image)
+        "imagePullPolicy": "IfNotPresent",  # kindgpu imports it into the nodes (images.preload)
         "command": ["python3", PLUGIN_PROGRAM],
         "env": [{"name": k, "value": v} for k, v in env.items()],
         "volumeMounts": [

@@ -108,6 +108,18 @@ def test_smoke_passes_with_six_disjoint_gpus_and_the_limit_enforced(state):
     assert not kube().batch.list_namespaced_job("kindgpu-smoke").items  # cleaned up
 
 
+def test_smoke_puts_its_image_back_into_a_worker_that_lost_it(state):
+    """No registry here: only kindgpu can bring the image back, from the host's Docker."""
+    from kindgpu.simgpu.build import image_tag
+
+    worker, tag = f"{CLUSTER}-worker2", image_tag().partition(":")[2]
+    assert docker("exec", worker, "crictl", "rmi", image_tag()).returncode == 0
+    assert tag not in docker("exec", worker, "crictl", "images").stdout
+    doc = json.loads(invoke("smoke", "--name", CLUSTER, "--json", check=True).stdout)
+    assert doc["ok"]
+    assert tag in docker("exec", worker, "crictl", "images").stdout
+
+
 def test_second_up_has_nothing_to_do(state):
     start = time.monotonic()
     result = invoke("up", *SPEC, check=True)

@@ -1,0 +1,52 @@
+"""Images from the host's Docker into kind nodes, so that nothing has to be pulled."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+from . import cmd, names, nodes
+from .parallel import concurrently
+
+
+def in_node(container):
+    """The image tags a node's containerd has (for Kubernetes)."""
+    _, out = nodes.exec_in(container, ["crictl", "images", "-o", "json"], check=False)
+    try:
+        return {tag for img in json.loads(out).get("images", []) for tag in img.get("repoTags") or []}
+    except ValueError:
+        return set()
+
+
+def preload(client, containers, image, progress):
+    """Put `image` into each node container that lacks it, when the host's Docker has it
+    (otherwise the nodes pull it themselves). Each node is asked: the image list in a node's
+    status can be 30 s old, and a node that lost the image would then fail to pull it."""
+    from docker.errors import ImageNotFound
+
+    try:
+        client.images.get(image)
+    except ImageNotFound:
+        return
+    containers = list(containers)
+    present = concurrently(lambda c: any(t.endswith(image) for t in in_node(c)), containers)
+    lacking = [c for c, has in zip(containers, present) if not has]
+    if lacking:
+        progress(f"loading {image} into {len(lacking)} node(s)")
+        import_into(lacking, image)
+
+
+def import_into(containers, image):
+    """Save the image once where every node sees it (kindgpu's own mount), then import it in all
+    nodes at once: `kind load` streams the whole image to each node through `docker exec`."""
+    shared = next(m["Source"] for m in containers[0].attrs["Mounts"] if m["Destination"] == names.OWNER_MOUNT)
+    archive = Path(shared) / f"image-{os.getpid()}-{threading.get_ident()}.tar"
+    try:
+        cmd.run(["docker", "save", "--output", archive, image])
+        in_node_path = f"{names.OWNER_MOUNT}/{archive.name}"
+        concurrently(lambda c: nodes.exec_in(c, ["ctr", "--namespace=k8s.io", "images", "import",
+                                                 "--all-platforms", "--digests", in_node_path]), containers)
+    finally:
+        archive.unlink(missing_ok=True)
