@@ -41,8 +41,7 @@ def preload(client, containers, image, progress):
 def import_into(containers, image):
     """Save the image once where every node sees it (kindgpu's own mount), then import it in all
     nodes at once: `kind load` streams the whole image to each node through `docker exec`."""
-    shared = next(m["Source"] for m in containers[0].attrs["Mounts"] if m["Destination"] == names.OWNER_MOUNT)
-    archive = Path(shared) / f"image-{os.getpid()}-{threading.get_ident()}.tar"
+    archive = Path(nodes.owner_mount_source(containers[0].attrs["Mounts"])) / f"image-{os.getpid()}-{threading.get_ident()}.tar"
     try:
         cmd.run(["docker", "save", "--output", archive, image])
         in_node_path = f"{names.OWNER_MOUNT}/{archive.name}"

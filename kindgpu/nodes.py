@@ -38,12 +38,17 @@ def role(container):
     return container.labels.get(names.KIND_ROLE_LABEL, "")
 
 
-def has_owner_mount(mounts):
-    """kindgpu mounts its state into every node it makes; kind clusters of others lack it.
+def owner_mount_source(mounts):
+    """The host directory kindgpu mounts into every node it makes (None in others' clusters).
 
     mounts: a container's "Mounts" as Docker reports them.
     """
-    return any(m.get("Destination") == names.OWNER_MOUNT for m in mounts or [])
+    return next((m.get("Source") for m in mounts or [] if m.get("Destination") == names.OWNER_MOUNT), None)
+
+
+def has_owner_mount(mounts):
+    """kindgpu mounts its state into every node it makes; kind clusters of others lack it."""
+    return owner_mount_source(mounts) is not None
 
 
 def made_by_kindgpu(containers):
