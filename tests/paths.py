@@ -4,5 +4,5 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TESTDATA = REPO / "tests" / "testdata"
-# The real 2×H200 host's nvidia-smi and /proc output, beside the repo (shared/ is laid next to it).
-H200_FIXTURES = REPO.parent / "shared" / "fixtures" / "gpu-host-h200x2"
+# A real 2×H200 host's nvidia-smi and /proc output.
+H200_FIXTURES = TESTDATA / "h200x2"

@@ -17,7 +17,7 @@ from kindgpu.preflight import Request, Status
 from kindgpu.preflight import nvidia
 from kindgpu.preflight.model import TOOLKIT_CONFIG
 
-H200 = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "gpu-host-h200x2"
+H200 = Path(__file__).resolve().parent / "testdata" / "h200x2"
 TOOLKIT = Path(__file__).resolve().parent / "testdata" / "preflight" / "toolkit"
 
 # Stands in for nvidia-smi: answers --query-gpu from a captured CSV (with header) the way the

@@ -10,7 +10,7 @@ import pytest
 from kindgpu import inventory
 from kindgpu.simgpu import nvidia_smi
 
-# Copies of the real 2×H200 host's output (shared/fixtures/gpu-host-h200x2).
+# Copies of the real 2×H200 host's output (as in tests/testdata/h200x2).
 H200_FIXTURES = Path(__file__).parent / "testdata" / "simgpu"
 PROGRAM = nvidia_smi.__file__
 FIELDS = ("index", "uuid", "name", "pci.bus_id", "memory.total", "driver_version",
