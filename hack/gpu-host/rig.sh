@@ -42,23 +42,26 @@ probe() {
 # gigabytes carried): its interpreter, standard library, site directories and shared libraries.
 torch_image() {
   docker image inspect "$SMOKE_PYTORCH_IMAGE" >/dev/null 2>&1 && return 0
-  local paths
-  paths=$(python3 - <<'PY'
+  local paths site
+  read -r site paths < <(python3 - <<'PY'
 import os, sys, sysconfig, torch
-keep = {os.path.realpath(sys.executable), sysconfig.get_paths()["stdlib"],
-        os.path.dirname(os.path.dirname(torch.__file__)), "/usr/lib/x86_64-linux-gnu", "/usr/lib64",
-        "/usr/bin/sh", "/usr/bin/dash", "/usr/bin/env", "/etc/ld.so.cache", "/etc/ld.so.conf",
-        "/etc/ld.so.conf.d", "/etc/passwd", "/etc/group"}
-keep |= {p for p in sys.path if p.startswith("/") and os.path.isdir(p) and "site" in p or "dist-packages" in p}
-print(" ".join(sorted(p.lstrip("/") for p in keep if os.path.exists(p))))
+site = [p for p in sys.path if os.path.isdir(p) and ("site-packages" in p or "dist-packages" in p)]
+keep = {sys.executable, os.path.realpath(sys.executable), "/usr/bin/python3", sysconfig.get_paths()["stdlib"],
+        sysconfig.get_paths()["platstdlib"], os.path.dirname(os.path.dirname(torch.__file__)), *site,
+        "/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/bin/sh", "/usr/bin/dash", "/usr/bin/env",
+        "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/passwd", "/etc/group"}
+print(":".join(site), " ".join(sorted(p.lstrip("/") for p in keep if os.path.lexists(p))))
 PY
 )
+  echo "site: $site"
   echo "packing: $paths"
   # shellcheck disable=SC2086
   tar -C / -c --exclude='usr/lib/x86_64-linux-gnu/dri' --exclude='*/__pycache__' bin lib lib64 sbin $paths \
     | docker import --change "ENV PATH=$CUDA_PATH" --change "ENV LD_LIBRARY_PATH=$CUDA_LD_LIBRARY_PATH" \
-      --change "ENV NVIDIA_VISIBLE_DEVICES=all" --change 'CMD ["python3"]' - "$SMOKE_PYTORCH_IMAGE"
+      --change "ENV PYTHONPATH=$site" --change "ENV NVIDIA_VISIBLE_DEVICES=all" --change 'CMD ["python3"]' \
+      - "$SMOKE_PYTORCH_IMAGE"
   docker image ls "$SMOKE_PYTORCH_IMAGE"
+  docker run --rm --entrypoint python3 "$SMOKE_PYTORCH_IMAGE" -c 'import torch; print("torch", torch.__version__)'
 }
 
 plugin_pod() { kubectl --kubeconfig "$1" -n kube-system get pods -l name=nvidia-device-plugin-ds -o name | head -n 1; }
