@@ -381,7 +381,7 @@ def gpu_shortfall(ctx):
 
 
 def plugin_objects(ctx, image):
-    """The plugin's objects; for real GPUs, with the NVML directory a GPU worker has."""
+    """The plugin's objects; for real GPUs, with the driver's place in a GPU worker."""
     if ctx.plan.simulated:
         return deviceplugin.objects(ctx.plan, image)
     containers = ctx.worker_containers()
@@ -390,7 +390,7 @@ def plugin_objects(ctx, image):
         raise KindgpuError(f"no GPU worker of {ctx.plan.name} is running; run `invoke up`")
     if ctx.plan.spec["devicePlugin"]["deviceListStrategy"] == "cdi-cri":
         deviceplugin.check_node_cdi(first)
-    return deviceplugin.objects(ctx.plan, image, deviceplugin.node_nvml_dir(first))
+    return deviceplugin.objects(ctx.plan, image, deviceplugin.node_driver_layout(first))
 
 
 class DevicePlugin(Step):
