@@ -340,7 +340,7 @@ class Isolate(Step):
 
         def one(worker):
             seen = gpu_devices(containers[worker.node])
-            own = {g.minor for g in worker.gpus}
+            own = {g.minor for g in worker.gpus}  # none on a CPU-only worker: every GPU node goes
             foreign = sorted(path for minor, path in seen.items() if minor not in own)
             missing = sorted(m for m in own if m not in seen)
             return worker, foreign, missing
@@ -374,6 +374,7 @@ def allocatable_gpus(ctx):
 
 
 def gpu_shortfall(ctx):
+    """Workers offering another number of GPUs than assigned (a CPU-only worker must offer 0)."""
     have = allocatable_gpus(ctx)
     return [f"{w.node} offers {have[w.node]} of {len(w.gpus)} GPUs" for w in ctx.plan.workers
             if have[w.node] != len(w.gpus)]
