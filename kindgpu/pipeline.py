@@ -84,6 +84,7 @@ class Preflight(Step):
         plan = ctx.plan
         request = preflight.Request(
             workers=len(plan.workers), gpus=max(len(w.gpus) for w in plan.workers),
+            gpus_total=sum(len(w.gpus) for w in plan.workers),
             cluster_name=plan.name, simulate=plan.spec["simulate"]["gpus"] if plan.simulated else None)
         failed = [c for c in preflight.run_checks(request) if c.status == preflight.Status.FAIL]
         if failed:

@@ -18,7 +18,7 @@ kind: GPUCluster
 name: {CLUSTER}
 simulate: {{gpus: 2}}
 workers:
-  - gpus: [0]
+  - gpus: [0, 1]
   - gpus: []
     labels: {{pool: cpu}}
 labels: {{team: e2e}}
@@ -53,10 +53,12 @@ def kube():
 
 
 def test_up_makes_a_gpu_worker_and_a_cpu_only_worker(spec_file):
+    # Preflight counts the list's 2 GPUs (once taken as 2 workers × 2, more than the host's 2).
     result = invoke("up", "--config", str(spec_file), check=True)
+    assert "✓ preflight" in result.stdout
     assert "✓ create" in result.stdout and "✓ device-plugin" in result.stdout
     nodes = {n.metadata.name: n for n in kube().nodes()}
-    assert nodes[GPU_NODE].status.allocatable.get("nvidia.com/gpu") == "1"
+    assert nodes[GPU_NODE].status.allocatable.get("nvidia.com/gpu") == "2"
     assert int(nodes[CPU_NODE].status.allocatable.get("nvidia.com/gpu", "0")) == 0
 
 
@@ -66,13 +68,13 @@ def test_cpu_only_worker_has_no_gpu_labels_and_keeps_its_own(spec_file):
     assert [k for k in GPU_LABELS if k in cpu] == []
     assert (cpu["kindgpu.dev/cpu-only"], cpu["pool"], cpu["kindgpu.dev/cluster"]) == ("true", "cpu", CLUSTER)
     gpu = labels[GPU_NODE]
-    assert (gpu["gpu-worker"], gpu["gpu-ids"], gpu["team"]) == ("1", "0", "e2e")
+    assert (gpu["gpu-worker"], gpu["gpu-ids"], gpu["team"]) == ("1", "0_1", "e2e")
     assert "kindgpu.dev/cpu-only" not in gpu
 
 
 def test_no_gpu_device_node_or_device_plugin_is_left_on_the_cpu_only_worker(spec_file):
     assert node_gpu_minors(CPU_NODE) == []  # the host has /dev/nvidia0..7: isolate took them all
-    assert node_gpu_minors(GPU_NODE) == [0]
+    assert node_gpu_minors(GPU_NODE) == [0, 1]
     listed = docker("exec", CPU_NODE, "ls", "-A", "/var/run/kindgpu/sim-gpus")
     assert listed.returncode != 0 or listed.stdout.strip() == ""  # no simulated GPU mounted there
     plugins = kube().core.list_namespaced_pod(
@@ -87,7 +89,7 @@ def test_status_shows_the_cpu_only_worker_healthy_with_no_gpu(spec_file):
     cpu = rows[CPU_NODE]
     assert (cpu["role"], cpu["cpuOnly"], cpu["assignedGPUs"], cpu["allocatableGPUs"]) == ("worker", True, 0, 0)
     assert (cpu["gpuWorker"], cpu["plugin"]) == ("", "")
-    assert (rows[GPU_NODE]["cpuOnly"], rows[GPU_NODE]["allocatableGPUs"]) == (False, 1)
+    assert (rows[GPU_NODE]["cpuOnly"], rows[GPU_NODE]["allocatableGPUs"]) == (False, 2)
 
 
 def test_smoke_sees_no_gpu_on_the_cpu_only_worker_and_its_gpu_ask_stays_pending(spec_file):
@@ -95,7 +97,8 @@ def test_smoke_sees_no_gpu_on_the_cpu_only_worker_and_its_gpu_ask_stays_pending(
     doc = json.loads(result.stdout)
     assert doc["ok"], doc["message"]
     (gpu,) = doc["workers"]
-    assert gpu["node"] == GPU_NODE and gpu["seen"] == gpu["expected"] and len(gpu["seen"]) == 1
+    assert gpu["node"] == GPU_NODE and sorted(gpu["seen"]) == sorted(gpu["expected"]) and len(gpu["seen"]) == 2
+    assert doc["limitEnforced"]["ok"] and doc["limitEnforced"]["asked"] == 3
     (cpu,) = doc["cpuWorkers"]
     assert (cpu["node"], cpu["seen"], cpu["ok"]) == (CPU_NODE, [], True)
     assert "sees no GPU" in cpu["message"]
