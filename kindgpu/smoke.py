@@ -59,16 +59,18 @@ def check_level(record, level):
                          "compute and collective need real GPUs"])
 
 
-def job(run_id, level, image, worker, rank, gpu_counts, gpus=None):
+def job(run_id, level, image, worker, rank, gpu_counts, gpus=None, extra_env=None):
     """One Job pinned to one GPU worker, asking for its GPUs (or `gpus` of them).
 
-    gpu_counts: every GPU worker's GPU count in rank order (the collective level numbers its ranks).
+    gpu_counts: every GPU worker's GPU count in rank order (the collective level numbers its ranks);
+    extra_env: the spec's smoke.env, added after kindgpu's own variables.
     """
     count = len(worker["gpus"]) if gpus is None else gpus
     uuids = [g["uuid"] for g in worker["gpus"]]
     env = payloads.env(level, worker_name=worker["node"], gpu_uuids=uuids, rank=rank,
                        world_size=len(gpu_counts), gpu_counts=gpu_counts,
                        master_addr=f"w0.{SERVICE}.{NAMESPACE}.svc.cluster.local")
+    env.update(extra_env or {})
     name = f"smoke-{run_id}-w{worker['number']}" + ("-overask" if gpus is not None else "")
     return pinned_job(run_id, name, level, image, worker["node"], str(worker["number"]), env, count,
                       hostname=f"w{rank}", pending=gpus is not None)
@@ -79,10 +81,10 @@ def cpu_key(position):
     return f"cpu{position}"
 
 
-def cpu_jobs(run_id, image, worker, key):
+def cpu_jobs(run_id, image, worker, key, extra_env=None):
     """A CPU-only worker's two Jobs: the visibility payload with no GPU limit, which must see no
     GPU, and a pod asking for 1 GPU, which must stay Pending (the worker offers none)."""
-    env = payloads.visibility_env(worker["node"], expect_none=True)
+    env = {**payloads.visibility_env(worker["node"], expect_none=True), **(extra_env or {})}
     name = f"smoke-{run_id}-{key}"
     return [pinned_job(run_id, name, "visibility", image, worker["node"], key, env, None, hostname=key),
             pinned_job(run_id, f"{name}-gpuask", "visibility", image, worker["node"], key, env, 1,
@@ -188,9 +190,11 @@ class Smoke:
                 self.replace_service(obj) if obj["kind"] == "Service" else self.create(obj)
             counts = [len(w["gpus"]) for w in self.gpu_workers]
             # Every worker's Job and the pods that must stay Pending start at once; the latter wait for nothing.
-            jobs = [job(self.run_id, self.level, image, worker, rank, counts)
+            extra_env = self.record["spec"]["smoke"].get("env", {})
+            jobs = [job(self.run_id, self.level, image, worker, rank, counts, extra_env=extra_env)
                     for rank, worker in enumerate(self.gpu_workers)]
-            jobs += [j for key, w in self.cpu_workers.items() for j in cpu_jobs(self.run_id, cpu_image, w, key)]
+            jobs += [j for key, w in self.cpu_workers.items()
+                     for j in cpu_jobs(self.run_id, cpu_image, w, key, extra_env=extra_env)]
             concurrently(self.create, [*jobs, self.overask_job(image)])
             logs, failure = self.wait_jobs()
             limit, *asks = concurrently(lambda check: self.check_pending(*check), self.pending_checks())
@@ -262,7 +266,8 @@ class Smoke:
 
     def overask_job(self, image):
         worker, asked = self.overask_worker()
-        return job(self.run_id, "visibility", image, worker, 0, [asked], gpus=asked)
+        return job(self.run_id, "visibility", image, worker, 0, [asked], gpus=asked,
+                   extra_env=self.record["spec"]["smoke"].get("env", {}))
 
     def pending_checks(self):
         """(worker key, node, GPUs asked, GPUs it has): the over-ask pod first, then each CPU-only worker's."""

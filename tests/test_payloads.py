@@ -492,14 +492,21 @@ def minimal_path(tmp_path):
     return str(bindir)
 
 
-def run_none(tmp_path, fake=None, **env_extra):
-    """The visibility payload as a CPU-only worker's pod runs it; fake: an nvidia-smi mode, or none at all."""
+def run_none(tmp_path, fake=None, devices=(), **env_extra):
+    """The visibility payload as a CPU-only worker's pod runs it; fake: an nvidia-smi mode, or none
+    at all; devices: the GPU device nodes in its /dev (links to /dev/null, a character device)."""
     path = minimal_path(tmp_path)
     if fake:
         smi = Path(path) / "nvidia-smi"
         smi.write_text(FAKE_SMI.format(u0=UUID0))
         smi.chmod(0o755)
-    env = {"PATH": path, "FAKE": fake or "", **payloads.visibility_env(W2, expect_none=True), **env_extra}
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    (dev / "nvidiactl").symlink_to("/dev/null")  # not a GPU: stays out of the count
+    for name in devices:
+        (dev / name).symlink_to("/dev/null")
+    env = {"PATH": path, "FAKE": fake or "", "KINDGPU_DEV_DIR": str(dev),
+           **payloads.visibility_env(W2, expect_none=True), **env_extra}
     script = payloads.payload_files()["visibility.sh"]
     proc = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, timeout=30)
     return proc.returncode, proc.stdout + proc.stderr
@@ -524,6 +531,13 @@ def test_visibility_script_fails_when_a_cpu_only_pod_may_see_a_gpu(tmp_path, fak
     assert rc == 1, out
     v = judge.judge_visibility(out, [], W2, expect_none=True)
     assert not v.ok and why in v.message, v.message
+
+
+def test_visibility_script_fails_a_cpu_only_pod_holding_a_gpu_device_node(tmp_path):
+    rc, out = run_none(tmp_path, None, devices=["nvidia3"])
+    assert rc == 1, out
+    v = judge.judge_visibility(out, [], W2, expect_none=True)
+    assert not v.ok and f"GPU device node(s) in the pod: {tmp_path}/dev/nvidia3" in v.message, v.message
 
 
 def test_visibility_script_refuses_expecting_none_and_uuids_at_once(tmp_path):

@@ -57,9 +57,10 @@ EOF
 fi
 
 # GPU device nodes in the pod: a pod given no GPU must have none, whatever nvidia-smi says.
+# (KINDGPU_DEV_DIR: tests run this on hosts whose own /dev they cannot choose.)
 devices=""
 ndev=0
-for f in /dev/nvidia[0-9]*; do
+for f in "${KINDGPU_DEV_DIR:-/dev}"/nvidia[0-9]*; do
   [ -c "$f" ] || continue
   ndev=$((ndev + 1))
   devices="${devices}${devices:+,}\"${f}\""
