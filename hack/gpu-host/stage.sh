@@ -8,8 +8,9 @@
 #   bash hack/gpu-host/stage.sh PARTS_DIR     # then: . $RIG_ROOT/env
 #
 # Rehearsal on a machine that has a dockerd of its own: RIG_SYSROOT=/tmp/sys RIG_ROOT=/tmp/rig
-# puts the system files under RIG_SYSROOT and starts a second dockerd on its own socket, data
-# root and no bridge or iptables, so the host's Docker is left alone.
+# puts the system files under RIG_SYSROOT and starts a second dockerd on its own socket and data
+# root, in a network namespace of its own (a second dockerd in the host's removes docker0), so
+# the host's Docker is left alone.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . hack/gpu-host/versions.sh
@@ -18,7 +19,9 @@ ART=$RIG_ROOT/artifacts
 U=$RIG_ROOT/userland
 SYS=${RIG_SYSROOT:-}
 DOCKERD_ARGS=(--pidfile "$SYS/var/run/docker.pid")
+IN_NETNS=()
 if [ -n "$SYS" ]; then
+  IN_NETNS=(unshare --net)
   mkdir -p "$SYS/usr/bin" "$SYS/usr/local/bin" "$SYS/etc" "$SYS/var/run"
   DOCKERD_ARGS=(--pidfile "$SYS/var/run/docker.pid" -H "unix://$SYS/var/run/docker.sock" --data-root "$SYS/var/lib/docker"
     --exec-root "$SYS/var/run/docker" --config-file "$SYS/etc/docker/daemon.json" --bridge none --iptables=false --ip6tables=false)
@@ -127,7 +130,7 @@ if ! docker info >/dev/null 2>&1; then
     rm -f "$pidfile"
   fi
   # shellcheck disable=SC2046
-  env -i $(cat "$RIG_ROOT/dockerd-env") setsid nohup "$U/usr/sbin/dockerd" "${DOCKERD_ARGS[@]}" \
+  env -i $(cat "$RIG_ROOT/dockerd-env") setsid nohup "${IN_NETNS[@]}" "$U/usr/sbin/dockerd" "${DOCKERD_ARGS[@]}" \
     >>"$RIG_ROOT/dockerd.log" 2>&1 </dev/null &
   for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
   docker info >/dev/null 2>&1 || { tail -n 40 "$RIG_ROOT/dockerd.log" >&2; exit 1; }
