@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 
 from . import cmd, deviceplugin, images, names, nodes, render
-from .errors import KindgpuError
+from .errors import KindgpuError, Problem, SpecError
 from .kube import Kube, manifest_hash, transient_errors
 from .parallel import concurrently
 from .wait import Seen, wait_for
@@ -84,7 +84,8 @@ class Preflight(Step):
         plan = ctx.plan
         request = preflight.Request(
             workers=len(plan.workers), gpus=max(len(w.gpus) for w in plan.workers),
-            cluster_name=plan.name, simulate=plan.spec["simulate"]["gpus"] if plan.simulated else None)
+            cluster_name=plan.name, simulate=plan.spec["simulate"]["gpus"] if plan.simulated else None,
+            api_address=plan.spec["apiServer"]["address"])
         failed = [c for c in preflight.run_checks(request) if c.status == preflight.Status.FAIL]
         if failed:
             lines = "\n".join(f"  FAIL {c.name}: {c.found}" + (f"\n       fix: {c.fix}" if c.fix else "")
@@ -421,20 +422,23 @@ def steps():
     return [Preflight(), Config(), Create(), Label(), Isolate(), DevicePlugin()]
 
 
-def check_step_names(requested, known):
-    unknown = [s for s in requested if s and s not in known]
-    if unknown:
-        from .errors import SpecError
+def step_problems(flag, requested, known):
+    return [Problem(flag, f"unknown step {s!r}", f"steps are {', '.join(known)}")
+            for s in requested if s and s not in known]
 
-        raise SpecError([f"--force/--until: unknown step {s!r}; steps are {', '.join(known)}"
-                         for s in unknown])
+
+def check_step_names(force, until, known):
+    """The up task checks these first (kindgpu.flags); here for callers of run()."""
+    problems = step_problems("--force", force, known) + step_problems("--until", [until], known)
+    if problems:
+        raise SpecError(problems, title="invalid task flags")
 
 
 def run(ctx, *, force=(), until=None, dry_run=False, pipeline=None):
     """Run every step that must run, in order. Returns the number of steps that ran."""
     pending = pipeline or steps()
     known = [s.name for s in pending]
-    check_step_names([*force, until], known)
+    check_step_names(force, until, known)
     if until:
         pending = pending[: known.index(until) + 1]
     reporter = ctx.reporter

@@ -159,10 +159,10 @@ def test_gpu_capacity_skips_without_inventory():
 def test_invalid_request():
     with pytest.raises(SpecError) as e:
         Request(workers=0, gpus=-1, simulate=0)
-    assert len(e.value.problems) == 3
+    assert [p.field for p in e.value.problems] == ["--workers", "--gpus", "--simulate"]
     err = io.StringIO()
     assert main(workers=0, as_json=True, out=err) == 2
-    assert "--workers must be at least 1" in err.getvalue()
+    assert "  - --workers: must be at least 1 (got 0)" in err.getvalue()
 
 
 def test_overall():
@@ -187,6 +187,7 @@ def test_main_json_and_exit_code_without_docker(tmp_path):
     assert "No such file" in checks["docker"]["found"]
     assert checks["cluster-name"]["status"] == "SKIP"
     assert checks["gpu-capacity"]["status"] == "PASS"
+    assert checks["api-server"]["status"] == "PASS"  # loopback unless the spec says otherwise
     assert doc["inventory"]["simulated"] is True and len(doc["inventory"]["gpus"]) == 2
     assert doc["request"] == {"cluster_name": "kindgpu", "workers": 2, "gpus_per_worker": 1,
                               "simulate": 2}
