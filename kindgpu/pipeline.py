@@ -168,14 +168,14 @@ class Create(Step):
             return f"cluster {plan.name} does not exist"
         if not nodes.made_by_kindgpu(found.values()):
             raise KindgpuError(
-                f"a kind cluster named {plan.name} exists, but kindgpu did not make it; "
+                f"a kind cluster named {plan.name} exists, but kindgpu did not make it",
                 f"choose another --name (or delete it yourself: kind delete cluster --name {plan.name})")
         expected = [plan.control_plane, *(w.node for w in plan.workers)]
         missing = [n for n in expected if n not in found]
         if missing:
             raise KindgpuError(
                 f"node container(s) {', '.join(missing)} of cluster {plan.name} are gone and kind cannot "
-                f"add nodes to a cluster; run `invoke up --recreate` to make it anew")
+                "add nodes to a cluster", "run `invoke up --recreate` to make it anew")
         stopped = [n for n in expected if found[n].status != "running"]
         if stopped:
             return f"node container(s) not running: {', '.join(stopped)}"
@@ -355,7 +355,7 @@ class Isolate(Step):
                       for w, _, missing in survey if missing]
             if broken:
                 raise KindgpuError(
-                    "; ".join(broken) + ". The host's NVIDIA runtime did not give the node its GPUs: "
+                    "; ".join(broken) + ": the host's NVIDIA runtime did not give the node its GPUs",
                     "run `invoke preflight` (Docker's default runtime must be nvidia, with "
                     "accept-nvidia-visible-devices-as-volume-mounts = true), then `invoke up --recreate`")
         leaking = [f"{w.node} sees {len(foreign)} GPU(s) not its own" for w, foreign, _ in survey if foreign]
@@ -490,7 +490,8 @@ def run_step(ctx, step, why):
             raise
         except Exception as err:
             raise StepFailed(f"step {step.name} failed: {err}{bundle(ctx, step)}\n"
-                             "The cluster is left as it is; fix the cause and run `invoke up` again.") from err
+                             "The cluster is left as it is.",
+                             getattr(err, "fix", None) or "fix the cause and run `invoke up` again") from err
         if still:
             raise StepFailed(f"step {step.name} ran but is still not done: {still}{bundle(ctx, step)}")
 

@@ -204,6 +204,8 @@ def label_key_problem(key):
         if len(prefix) > PREFIX_MAX or not re.fullmatch(DNS1123_SUBDOMAIN, prefix):
             return (f"prefix {prefix!r} is not a DNS subdomain: lowercase letters, digits, '-' and '.', "
                     f"starting and ending with a letter or digit, at most {PREFIX_MAX} characters")
+    if not name:
+        return "not a legal label key: the name is empty"
     if len(name) > NAME_MAX:
         return f"name {name!r} is {len(name)} characters long; at most {NAME_MAX}"
     if not re.fullmatch(QUALIFIED_NAME, name):
@@ -225,10 +227,11 @@ def label_problems(labels, where):
             found.append(Problem(path, bad_key))
         elif kubelet_refuses(key):
             found.append(Problem(
-                path, "kubelet refuses node labels in the kubernetes.io and k8s.io namespaces, "
-                      f"except {', '.join(KUBELET_LABELS)} and the namespaces "
-                      f"{', '.join(f'[*.]{n}/' for n in KUBELET_LABEL_NAMESPACES)}",
-                f"use a prefix of your own, e.g. example.com/{key.rpartition('/')[2]}"))
+                path, "kubelet refuses keys in the kubernetes.io and k8s.io namespaces other than "
+                      "its own well-known labels",
+                f"use a prefix of your own (e.g. example.com/{key.rpartition('/')[2]}), or a key kubelet "
+                f"allows: under {' or '.join(f'[*.]{n}/' for n in KUBELET_LABEL_NAMESPACES)}, or one of "
+                f"{', '.join(KUBELET_LABELS)}"))
         if not isinstance(value, str):
             continue
         if "," in value:
