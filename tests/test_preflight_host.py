@@ -207,3 +207,11 @@ def test_table_output_lists_every_check_and_the_fixes(tmp_path):
     assert "    sudo systemctl start docker\n" in text  # a command on a line of its own
     assert "    invoke up --workers 2 --gpus 4 --simulate 8\n" in text
     assert text.rstrip().splitlines()[-1].startswith("FAIL:")
+
+
+@pytest.mark.parametrize("address, status", [("127.0.0.1", Status.PASS), ("::1", Status.PASS),
+                                             ("0.0.0.0", Status.WARN), ("10.0.0.7", Status.WARN)])
+def test_api_server_address_off_loopback_is_a_warning(address, status):
+    c = host.api_server_check(Request(api_address=address))
+    assert c.status is status and c.found.startswith(address)
+    assert ("open to the network" in c.found) == (status is Status.WARN)
