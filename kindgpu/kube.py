@@ -66,9 +66,12 @@ class Kube:
     def nodes(self):
         return self.core.list_node(_request_timeout=10).items
 
-    def pod_log(self, name, namespace, tail_lines=None):
-        """A pod's log as the container wrote it: the client's own decoding mangles JSON lines."""
+    def pod_log(self, name, namespace, tail_lines=None, previous=False):
+        """A pod's log as the container wrote it: the client's own decoding mangles JSON lines.
+        `previous`: the log of the container that ran before the current one (a crash's)."""
         kwargs = {"tail_lines": tail_lines} if tail_lines else {}
+        if previous:
+            kwargs["previous"] = True
         response = self.core.read_namespaced_pod_log(name, namespace, _preload_content=False,
                                                      _request_timeout=10, **kwargs)
         return response.data.decode(errors="replace")

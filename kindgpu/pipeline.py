@@ -380,12 +380,25 @@ def gpu_shortfall(ctx):
             if have[w.node] != len(w.gpus)]
 
 
+def plugin_objects(ctx, image):
+    """The plugin's objects; for real GPUs, with the NVML directory a GPU worker has."""
+    if ctx.plan.simulated:
+        return deviceplugin.objects(ctx.plan, image)
+    containers = ctx.worker_containers()
+    first = next((containers[w.node] for w in ctx.plan.workers if w.gpus and w.node in containers), None)
+    if first is None:
+        raise KindgpuError(f"no GPU worker of {ctx.plan.name} is running; run `invoke up`")
+    if ctx.plan.spec["devicePlugin"]["deviceListStrategy"] == "cdi-cri":
+        deviceplugin.check_node_cdi(first)
+    return deviceplugin.objects(ctx.plan, image, deviceplugin.node_nvml_dir(first))
+
+
 class DevicePlugin(Step):
     name = "device-plugin"
 
     def reason(self, ctx):
         image = deviceplugin.image(ctx.plan)
-        stale = [obj["metadata"]["name"] for obj in deviceplugin.objects(ctx.plan, image)
+        stale = [obj["metadata"]["name"] for obj in plugin_objects(ctx, image)
                  if ctx.kube.current_hash(obj["kind"], obj["metadata"]["name"], obj["metadata"]["namespace"])
                  != manifest_hash(obj)]
         if stale:
@@ -395,12 +408,17 @@ class DevicePlugin(Step):
     def run(self, ctx, progress):
         plan = ctx.plan
         image = load_plugin_image(ctx, progress)
-        for obj in deviceplugin.objects(plan, image):
+        for obj in plugin_objects(ctx, image):
             ctx.kube.apply(obj)
         from . import diagnostics
 
-        wait_for(lambda: Seen(done=not (short := gpu_shortfall(ctx)), last="; ".join(short)),
-                 what="every worker to offer its GPUs", timeout=PLUGIN_READY_TIMEOUT, interval=0.5,
+        def offered():
+            short = gpu_shortfall(ctx)
+            # A crashing plugin will not offer GPUs: say so now, not after the timeout.
+            return Seen(done=not short, failed="" if not short else diagnostics.plugin_crash(ctx),
+                        last="; ".join(short))
+
+        wait_for(offered, what="every worker to offer its GPUs", timeout=PLUGIN_READY_TIMEOUT, interval=0.5,
                  transient=transient_errors(), progress=progress,
                  hint=lambda: diagnostics.plugin_hint(ctx))
 

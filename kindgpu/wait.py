@@ -28,8 +28,9 @@ def wait_for(probe, *, what, timeout, interval=1.0, hint="", transient=(), progr
     """Call probe() -> Seen until done; raise WaitFailed on failed, WaitTimeout after timeout.
 
     Exceptions of the `transient` types count as "not yet" (an API server still starting).
-    `progress(text)` is told what was seen after every probe. `hint` may be a function, called
-    only when the wait fails (to describe what is there then).
+    `progress(text)` is told what was seen after every probe. `hint`, what to try after a
+    timeout, may be a function, called only then (to describe what is there then); a failure
+    says its own remedy.
     """
     hint_text = (lambda: hint() if callable(hint) else hint)
     deadline = clock() + timeout
@@ -42,7 +43,7 @@ def wait_for(probe, *, what, timeout, interval=1.0, hint="", transient=(), progr
         if progress:
             progress(seen.last)
         if seen.failed:
-            raise WaitFailed(f"{what}: {seen.failed}" + (f"\nhint: {text}" if (text := hint_text()) else ""))
+            raise WaitFailed(f"{what}: {seen.failed}")
         if seen.done:
             return seen
         if clock() >= deadline:

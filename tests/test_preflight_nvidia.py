@@ -255,9 +255,31 @@ def test_toolkit_checks_skip_with_simulated_gpus():
     assert all("not needed with simulated GPUs" in c.found for c in got)
 
 
-def test_tool_version_parser():
-    assert nvidia.parse_tool_version(textwrap.dedent(FAKE_RUNTIME)) == "1.17.8"
+# What a toolkit built from source without its Makefile's version flags prints (the GPU host's).
+RUNTIME_WITHOUT_VERSION = (
+    "NVIDIA Container Runtime version unknown\nspec: 1.2.1\n\nrunc version 1.1.5+ds1\n"
+    "commit: v1.1.5-0-gf19387a\nspec: 1.0.2-dev\ngo: go1.19.8\nlibseccomp: 2.5.4\n"
+)
+
+
+def test_tool_version_parser_reads_only_the_tools_own_line():
+    assert nvidia.parse_tool_version("NVIDIA Container Runtime version 1.17.8\ncommit: f202b80\n"
+                                     "spec: 1.2.0\n\nrunc version 1.1.12\n") == "1.17.8"
+    # runc's version on a later line is not the toolkit's.
+    assert nvidia.parse_tool_version(RUNTIME_WITHOUT_VERSION) == "unknown"
     assert nvidia.parse_tool_version("garbage") == "unknown"
+    assert nvidia.parse_tool_version("") == "unknown"
+
+
+@pytest.mark.parametrize("runtime, status", [
+    ("1.20.0", Status.PASS), ("1.17.0", Status.PASS), ("1.16.2", Status.FAIL), ("0.9", Status.FAIL),
+    ("unknown", Status.WARN),
+])
+def test_toolkit_version_must_be_at_least_1_17(runtime, status):
+    check = nvidia.tools_check({"nvidia-ctk": runtime, "nvidia-container-runtime": runtime})
+    assert check.status is status, check.found
+    if status is not Status.PASS:
+        assert "1.17" in check.hint and check.fix
 
 
 @pytest.mark.parametrize("workers, gpus", [(2, 1), (1, 2), (3, 1), (2, 2)])
