@@ -387,7 +387,7 @@ def plugin_objects(ctx, image):
     containers = ctx.worker_containers()
     first = next((containers[w.node] for w in ctx.plan.workers if w.gpus and w.node in containers), None)
     if first is None:
-        raise KindgpuError(f"no GPU worker of {ctx.plan.name} is running; run `invoke up`")
+        raise KindgpuError(f"no GPU worker of {ctx.plan.name} is running", "run `invoke up`")
     if ctx.plan.spec["devicePlugin"]["deviceListStrategy"] == "cdi-cri":
         deviceplugin.check_node_cdi(first)
     return deviceplugin.objects(ctx.plan, image, deviceplugin.node_nvml_dir(first))
