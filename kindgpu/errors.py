@@ -36,7 +36,7 @@ class Problem:
 
 
 class SpecError(KindgpuError):
-    """The cluster spec or task flags are invalid; nothing was looked at or created."""
+    """The cluster spec or task flags are invalid; nothing was created. Exit 2."""
 
     exit_code = 2
 
