@@ -85,7 +85,7 @@ class Preflight(Step):
         request = preflight.Request(
             workers=len(plan.workers), gpus=max(len(w.gpus) for w in plan.workers),
             cluster_name=plan.name, simulate=plan.spec["simulate"]["gpus"] if plan.simulated else None,
-            api_address=plan.spec["apiServer"]["address"])
+            api_address=plan.spec["apiServer"]["address"], node_image=plan.spec["nodeImage"])
         failed = [c for c in preflight.run_checks(request) if c.status == preflight.Status.FAIL]
         if failed:
             lines = "\n".join(f"  FAIL {c.name}: {c.found}" + (f"\n       fix: {c.fix}" if c.fix else "")

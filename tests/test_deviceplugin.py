@@ -148,3 +148,10 @@ def test_crash_fix_fits_the_log():
 ])
 def test_cdi_state_read_from_crictl_info(info, enabled):
     assert deviceplugin.cdi_enabled(info) is enabled
+
+
+def test_cdi_state_of_a_real_kind_node():
+    # `crictl info` of a kind node (harness image, containerd 2.3.7) made with kindgpu's patch.
+    info = (TESTDATA / "gpu-host" / "crictl-info-containerd-2.3.7.json").read_text()
+    assert deviceplugin.cdi_enabled(info) is True
+    assert deviceplugin.cdi_enabled(info.replace('"enableCDI": true', '"enableCDI": false')) is False

@@ -308,3 +308,28 @@ def test_h200_host_end_to_end_json(gpu_host, tmp_path, workers, gpus):
     else:
         assert cap["status"] == "FAIL"
         assert cap["fix"] == f"invoke up --workers {len(uuids) // gpus} --gpus {gpus}"
+
+
+@pytest.mark.parametrize("output, version", [
+    ("containerd github.com/containerd/containerd/v2 v2.3.7 0d1c7f1\n", "2.3.7"),
+    ("containerd containerd.io 1.7.24 88bf19b2105c8b17560993bee28a01ddc2f97182\n", "1.7.24"),
+    ("containerd github.com/containerd/containerd v1.6.20~ds1 1.6.20~ds1-1+b1\n", "1.6.20~ds1"),
+    ("garbage", None),
+])
+def test_containerd_version_of_a_node_image(output, version):
+    from kindgpu.preflight import dockerhost
+
+    assert dockerhost.parse_containerd_version(output) == version
+
+
+@pytest.mark.parametrize("containerd, status, said", [
+    ("2.3.7", Status.PASS, "CDI on by default"), ("1.7.24", Status.PASS, "CDI off by default"),
+    ("1.6.20", Status.FAIL, "has no CDI"), (None, Status.WARN, "did not say"),
+])
+def test_node_image_check_says_which_containerd_and_that_kindgpu_enables_cdi(containerd, status, said):
+    from kindgpu.preflight import dockerhost
+
+    req = Request(node_image="kindest/node:v1.31.4")
+    check = dockerhost.node_image_check(req, {"present": True, "containerd": containerd})
+    assert check.status is status and said in check.found
+    assert dockerhost.node_image_check(Request(node_image="x", simulate=2), {}).status is Status.SKIP

@@ -64,14 +64,18 @@ tools() {
 small_rootfs() { # small_rootfs DIR
   local root=$1 dir=$WORK/debs-rootfs
   rm -rf "$root" "$dir" && mkdir -p "$root" "$dir"
-  (cd "$dir" && apt-get download -q libc6 busybox-static >&2)
+  (cd "$dir" && apt-get download -q libc6 libc-bin busybox-static >&2)
   for deb in "$dir"/*.deb; do dpkg -x "$deb" "$dir/x"; done
   mkdir -p "$root/lib/x86_64-linux-gnu" "$root/lib64" "$root/busybox" "$root/bin" "$root/tmp" "$root/etc" \
     "$root/usr/bin" "$root/licenses"
   cp -a "$dir"/x/lib/x86_64-linux-gnu/*.so* "$root/lib/x86_64-linux-gnu/"
   ln -sf /lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$root/lib64/ld-linux-x86-64.so.2"
   cp "$dir/x/bin/busybox" "$root/busybox/busybox"
-  for applet in $("$root/busybox/busybox" --list); do ln -sf busybox "$root/busybox/$applet"; done
+  mkdir -p "$root/sbin" && cp "$dir/x/sbin/ldconfig" "$root/sbin/ldconfig"  # NVIDIA's CDI hooks may run it
+  echo /usr/local/nvidia/lib64 >"$root/etc/ld.so.conf"
+  for applet in $("$root/busybox/busybox" --list); do
+    [ "$applet" = busybox ] || ln -sf busybox "$root/busybox/$applet"
+  done
   ln -sf /busybox/sh "$root/bin/sh"
   cp "$dir/x/usr/share/doc/libc6/copyright" "$root/licenses/glibc"
   cp "$dir/x/usr/share/doc/busybox-static/copyright" "$root/licenses/busybox"

@@ -6,12 +6,24 @@
 # and what is done already is skipped.
 #
 #   bash hack/gpu-host/stage.sh PARTS_DIR     # then: . $RIG_ROOT/env
+#
+# Rehearsal on a machine that has a dockerd of its own: RIG_SYSROOT=/tmp/sys RIG_ROOT=/tmp/rig
+# puts the system files under RIG_SYSROOT and starts a second dockerd on its own socket, data
+# root and no bridge or iptables, so the host's Docker is left alone.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . hack/gpu-host/versions.sh
 PARTS=${1:?usage: stage.sh PARTS_DIR}
 ART=$RIG_ROOT/artifacts
 U=$RIG_ROOT/userland
+SYS=${RIG_SYSROOT:-}
+DOCKERD_ARGS=(--pidfile "$SYS/var/run/docker.pid")
+if [ -n "$SYS" ]; then
+  mkdir -p "$SYS/usr/bin" "$SYS/usr/local/bin" "$SYS/etc" "$SYS/var/run"
+  DOCKERD_ARGS=(--pidfile "$SYS/var/run/docker.pid" -H "unix://$SYS/var/run/docker.sock" --data-root "$SYS/var/lib/docker"
+    --exec-root "$SYS/var/run/docker" --config-file "$SYS/etc/docker/daemon.json" --bridge none --iptables=false --ip6tables=false)
+  export DOCKER_HOST=unix://$SYS/var/run/docker.sock
+fi
 log() { printf '[stage %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 mkdir -p "$RIG_ROOT"
 t0=$SECONDS
@@ -41,9 +53,8 @@ tools() {
   unzstd "$ART/tools.tar.zst" | tar -C "$dir" -x
   # The toolkit where NVIDIA's packages put it: kindgpu mounts the host's /usr/bin/nvidia-ctk into
   # the nodes, and the runtime's CDI hooks default to /usr/bin/nvidia-cdi-hook.
-  install -m 0755 "$dir/bin/nvidia-ctk" "$dir/bin/nvidia-container-runtime" "$dir/bin/nvidia-cdi-hook" /usr/bin/
-  install -m 0755 "$dir/bin/kind" "$dir/bin/kubectl" /usr/local/bin/
-  install -m 0755 "$U/usr/bin/docker" /usr/local/bin/docker
+  install -m 0755 "$dir/bin/nvidia-ctk" "$dir/bin/nvidia-container-runtime" "$dir/bin/nvidia-cdi-hook" "$SYS/usr/bin/"
+  install -m 0755 "$dir/bin/kind" "$dir/bin/kubectl" "$U/usr/bin/docker" "$SYS/usr/local/bin/"
 }
 python_deps() {
   local site=$RIG_ROOT/site && rm -rf "$site" && mkdir -p "$site" "$RIG_ROOT/wheels"
@@ -57,15 +68,17 @@ once python python_deps
 # 3. Environment: dockerd and its children find the userland through it; everything else keeps
 # the machine's own libraries.
 cat >"$RIG_ROOT/env" <<EOF
-export PATH=/usr/local/bin:$U/usr/sbin:$U/usr/bin:\$PATH
+export PATH=$SYS/usr/bin:$SYS/usr/local/bin:$U/usr/sbin:$U/usr/bin:\$PATH
 export PYTHONPATH=$RIG_ROOT/site\${PYTHONPATH:+:\$PYTHONPATH}
 export KINDGPU_NODE_IMAGE=$(cat "$ART/node-image.name")
+${DOCKER_HOST:+export DOCKER_HOST=$DOCKER_HOST}
 EOF
 cat >"$RIG_ROOT/dockerd-env" <<EOF
 PATH=$U/usr/sbin:$U/usr/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 LD_LIBRARY_PATH=$U/lib/x86_64-linux-gnu:$U/usr/lib/x86_64-linux-gnu
 XTABLES_LIBDIR=$U/usr/lib/x86_64-linux-gnu/xtables
 KINDGPU_REAL_RUNC=$U/usr/sbin/runc
+XDG_CONFIG_HOME=$SYS/etc
 EOF
 # shellcheck disable=SC1091
 . "$RIG_ROOT/env"
@@ -73,7 +86,7 @@ EOF
 # 4. The toolkit's config, as NVIDIA's docs set it up for kind (volume mounts only, no envvar),
 # with the runc wrapper (the machine's bounding set lacks CAP_SYS_RESOURCE) as its low-level runtime.
 toolkit_config() {
-  local config=/etc/nvidia-container-runtime/config.toml
+  local config=$SYS/etc/nvidia-container-runtime/config.toml
   mkdir -p "$(dirname "$config")"
   nvidia-ctk config default --output "$config"
   nvidia-ctk config --in-place --config-file "$config" \
@@ -83,22 +96,22 @@ toolkit_config() {
 }
 once toolkit-config toolkit_config
 
-mkdir -p /etc/docker
-cat >/etc/docker/daemon.json <<'EOF'
+mkdir -p "$SYS/etc/docker"
+cat >"$SYS/etc/docker/daemon.json" <<EOF
 {
-  "runtimes": {"nvidia": {"path": "/usr/bin/nvidia-container-runtime"}},
+  "runtimes": {"nvidia": {"path": "$SYS/usr/bin/nvidia-container-runtime"}},
   "default-runtime": "nvidia",
   "log-driver": "json-file",
   "log-opts": {"max-size": "10m", "max-file": "2"}
 }
 EOF
-sysctl -q -w fs.inotify.max_user_watches=524288 fs.inotify.max_user_instances=512
+[ -n "$SYS" ] || sysctl -q -w fs.inotify.max_user_watches=524288 fs.inotify.max_user_instances=512
 
 # 5. dockerd.
 if ! docker info >/dev/null 2>&1; then
   log "starting dockerd (log: $RIG_ROOT/dockerd.log)"
-  mount | grep -q ' /sys/fs/cgroup ' || mount -t cgroup2 none /sys/fs/cgroup
-  env -i $(cat "$RIG_ROOT/dockerd-env") setsid nohup "$U/usr/sbin/dockerd" --pidfile /var/run/docker.pid \
+  # shellcheck disable=SC2046
+  env -i $(cat "$RIG_ROOT/dockerd-env") setsid nohup "$U/usr/sbin/dockerd" "${DOCKERD_ARGS[@]}" \
     >>"$RIG_ROOT/dockerd.log" 2>&1 </dev/null &
   for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
   docker info >/dev/null 2>&1 || { tail -n 40 "$RIG_ROOT/dockerd.log" >&2; exit 1; }

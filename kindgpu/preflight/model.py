@@ -38,6 +38,7 @@ class Request:
     toolkit_config: Path = TOOLKIT_CONFIG
     sysctl_conf: Path = SYSCTL_CONF
     docker_url: str | None = None
+    node_image: str | None = None  # the spec's nodeImage; None: not checked
     api_address: str = "127.0.0.1"  # the spec's apiServer.address
 
     def __post_init__(self):
