@@ -130,6 +130,7 @@ def status(name):
     for node in sorted(kube.nodes(), key=lambda n: node_order(n.metadata.name)):
         labels = node.metadata.labels or {}
         worker = assigned.get(node.metadata.name)
+        cpu_only = bool(worker) and not worker["gpus"]
         pod = pods.get(node.metadata.name)
         rows.append({
             "node": node.metadata.name,
@@ -137,10 +138,11 @@ def status(name):
             "ready": getattr(pipeline.ready_condition(node), "status", "") == "True",
             "gpuWorker": labels.get(names.LABEL_GPU_WORKER, ""),
             "gpuIds": labels.get(names.LABEL_GPU_IDS, ""),
+            "cpuOnly": cpu_only,
             "assignedGPUs": len(worker["gpus"]) if worker else 0,
             "allocatableGPUs": int((node.status.allocatable or {}).get(names.GPU_RESOURCE, "0")),
             "uuids": [g["uuid"] for g in worker["gpus"]] if worker else [],
-            "plugin": plugin_state(pod) if worker else "",
+            "plugin": worker_plugin(worker, cpu_only, pod),
         })
     healthy = all(r["ready"] and r["assignedGPUs"] == r["allocatableGPUs"] for r in rows)
     return {"cluster": name, "simulated": sim, "specHash": record["plan"]["specHash"],
@@ -152,6 +154,14 @@ def node_order(node_name):
     import re
 
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", node_name)]
+
+
+def worker_plugin(worker, cpu_only, pod):
+    if not worker:
+        return ""
+    if cpu_only:  # no plugin belongs there; one that is would be a stray
+        return "" if pod is None else f"unexpected: {plugin_state(pod)}"
+    return plugin_state(pod)
 
 
 def plugin_state(pod):
@@ -169,6 +179,7 @@ def show_status(doc, as_json):
         f"Cluster {doc['cluster']} ({'simulated' if doc['simulated'] else 'real'} GPUs): "
         f"{'healthy' if doc['healthy'] else 'NOT healthy'}",
         ["node", "role", "ready", "gpu-worker", "gpu-ids", "GPUs assigned/allocatable", "plugin"],
-        [(r["node"], r["role"], "yes" if r["ready"] else "NO", r["gpuWorker"], r["gpuIds"],
+        [(r["node"], r["role"], "yes" if r["ready"] else "NO", "cpu-only" if r["cpuOnly"] else r["gpuWorker"],
+          r["gpuIds"],
           f"{r['assignedGPUs']}/{r['allocatableGPUs']}" if r["role"] == "worker" else "",
           r["plugin"]) for r in doc["nodes"]])

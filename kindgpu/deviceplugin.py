@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+from typing import NamedTuple
 
 from . import names
 from .errors import KindgpuError
@@ -15,6 +15,13 @@ NVML = "libnvidia-ml.so.1"
 # (cmd/nvidia-device-plugin/root.go, tryResolveLibrary, v0.17-v0.20).
 NVML_SEARCHED = ("/usr/lib64", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
                  "/lib64", "/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu")
+# NVIDIA's plugin image's PATH (deployments/container/Dockerfile, v0.20.0): the plugin also looks
+# for the driver's programs (nvidia-smi) under its driver root along it.
+PLUGIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/busybox"
+# In a node: the first directory on its PATH, or the driver's own, holding the real nvidia-smi
+# (an ELF binary: some hosts put a wrapper script at /usr/bin/nvidia-smi).
+FIND_NVIDIA_SMI = ('for d in $(echo "$PATH" | tr ":" " ") /usr/local/nvidia/bin; do f="$d/nvidia-smi"; '
+                   '[ -f "$f" ] && [ "$(head -c 4 "$f" | tail -c 3)" = ELF ] && echo "$d" && exit 0; done; true')
 PARAMS = "/proc/driver/nvidia/params"
 MASK_DIR = "/run/kindgpu"
 # The plugin is privileged (it opens the GPUs to write CDI specs), so with the driver's default
@@ -49,8 +56,15 @@ def nvml_dir(ldcache):
     return None
 
 
-def node_nvml_dir(node):
-    """Where the host's NVIDIA runtime put NVML in a GPU worker (the node's ldcache says)."""
+class DriverLayout(NamedTuple):
+    """Where the host's NVIDIA runtime put the driver in a GPU worker."""
+
+    nvml_dir: str
+    bin_dir: str | None  # of nvidia-smi; None when the node has none
+
+
+def node_driver_layout(node):
+    """The driver's place in a GPU worker: NVML from the node's ldcache, nvidia-smi from its PATH."""
     from . import nodes
 
     _, out = nodes.exec_in(node, ["ldconfig", "-p"], check=False)
@@ -60,7 +74,8 @@ def node_nvml_dir(node):
             f"{node.name} has no {NVML} in its ldcache: the host's NVIDIA runtime did not give it the "
             "driver's libraries",
             "run `invoke preflight` (Docker's default runtime must be nvidia), then `invoke up --recreate`")
-    return found
+    _, bin_dir = nodes.sh_in(node, FIND_NVIDIA_SMI, check=False)
+    return DriverLayout(found, bin_dir.strip() or None)
 
 
 def cdi_enabled(crictl_info):
@@ -91,13 +106,13 @@ def check_node_cdi(node):
             "when it creates a cluster (containerdConfigPatches)", "run `invoke up --recreate`")
 
 
-def nvidia_daemonset(spec, nvml_directory):
+def nvidia_daemonset(spec, driver: DriverLayout):
     """NVIDIA's static DaemonSet, set up for kind nodes.
 
     With a cdi-* strategy the plugin writes CDI specs for its own node's GPUs and the node's
     containerd injects them, so nodes need no NVIDIA runtime; the driver's libraries are read
-    from the node's root, where the host's NVIDIA runtime put them: `nvml_directory` (see
-    node_nvml_dir), which the plugin searches only if told when it is not a standard directory.
+    from the node's root, where the host's NVIDIA runtime put them (`driver`, see
+    node_driver_layout): the plugin searches only standard directories unless told.
     """
     plugin = spec["devicePlugin"]
     cdi = plugin["deviceListStrategy"].startswith("cdi")
@@ -108,8 +123,10 @@ def nvidia_daemonset(spec, nvml_directory):
         "NVIDIA_DRIVER_ROOT": "/",
         "CONTAINER_DRIVER_ROOT": DRIVER_ROOT,
     }
-    if nvml_directory not in NVML_SEARCHED:
-        env["LD_LIBRARY_PATH"] = DRIVER_ROOT + nvml_directory
+    if driver.nvml_dir not in NVML_SEARCHED:
+        env["LD_LIBRARY_PATH"] = DRIVER_ROOT + driver.nvml_dir
+    if driver.bin_dir and driver.bin_dir not in PLUGIN_PATH.split(":"):
+        env["PATH"] = f"{driver.bin_dir}:{PLUGIN_PATH}"
     mounts = [("device-plugin", "/var/lib/kubelet/device-plugins", "/var/lib/kubelet/device-plugins", False),
               ("driver-root", "/", DRIVER_ROOT, True)]
     if cdi:
@@ -159,14 +176,14 @@ def plugin_selector(simulated):
     return f"app.kubernetes.io/name={APP_NAME}" if simulated else f"name={NVIDIA_APP}"
 
 
-def objects(plan, sim_image=None, nvml_directory=None):
-    """The plugin's objects; real GPUs need the workers' NVML directory (node_nvml_dir)."""
+def objects(plan, sim_image=None, driver=None):
+    """The plugin's objects; real GPUs need the workers' driver layout (node_driver_layout)."""
     if plan.simulated:
         from .simgpu.manifest import sim_device_plugin_objects
 
         sim = plan.spec["simulate"]
         return sim_device_plugin_objects(sim_image, sim["product"], sim["memoryMiB"])
-    return [nvidia_daemonset(plan.spec, nvml_directory)]
+    return [nvidia_daemonset(plan.spec, driver)]
 
 
 def image(plan):

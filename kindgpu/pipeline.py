@@ -84,6 +84,7 @@ class Preflight(Step):
         plan = ctx.plan
         request = preflight.Request(
             workers=len(plan.workers), gpus=max(len(w.gpus) for w in plan.workers),
+            gpus_total=sum(len(w.gpus) for w in plan.workers),
             cluster_name=plan.name, simulate=plan.spec["simulate"]["gpus"] if plan.simulated else None,
             api_address=plan.spec["apiServer"]["address"], node_image=plan.spec["nodeImage"])
         failed = [c for c in preflight.run_checks(request) if c.status == preflight.Status.FAIL]
@@ -341,7 +342,7 @@ class Isolate(Step):
 
         def one(worker):
             seen = gpu_devices(containers[worker.node])
-            own = {g.minor for g in worker.gpus}
+            own = {g.minor for g in worker.gpus}  # none on a CPU-only worker: every GPU node goes
             foreign = sorted(path for minor, path in seen.items() if minor not in own)
             missing = sorted(m for m in own if m not in seen)
             return worker, foreign, missing
@@ -375,13 +376,14 @@ def allocatable_gpus(ctx):
 
 
 def gpu_shortfall(ctx):
+    """Workers offering another number of GPUs than assigned (a CPU-only worker must offer 0)."""
     have = allocatable_gpus(ctx)
     return [f"{w.node} offers {have[w.node]} of {len(w.gpus)} GPUs" for w in ctx.plan.workers
             if have[w.node] != len(w.gpus)]
 
 
 def plugin_objects(ctx, image):
-    """The plugin's objects; for real GPUs, with the NVML directory a GPU worker has."""
+    """The plugin's objects; for real GPUs, with the driver's place in a GPU worker."""
     if ctx.plan.simulated:
         return deviceplugin.objects(ctx.plan, image)
     containers = ctx.worker_containers()
@@ -390,7 +392,7 @@ def plugin_objects(ctx, image):
         raise KindgpuError(f"no GPU worker of {ctx.plan.name} is running", "run `invoke up`")
     if ctx.plan.spec["devicePlugin"]["deviceListStrategy"] == "cdi-cri":
         deviceplugin.check_node_cdi(first)
-    return deviceplugin.objects(ctx.plan, image, deviceplugin.node_nvml_dir(first))
+    return deviceplugin.objects(ctx.plan, image, deviceplugin.node_driver_layout(first))
 
 
 class DevicePlugin(Step):

@@ -12,15 +12,20 @@ from .inventory import GPU, Inventory
 
 @dataclass(frozen=True)
 class WorkerPlan:
-    number: int  # 1-based, as in the gpu-worker label
-    node: str  # the name kind gives this node
+    number: int | None  # 1-based among GPU workers, as in the gpu-worker label; None: CPU-only
+    node: str  # the name kind gives this node (config order, CPU-only workers included)
     gpus: tuple[GPU, ...]
     labels: dict
+
+    @property
+    def cpu_only(self):
+        return not self.gpus
 
     def to_dict(self):
         return {
             "number": self.number,
             "node": self.node,
+            "cpuOnly": self.cpu_only,
             "gpus": [g.to_dict() for g in self.gpus],
             "labels": dict(self.labels),
         }
@@ -40,6 +45,10 @@ class Plan:
     @property
     def simulated(self):
         return bool(self.spec.get("simulate"))
+
+    @property
+    def gpu_workers(self):
+        return tuple(w for w in self.workers if not w.cpu_only)
 
     @property
     def control_plane(self):
@@ -104,18 +113,32 @@ def make_plan(doc, inventory=None):
     workers = doc["workers"]
     worker_specs = workers if isinstance(workers, list) else [{}] * len(assignments)
     plans = []
-    for number, (gpus, wspec) in enumerate(zip(assignments, worker_specs), start=1):
+    gpu_workers = 0
+    for ordinal, (gpus, wspec) in enumerate(zip(assignments, worker_specs), start=1):
+        node = kind_node_name(doc["name"], "worker", ordinal)
+        if not gpus:
+            plans.append(WorkerPlan(None, node, (), cpu_worker_labels(doc, wspec)))
+            continue
+        # gpu-worker counts GPU workers only (1..N, as setup.sh had it); kind's node names
+        # count every worker, so a CPU-only worker in between makes them differ.
+        gpu_workers += 1
         labels = {**doc.get("labels", {}), **wspec.get("labels", {})}
         labels.update(
             {
-                names.LABEL_GPU_WORKER: str(number),
+                names.LABEL_GPU_WORKER: str(gpu_workers),
                 names.LABEL_GPU_IDS: gpu_label_value(gpus),
                 names.LABEL_GPU_PRESENT: "true",
                 names.LABEL_OWNER: doc["name"],
             }
         )
-        plans.append(WorkerPlan(number, kind_node_name(doc["name"], "worker", number), tuple(gpus), labels))
+        plans.append(WorkerPlan(gpu_workers, node, tuple(gpus), labels))
     return Plan(doc, specs.spec_hash(doc), inventory, tuple(plans))
+
+
+def cpu_worker_labels(doc, wspec):
+    """A CPU-only worker: its own labels, no GPU labels (so no device plugin lands there) and
+    not the spec's top-level labels, which are for GPU workers."""
+    return {**wspec.get("labels", {}), names.LABEL_CPU_ONLY: "true", names.LABEL_OWNER: doc["name"]}
 
 
 def allocate(doc, inventory):

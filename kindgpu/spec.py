@@ -300,6 +300,11 @@ def problems(doc):
         for i, worker in enumerate(workers):
             if isinstance(worker, dict):
                 found += label_problems(worker.get("labels"), f"workers[{i}].labels")
+        listed = [w.get("gpus") for w in workers if isinstance(w, dict)]
+        # A cluster of CPU-only workers has nothing for the device plugin or smoke to do.
+        if listed and len(listed) == len(workers) and all(g == [] for g in listed):
+            found.append(Problem("workers", "every worker has `gpus: []`",
+                                 "give at least one worker a GPU"))
     found += api_server_problems(doc)
     return found
 

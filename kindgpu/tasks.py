@@ -76,6 +76,7 @@ def preflight(c, config=None, name=None, workers=None, gpus=None, simulate=None,
     code = checks.main(
         workers=len(listed) if listed else doc["workers"],
         gpus=max(len(w.get("gpus", [])) for w in listed) if listed else doc["gpusPerWorker"],
+        gpus_total=sum(len(w.get("gpus", [])) for w in listed) if listed else None,
         cluster_name=doc["name"], simulate=(doc.get("simulate") or {}).get("gpus"),
         api_address=doc["apiServer"]["address"], as_json=json, fix=fix, node_image=doc["nodeImage"])
     if code:

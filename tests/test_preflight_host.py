@@ -152,6 +152,14 @@ def test_gpu_capacity_simulated_suggests_enough_simulated_gpus():
     assert host.gpu_capacity_check(again, again.simulate).status is Status.PASS
 
 
+def test_gpu_capacity_of_a_worker_list_counts_its_gpus_not_workers_times_the_largest():
+    # [{gpus: [0, 1, 2, 3]}, {gpus: []}]: 4 GPUs over 2 workers, not 2 × 4.
+    c = host.gpu_capacity_check(Request(workers=2, gpus=4, gpus_total=4), 4)
+    assert c.status is Status.PASS and "4 GPU(s) over 2 listed worker(s)" in c.found
+    c = host.gpu_capacity_check(Request(workers=2, gpus=4, gpus_total=5), 4)
+    assert c.status is Status.FAIL and "1 short" in c.found
+
+
 def test_gpu_capacity_skips_without_inventory():
     assert host.gpu_capacity_check(Request(), None).status is Status.SKIP
 

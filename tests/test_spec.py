@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from kindgpu import inventory, plan, render, spec
-from kindgpu.errors import SpecError
+from kindgpu.errors import Problem, SpecError
 
 from paths import REPO, TESTDATA
 
@@ -120,10 +120,50 @@ def test_every_node_carries_the_owner_mount(state_dir):
                 "readOnly": True} in node["extraMounts"]
 
 
+def test_cpu_only_worker_gets_no_gpu_labels_and_keeps_gpu_worker_numbering(state_dir):
+    p = make(REPO / "configs" / "cpu-worker.yaml", simulate=8)
+    first, cpu, last = p.workers
+    # kind names every worker in config order; gpu-worker counts the GPU workers only.
+    assert [w.node for w in p.workers] == ["gpu-cluster-worker", "gpu-cluster-worker2", "gpu-cluster-worker3"]
+    assert (first.number, cpu.number, last.number) == (1, None, 2)
+    assert cpu.cpu_only and cpu.gpus == () and not first.cpu_only
+    assert cpu.labels == {"pool": "cpu", "kindgpu.dev/cpu-only": "true", "kindgpu.dev/cluster": "gpu-cluster"}
+    assert last.labels["gpu-worker"] == "2" and last.labels["gpu-ids"] == "4_5_6_7"
+    assert last.labels["team"] == "ml-infra" and "kindgpu.dev/cpu-only" not in last.labels
+    assert p.gpu_workers == (first, last)
+    doc = p.to_dict()["workers"][1]
+    assert (doc["number"], doc["cpuOnly"], doc["gpus"]) == (None, True, [])
+
+
+def test_cpu_only_worker_node_gets_no_gpu_mounts_in_either_mode(h200_inventory, state_dir):
+    owner = {"hostPath": str(state_dir / "mixed" / "node"), "containerPath": "/etc/kindgpu", "readOnly": True}
+    real = render.kind_config(make(SPECS / "valid" / "cpu-worker.yaml", inv=h200_inventory))
+    gpu, cpu, gpu2 = real["nodes"][1:]
+    assert cpu["extraMounts"] == [owner]  # no /dev/null per GPU, no nvidia-ctk hook
+    assert cpu["labels"] == {"kindgpu.dev/cluster": "mixed", "kindgpu.dev/cpu-only": "true", "pool": "cpu"}
+    assert {"hostPath": "/usr/bin/nvidia-ctk", "containerPath": "/usr/bin/nvidia-ctk", "readOnly": True} \
+        in gpu["extraMounts"]
+    assert gpu2["labels"]["gpu-worker"] == "2" and gpu2["labels"]["gpu-ids"] == "0"
+    sim = render.kind_config(make(REPO / "configs" / "cpu-worker.yaml", simulate=8))
+    assert sim["nodes"][2]["extraMounts"] == [{**owner, "hostPath": str(state_dir / "gpu-cluster" / "node")}]
+    assert sum(m["containerPath"].startswith("/var/run/kindgpu/sim-gpus/") for m in sim["nodes"][3]["extraMounts"]) == 4
+
+
+def test_a_cluster_needs_one_gpu_worker_and_the_number_form_stays_gpu_workers(state_dir):
+    with pytest.raises(SpecError) as caught:
+        make(SPECS / "invalid" / "all-cpu.yaml", simulate=2)
+    assert caught.value.problems == [Problem("workers", "every worker has `gpus: []`", "give at least one worker a GPU")]
+    with pytest.raises(SpecError, match="workers"):
+        make(workers=0, simulate=2)
+    assert all(w.gpus for w in make(workers=2, gpusPerWorker=1, simulate=2).workers)
+
+
 GOLDEN_CASES = {
     "default-simulated": dict(simulate=8),
     "uneven-simulated": dict(path=REPO / "configs" / "uneven.yaml", simulate=8),
     "h200-uuids": dict(path=SPECS / "valid" / "uuids.yaml", h200=True),
+    "cpu-worker-simulated": dict(path=REPO / "configs" / "cpu-worker.yaml", simulate=8),
+    "h200-cpu-worker": dict(path=SPECS / "valid" / "cpu-worker.yaml", h200=True),
 }
 
 

@@ -68,13 +68,15 @@ once python python_deps
 # 3. Environment: dockerd and its children find the userland through it; everything else keeps
 # the machine's own libraries.
 cat >"$RIG_ROOT/env" <<EOF
-export PATH=$SYS/usr/bin:$SYS/usr/local/bin:$U/usr/sbin:$U/usr/bin:\$PATH
+export PATH=\$PATH${SYS:+:$SYS/usr/bin}:$SYS/usr/local/bin:$U/usr/sbin:$U/usr/bin
 export PYTHONPATH=$RIG_ROOT/site\${PYTHONPATH:+:\$PYTHONPATH}
 export KINDGPU_NODE_IMAGE=$(cat "$ART/node-image.name")
 ${DOCKER_HOST:+export DOCKER_HOST=$DOCKER_HOST}
 EOF
+# The NVIDIA runtime looks for the driver's programs (nvidia-smi) on dockerd's PATH: on the GPU
+# machine they are in /usr/local/nvidia/bin (/usr/bin/nvidia-smi is a wrapper script there).
 cat >"$RIG_ROOT/dockerd-env" <<EOF
-PATH=$U/usr/sbin:$U/usr/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+PATH=/usr/local/nvidia/bin:$U/usr/sbin:$U/usr/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 LD_LIBRARY_PATH=$U/lib/x86_64-linux-gnu:$U/usr/lib/x86_64-linux-gnu
 XTABLES_LIBDIR=$U/usr/lib/x86_64-linux-gnu/xtables
 KINDGPU_REAL_RUNC=$U/usr/sbin/runc
@@ -82,6 +84,15 @@ XDG_CONFIG_HOME=$SYS/etc
 EOF
 # shellcheck disable=SC1091
 . "$RIG_ROOT/env"
+
+# The runc the NVIDIA runtime calls: the harness's wrapper, with what it needs whoever calls it.
+cat >"$RIG_ROOT/runc" <<EOF
+#!/bin/sh
+export KINDGPU_REAL_RUNC=$U/usr/sbin/runc PATH=$U/usr/sbin:$U/usr/bin:\$PATH
+export LD_LIBRARY_PATH=$U/lib/x86_64-linux-gnu:$U/usr/lib/x86_64-linux-gnu
+exec $U/usr/libexec/kindgpu-runc-wrapper "\$@"
+EOF
+chmod 0755 "$RIG_ROOT/runc"
 
 # 4. The toolkit's config, as NVIDIA's docs set it up for kind (volume mounts only, no envvar),
 # with the runc wrapper (the machine's bounding set lacks CAP_SYS_RESOURCE) as its low-level runtime.
@@ -92,7 +103,7 @@ toolkit_config() {
   nvidia-ctk config --in-place --config-file "$config" \
     --set accept-nvidia-visible-devices-as-volume-mounts=true \
     --set accept-nvidia-visible-devices-envvar-when-unprivileged=false \
-    --set "nvidia-container-runtime.runtimes=$U/usr/libexec/kindgpu-runc-wrapper"
+    --set "nvidia-container-runtime.runtimes=$RIG_ROOT/runc"
 }
 once toolkit-config toolkit_config
 
@@ -110,6 +121,11 @@ EOF
 # 5. dockerd.
 if ! docker info >/dev/null 2>&1; then
   log "starting dockerd (log: $RIG_ROOT/dockerd.log)"
+  pidfile=$SYS/var/run/docker.pid
+  if [ -f "$pidfile" ]; then  # a dockerd still shutting down, or one that died
+    while kill -0 "$(cat "$pidfile")" 2>/dev/null; do sleep 0.2; done
+    rm -f "$pidfile"
+  fi
   # shellcheck disable=SC2046
   env -i $(cat "$RIG_ROOT/dockerd-env") setsid nohup "$U/usr/sbin/dockerd" "${DOCKERD_ARGS[@]}" \
     >>"$RIG_ROOT/dockerd.log" 2>&1 </dev/null &

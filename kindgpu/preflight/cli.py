@@ -13,7 +13,7 @@ from .run import preflight
 
 
 def main(*, workers=2, gpus=1, cluster_name="kindgpu", simulate=None, api_address="127.0.0.1",
-         as_json=False, fix=False, out=None, **paths) -> int:
+         as_json=False, fix=False, out=None, gpus_total=None, **paths) -> int:
     """Check the host for the requested cluster and print the answer.
 
     Exit code: 0 when nothing FAILs, 1 when something does, 2 for invalid arguments.
@@ -22,7 +22,7 @@ def main(*, workers=2, gpus=1, cluster_name="kindgpu", simulate=None, api_addres
     """
     out = out or sys.stdout
     try:
-        request = Request(cluster_name=cluster_name, workers=workers, gpus=gpus,
+        request = Request(cluster_name=cluster_name, workers=workers, gpus=gpus, gpus_total=gpus_total,
                           simulate=simulate, api_address=api_address, **paths)
     except KindgpuError as e:
         print(user_text(e), file=out if as_json else sys.stderr)

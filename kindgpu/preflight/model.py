@@ -33,6 +33,8 @@ class Request:
     cluster_name: str = "kindgpu"
     workers: int = 2
     gpus: int = 1  # per worker
+    # A worker list: the GPUs of all its workers (CPU-only ones have none); None: workers × gpus.
+    gpus_total: int | None = None
     simulate: int | None = None  # number of simulated GPUs; None: real GPUs
     proc_root: Path = Path("/proc")
     toolkit_config: Path = TOOLKIT_CONFIG
@@ -58,7 +60,7 @@ class Request:
 
     @property
     def gpus_wanted(self) -> int:
-        return self.workers * self.gpus
+        return self.workers * self.gpus if self.gpus_total is None else self.gpus_total
 
     def to_dict(self):
         return {
