@@ -24,7 +24,7 @@ def cluster_lock(name):
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            raise KindgpuError(f"cluster {name} is being changed by {holder} right now; "
+            raise KindgpuError(f"cluster {name} is being changed by {holder} right now",
                                "wait for it to finish, then run this again")
         import os
 
@@ -56,9 +56,8 @@ def check_same_spec(ctx, recreate, reporter):
     diff = spec_differences(recorded, ctx.plan.spec)
     if not recreate:
         raise KindgpuError(
-            f"cluster {ctx.plan.name} was made from another spec:\n"
-            + "\n".join(f"  {d}" for d in diff)
-            + "\nrun `invoke up --recreate` to delete it and make it anew, or `invoke down` first")
+            f"cluster {ctx.plan.name} was made from another spec:\n" + "\n".join(f"  {d}" for d in diff),
+            "run `invoke up --recreate` to delete it and make it anew, or `invoke down` first")
     reporter.note(f"recreating {ctx.plan.name}: spec changed ({'; '.join(diff)})")
     delete(ctx.plan.name, reporter, force=False)
 
@@ -77,8 +76,8 @@ def delete(name, reporter, *, force=False):
     found = nodes.cluster_containers(client, name)
     if found and not nodes.made_by_kindgpu(found) and not force:
         raise KindgpuError(
-            f"kind cluster {name} was not made by kindgpu; refusing to delete it. "
-            f"Use `invoke down --name {name} --force` if you are sure")
+            f"kind cluster {name} was not made by kindgpu; refusing to delete it",
+            f"`invoke down --name {name} --force` if you are sure")
     state = names.state_dir(name)
     removed = []
     if found:
@@ -114,7 +113,7 @@ def read_record(kube, name):
     record = pipeline.cluster_record(kube)
     if record is None:
         raise KindgpuError(f"cluster {name} has no kindgpu record ({names.SYSTEM_NAMESPACE}/"
-                           f"{names.SPEC_CONFIGMAP}); finish it with `invoke up`")
+                           f"{names.SPEC_CONFIGMAP})", "finish it with `invoke up`")
     return record
 
 

@@ -72,8 +72,8 @@ def node_driver_layout(node):
     if found is None:
         raise KindgpuError(
             f"{node.name} has no {NVML} in its ldcache: the host's NVIDIA runtime did not give it the "
-            "driver's libraries. Run `invoke preflight` (Docker's default runtime must be nvidia), "
-            "then `invoke up --recreate`")
+            "driver's libraries",
+            "run `invoke preflight` (Docker's default runtime must be nvidia), then `invoke up --recreate`")
     _, bin_dir = nodes.sh_in(node, FIND_NVIDIA_SMI, check=False)
     return DriverLayout(found, bin_dir.strip() or None)
 
@@ -103,7 +103,7 @@ def check_node_cdi(node):
     if cdi_enabled(out) is False:
         raise KindgpuError(
             f"containerd in {node.name} has CDI off, so pods would get no GPU; kindgpu turns it on "
-            "when it creates a cluster (containerdConfigPatches): run `invoke up --recreate`")
+            "when it creates a cluster (containerdConfigPatches)", "run `invoke up --recreate`")
 
 
 def nvidia_daemonset(spec, driver: DriverLayout):

@@ -15,10 +15,8 @@ def docker_client():
         client.ping()
         return client
     except DockerException as err:
-        raise KindgpuError(
-            f"cannot reach the Docker daemon: {err}\nfix: start it (`sudo systemctl start docker`) "
-            "and run `invoke preflight`"
-        ) from err
+        raise KindgpuError(f"cannot reach the Docker daemon: {err}",
+                           "start it (`sudo systemctl start docker`) and run `invoke preflight`") from err
 
 
 def cluster_containers(client, cluster):

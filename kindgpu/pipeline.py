@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 
 from . import cmd, deviceplugin, images, names, nodes, render
-from .errors import KindgpuError
+from .errors import KindgpuError, Problem, SpecError
 from .kube import Kube, manifest_hash, transient_errors
 from .parallel import concurrently
 from .wait import Seen, wait_for
@@ -86,7 +86,7 @@ class Preflight(Step):
             workers=len(plan.workers), gpus=max(len(w.gpus) for w in plan.workers),
             gpus_total=sum(len(w.gpus) for w in plan.workers),
             cluster_name=plan.name, simulate=plan.spec["simulate"]["gpus"] if plan.simulated else None,
-            node_image=plan.spec["nodeImage"])
+            api_address=plan.spec["apiServer"]["address"], node_image=plan.spec["nodeImage"])
         failed = [c for c in preflight.run_checks(request) if c.status == preflight.Status.FAIL]
         if failed:
             lines = "\n".join(f"  FAIL {c.name}: {c.found}" + (f"\n       fix: {c.fix}" if c.fix else "")
@@ -169,14 +169,14 @@ class Create(Step):
             return f"cluster {plan.name} does not exist"
         if not nodes.made_by_kindgpu(found.values()):
             raise KindgpuError(
-                f"a kind cluster named {plan.name} exists, but kindgpu did not make it; "
+                f"a kind cluster named {plan.name} exists, but kindgpu did not make it",
                 f"choose another --name (or delete it yourself: kind delete cluster --name {plan.name})")
         expected = [plan.control_plane, *(w.node for w in plan.workers)]
         missing = [n for n in expected if n not in found]
         if missing:
             raise KindgpuError(
                 f"node container(s) {', '.join(missing)} of cluster {plan.name} are gone and kind cannot "
-                f"add nodes to a cluster; run `invoke up --recreate` to make it anew")
+                "add nodes to a cluster", "run `invoke up --recreate` to make it anew")
         stopped = [n for n in expected if found[n].status != "running"]
         if stopped:
             return f"node container(s) not running: {', '.join(stopped)}"
@@ -356,7 +356,7 @@ class Isolate(Step):
                       for w, _, missing in survey if missing]
             if broken:
                 raise KindgpuError(
-                    "; ".join(broken) + ". The host's NVIDIA runtime did not give the node its GPUs: "
+                    "; ".join(broken) + ": the host's NVIDIA runtime did not give the node its GPUs",
                     "run `invoke preflight` (Docker's default runtime must be nvidia, with "
                     "accept-nvidia-visible-devices-as-volume-mounts = true), then `invoke up --recreate`")
         leaking = [f"{w.node} sees {len(foreign)} GPU(s) not its own" for w, foreign, _ in survey if foreign]
@@ -389,7 +389,7 @@ def plugin_objects(ctx, image):
     containers = ctx.worker_containers()
     first = next((containers[w.node] for w in ctx.plan.workers if w.gpus and w.node in containers), None)
     if first is None:
-        raise KindgpuError(f"no GPU worker of {ctx.plan.name} is running; run `invoke up`")
+        raise KindgpuError(f"no GPU worker of {ctx.plan.name} is running", "run `invoke up`")
     if ctx.plan.spec["devicePlugin"]["deviceListStrategy"] == "cdi-cri":
         deviceplugin.check_node_cdi(first)
     return deviceplugin.objects(ctx.plan, image, deviceplugin.node_driver_layout(first))
@@ -442,20 +442,23 @@ def steps():
     return [Preflight(), Config(), Create(), Label(), Isolate(), DevicePlugin()]
 
 
-def check_step_names(requested, known):
-    unknown = [s for s in requested if s and s not in known]
-    if unknown:
-        from .errors import SpecError
+def step_problems(flag, requested, known):
+    return [Problem(flag, f"unknown step {s!r}", f"steps are {', '.join(known)}")
+            for s in requested if s and s not in known]
 
-        raise SpecError([f"--force/--until: unknown step {s!r}; steps are {', '.join(known)}"
-                         for s in unknown])
+
+def check_step_names(force, until, known):
+    """The up task checks these first (kindgpu.flags); here for callers of run()."""
+    problems = step_problems("--force", force, known) + step_problems("--until", [until], known)
+    if problems:
+        raise SpecError(problems, title="invalid task flags")
 
 
 def run(ctx, *, force=(), until=None, dry_run=False, pipeline=None):
     """Run every step that must run, in order. Returns the number of steps that ran."""
     pending = pipeline or steps()
     known = [s.name for s in pending]
-    check_step_names([*force, until], known)
+    check_step_names(force, until, known)
     if until:
         pending = pending[: known.index(until) + 1]
     reporter = ctx.reporter
@@ -507,7 +510,8 @@ def run_step(ctx, step, why):
             raise
         except Exception as err:
             raise StepFailed(f"step {step.name} failed: {err}{bundle(ctx, step)}\n"
-                             "The cluster is left as it is; fix the cause and run `invoke up` again.") from err
+                             "The cluster is left as it is.",
+                             getattr(err, "fix", None) or "fix the cause and run `invoke up` again") from err
         if still:
             raise StepFailed(f"step {step.name} ran but is still not done: {still}{bundle(ctx, step)}")
 

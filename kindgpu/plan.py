@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import names, spec as specs
-from .errors import KindgpuError, SpecError
+from .errors import KindgpuError, Problem, SpecError
 from .inventory import GPU, Inventory
 
 
@@ -89,10 +89,9 @@ def load_inventory(doc):
     try:
         return inventory.read_host_inventory()
     except KindgpuError as err:
-        raise KindgpuError(
-            f"cannot read this host's GPUs: {err}\n"
-            "Run `invoke preflight` to see what is missing, or try kindgpu without GPUs: --simulate 8"
-        ) from err
+        raise KindgpuError(f"cannot read this host's GPUs: {err}",
+                           "run `invoke preflight` to see what is missing, or try kindgpu without "
+                           "GPUs: --simulate 8") from err
 
 
 def gpu_label_value(gpus):
@@ -101,14 +100,14 @@ def gpu_label_value(gpus):
 
 
 def make_plan(doc, inventory=None):
-    """Validate the whole spec (schema, labels, GPUs) and allocate; SpecError lists every problem."""
-    problems = specs.problems(doc)
-    # GPU checks need well-formed GPU fields; otherwise they join the report.
-    gpu_fields = ("workers", "gpusPerWorker", "simulate", "(spec)")
-    if not any(p.startswith(gpu_fields) for p in problems):
-        inventory = inventory or load_inventory(doc)
-        assignments, gpu_problems = allocate(doc, inventory)
-        problems += gpu_problems
+    """Validate the spec and allocate; SpecError lists every problem.
+
+    What needs no host is checked first (spec.check), so a bad spec exits 2 on any host;
+    only a spec that passes is checked against the host's GPUs (nvidia-smi, or simulated).
+    """
+    specs.check(doc)
+    inventory = inventory or load_inventory(doc)
+    assignments, problems = allocate(doc, inventory)
     if problems:
         raise SpecError(problems)
     workers = doc["workers"]
@@ -147,16 +146,15 @@ def allocate(doc, inventory):
     host = len(inventory.gpus)
     where = "simulated host" if inventory.simulated else "host"
     if host == 0:
-        return [], [f"workers: this {where} has no GPUs; try --simulate 8"]
+        return [], [Problem("workers", f"this {where} has no GPUs", "try --simulate 8")]
     workers = doc["workers"]
     if isinstance(workers, int):
         per = doc["gpusPerWorker"]
         if workers * per > host:
-            return [], [
-                f"workers × gpusPerWorker: {workers} × {per} = {workers * per} GPUs requested, "
-                f"but the {where} has {host}; lower --workers or --gpus"
-                + (", or raise --simulate" if inventory.simulated else "")
-            ]
+            return [], [Problem(
+                "workers × gpusPerWorker",
+                f"{workers} × {per} = {workers * per} GPUs requested, but the {where} has {host}",
+                "lower --workers or --gpus" + (", or raise --simulate" if inventory.simulated else ""))]
         ordered = inventory.gpus
         return [list(ordered[i * per:(i + 1) * per]) for i in range(workers)], []
 
@@ -169,13 +167,12 @@ def allocate(doc, inventory):
             if gpu is None:
                 known = ", ".join(str(x.index) for x in inventory.gpus)
                 kind = "UUID" if isinstance(ref, str) else "index"
-                problems.append(f"{path}: GPU {kind} {ref} is not on this {where} (GPU indices: {known})")
+                problems.append(Problem(path, f"GPU {kind} {ref} is not on this {where}",
+                                        f"use one of the {where}'s GPU indices: {known}"))
                 continue
             if gpu.uuid in owner:
-                problems.append(
-                    f"{path}: GPU {gpu.index} ({gpu.uuid}) is already given to {owner[gpu.uuid]}; "
-                    "GPU sets must be disjoint"
-                )
+                problems.append(Problem(path, f"GPU {gpu.index} ({gpu.uuid}) is already given to "
+                                              f"{owner[gpu.uuid]}", "GPU sets must be disjoint"))
                 continue
             owner[gpu.uuid] = f"workers[{w}]"
             gpus.append(gpu)

@@ -13,7 +13,7 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 
 from . import console, images, names, nodes, payloads
-from .errors import KindgpuError, SpecError
+from .errors import KindgpuError, Problem, SpecError
 from .kube import Kube
 from .payloads import judge
 from .parallel import concurrently
@@ -52,11 +52,14 @@ def image_for(record, level):
 
 
 def check_level(record, level):
-    if level not in payloads.LEVELS:
-        raise SpecError([f"level: unknown smoke level {level!r}; choose one of {', '.join(payloads.LEVELS)}"])
+    """The level against the cluster: simulated GPUs run visibility only."""
+    from .flags import parse
+
+    parse(level=level)
     if record["spec"].get("simulate") and level != "visibility":
-        raise SpecError([f"level: simulated GPUs run the visibility level only (asked: {level}); "
-                         "compute and collective need real GPUs"])
+        raise SpecError([Problem("--level", f"simulated GPUs run the visibility level only (asked: {level})",
+                                 "compute and collective need real GPUs; use --level visibility")],
+                        title="invalid task flags")
 
 
 def job(run_id, level, image, worker, rank, gpu_counts, gpus=None, extra_env=None):

@@ -140,3 +140,20 @@ def gpu_capacity_check(request, gpu_count) -> Check:
         fix = ""
     return Check("gpu-capacity", title, Status.FAIL, f"{found}: {want - gpu_count} short", fix,
                  "Ask for fewer workers or fewer GPUs per worker", details)
+
+
+def api_server_check(request) -> Check:
+    """The spec may open the API server to the network (apiServer.allowRemoteAPI): say so."""
+    from ..spec import is_loopback
+
+    title = "API server address"
+    address = request.api_address
+    details = {"address": address}
+    if is_loopback(address):
+        return Check("api-server", title, Status.PASS, f"{address}: loopback, only this host reaches it",
+                     details=details)
+    return Check("api-server", title, Status.WARN,
+                 f"{address}: the cluster's admin API is open to the network (apiServer.allowRemoteAPI)",
+                 hint="Anyone who can reach this host can try a credential against it; use "
+                      "apiServer.address: 127.0.0.1 unless other machines must reach the API",
+                 details=details)

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import SpecError
+from ..errors import Problem, SpecError
 
 TOOLKIT_CONFIG = Path("/etc/nvidia-container-runtime/config.toml")
 SYSCTL_CONF = Path("/etc/sysctl.d/99-kindgpu.conf")
@@ -41,17 +41,18 @@ class Request:
     sysctl_conf: Path = SYSCTL_CONF
     docker_url: str | None = None
     node_image: str | None = None  # the spec's nodeImage; None: not checked
+    api_address: str = "127.0.0.1"  # the spec's apiServer.address
 
     def __post_init__(self):
         problems = []
         if self.workers < 1:
-            problems.append(f"--workers must be at least 1 (got {self.workers})")
+            problems.append(Problem("--workers", f"must be at least 1 (got {self.workers})"))
         if self.gpus < 0:
-            problems.append(f"--gpus must not be negative (got {self.gpus})")
+            problems.append(Problem("--gpus", f"must not be negative (got {self.gpus})"))
         if self.simulate is not None and self.simulate < 1:
-            problems.append(f"--simulate must be at least 1 GPU (got {self.simulate})")
+            problems.append(Problem("--simulate", f"must be at least 1 GPU (got {self.simulate})"))
         if problems:
-            raise SpecError(problems)
+            raise SpecError(problems, title="invalid preflight request")
 
     @property
     def nodes(self) -> int:
