@@ -1,5 +1,11 @@
-import pytest
+import importlib
+import sys
+import tempfile
 
+import pytest
+from grpc_tools import protoc
+
+from fake_kubelet import SIMGPU_DIR
 from paths import H200_FIXTURES
 
 
@@ -27,3 +33,29 @@ def state_dir(tmp_path, monkeypatch):
 
 def pytest_addoption(parser):
     parser.addoption("--update-golden", action="store_true", help="rewrite tests/testdata/golden")
+
+
+# The device plugin's gRPC API and a node directory, for tests/fake_kubelet.py's fakes.
+
+
+@pytest.fixture(scope="module")
+def plugin_api(tmp_path_factory):
+    """Generate the gRPC code from api.proto with the host's grpcio-tools, as the image does."""
+    out = tmp_path_factory.mktemp("deviceplugin-api")
+    args = ["protoc", f"-I{SIMGPU_DIR}", f"--python_out={out}", f"--grpc_python_out={out}", "api.proto"]
+    assert protoc.main(args) == 0
+    sys.path.insert(0, str(out))
+    yield importlib.import_module("api_pb2"), importlib.import_module("api_pb2_grpc")
+    sys.path.remove(str(out))
+
+
+@pytest.fixture(scope="module")
+def plugin(plugin_api):
+    return importlib.import_module("kindgpu.simgpu.plugin")
+
+
+@pytest.fixture
+def node_dir():
+    # Short path: unix socket paths are limited to about 100 bytes.
+    with tempfile.TemporaryDirectory(prefix="simgpu-") as root:
+        yield root

@@ -11,8 +11,6 @@ from kindgpu import cmd, names
 from kindgpu.preflight import Request, Status, main
 from kindgpu.preflight import dockerhost
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture(scope="module")
 def api():
