@@ -74,10 +74,7 @@ class Kube:
         return response.data.decode(errors="replace")
 
     def apply(self, obj):
-        """Create, or replace when what kindgpu wrote last differs: idempotent, no needless writes.
-
-        Returns "created", "updated" or "unchanged".
-        """
+        """Create, or replace when what kindgpu wrote last differs: idempotent, no needless writes."""
         from kubernetes.client.exceptions import ApiException
 
         obj = json.loads(json.dumps(obj))
@@ -91,11 +88,9 @@ class Kube:
             if err.status != 404:
                 raise
             create(meta["namespace"], obj)
-            return "created"
-        if (current.metadata.annotations or {}).get(HASH_ANNOTATION) == digest:
-            return "unchanged"
-        replace(meta["name"], meta["namespace"], obj)
-        return "updated"
+            return
+        if (current.metadata.annotations or {}).get(HASH_ANNOTATION) != digest:
+            replace(meta["name"], meta["namespace"], obj)
 
     def current_hash(self, kind, name, namespace):
         from kubernetes.client.exceptions import ApiException

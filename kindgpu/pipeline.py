@@ -87,7 +87,7 @@ class Preflight(Step):
             cluster_name=plan.name, simulate=plan.spec["simulate"]["gpus"] if plan.simulated else None)
         failed = [c for c in preflight.run_checks(request) if c.status == preflight.Status.FAIL]
         if failed:
-            lines = "\n".join(f"  FAIL {c.name}: {c.found}" + (f"\n       fix: {c.fix}" if c.fix else "")
+            lines = "\n".join(f"  FAIL {c.title}: {c.found}" + (f"\n       fix: {c.fix}" if c.fix else "")
                               for c in failed)
             raise StepFailed(f"preflight found {len(failed)} problem(s):\n{lines}")
 

@@ -7,6 +7,8 @@ from functools import wraps
 
 from invoke import Collection, Exit, task
 
+from kindgpu.payloads import DEFAULT_LEVEL
+
 SPEC_HELP = {
     "config": "spec file (see configs/), e.g. configs/default.yaml",
     "name": "cluster name (default gpu-cluster; env CLUSTER_NAME)",
@@ -118,7 +120,7 @@ def status(c, config=None, name=None, json=False):
             "json": "print the result as JSON", "junit": "where to write the JUnit XML report",
             "timeout": "seconds to wait for the Jobs (default 300)"})
 @user_errors
-def smoke(c, config=None, name=None, level="visibility", json=False, junit=None, timeout=300):
+def smoke(c, config=None, name=None, level=DEFAULT_LEVEL, json=False, junit=None, timeout=300):
     """Run GPU Jobs on every worker; pass only if each sees exactly its own GPUs."""
     from kindgpu import smoke as smoke_test
     from kindgpu.report import Reporter

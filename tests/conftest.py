@@ -6,20 +6,12 @@ import pytest
 from grpc_tools import protoc
 
 from fake_kubelet import SIMGPU_DIR
-from paths import H200_FIXTURES
+import paths
 
 
 @pytest.fixture
 def h200_inventory():
-    from kindgpu import inventory
-
-    return inventory.merge(
-        inventory.parse_query_csv((H200_FIXTURES / "query-gpu.csv").read_text()),
-        inventory.parse_information_dump(
-            (H200_FIXTURES / "proc-driver-nvidia-gpus-information.txt").read_text()
-        ),
-        *inventory.parse_driver_versions((H200_FIXTURES / "nvidia-smi.txt").read_text()),
-    )
+    return paths.h200_inventory()
 
 
 @pytest.fixture

@@ -79,11 +79,6 @@ class Check:
     hint: str = ""  # one sentence of why, or what else to try
     details: dict = field(default_factory=dict)
 
-    @property
-    def name(self) -> str:
-        """The title, for callers that print `FAIL <name>: <found>`."""
-        return self.title
-
     def to_dict(self):
         return {
             "id": self.id,
@@ -123,9 +118,6 @@ class Report:
     @property
     def exit_code(self) -> int:
         return 0 if self.ok else 1
-
-    def check(self, check_id) -> Check:
-        return next(c for c in self.checks if c.id == check_id)
 
     def to_dict(self):
         return {

@@ -137,18 +137,12 @@ def test_status_shows_assigned_equals_allocatable(state):
 
 def test_real_gpu_plugin_that_cannot_pull_is_diagnosed(state, monkeypatch):
     """NVIDIA's DaemonSet on this cluster: no registry, so the wait must say which pod and why."""
-    import sys
-
-    from kindgpu import inventory, pipeline, plan, spec
+    from kindgpu import pipeline, plan, spec
     from kindgpu.report import Reporter
     from kindgpu.wait import WaitTimeout
+    from paths import h200_inventory
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from paths import H200_FIXTURES
-
-    h200 = inventory.merge(
-        inventory.parse_query_csv((H200_FIXTURES / "query-gpu.csv").read_text()),
-        inventory.parse_information_dump((H200_FIXTURES / "proc-driver-nvidia-gpus-information.txt").read_text()))
+    h200 = h200_inventory()
     real = plan.make_plan(spec.resolve(env={}, flags={"name": CLUSTER, "workers": 2, "gpusPerWorker": 1}), h200)
     ctx = pipeline.Context(real, Reporter())
     monkeypatch.setattr(pipeline, "PLUGIN_READY_TIMEOUT", 40)
