@@ -10,14 +10,14 @@ from contextlib import contextmanager
 from . import cmd, console, deviceplugin, names, nodes, pipeline
 from .errors import KindgpuError
 from .kube import Kube, transient_errors
+from .state import StateDir
 
 
 @contextmanager
 def cluster_lock(name):
     """One kindgpu command changes a cluster at a time; a second one is refused, never interleaved."""
-    root = names.state_root()
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / f".{name}.lock"
+    path = StateDir.of(name).lock
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -79,11 +79,11 @@ def delete(name, reporter, *, force=False):
         raise KindgpuError(
             f"kind cluster {name} was not made by kindgpu; refusing to delete it. "
             f"Use `invoke down --name {name} --force` if you are sure")
-    state = names.state_dir(name)
+    state = StateDir.of(name)
     removed = []
     if found:
         with reporter.step("delete", f"kind delete cluster --name {name}"):
-            kubeconfig = state / "kubeconfig"
+            kubeconfig = state.kubeconfig
             argv = ["kind", "delete", "cluster", "--name", name]
             # Only the cluster's own kubeconfig is edited, never ~/.kube/config.
             cmd.run(argv + (["--kubeconfig", kubeconfig] if kubeconfig.exists() else []), timeout=300)
@@ -93,9 +93,9 @@ def delete(name, reporter, *, force=False):
         if not network.attrs.get("Containers"):
             network.remove()
             removed.append(f"network {network.name}")
-    if state.exists():
-        shutil.rmtree(state)
-        removed.append(f"state {state}")
+    if state.root.exists():
+        shutil.rmtree(state.root)
+        removed.append(f"state {state.root}")
     left = nodes.cluster_containers(client, name)
     if left:
         raise KindgpuError(f"containers of {name} are still there: {', '.join(c.name for c in left)}")

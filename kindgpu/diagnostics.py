@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 
 from . import cmd, deviceplugin, names
 
 
 def collect(ctx, step_name):
     """Write a diagnostics bundle; never raises (it runs while something already failed)."""
-    where = ctx.plan.state_dir / "diagnostics" / f"{time.strftime('%Y%m%d-%H%M%S')}-{step_name}"
+    where = ctx.plan.state.diagnostics(step_name)
     where.mkdir(parents=True, exist_ok=True)
     cmd.run(["kind", "export", "logs", where / "kind", "--name", ctx.plan.name], check=False, timeout=300)
     try:

@@ -98,8 +98,9 @@ class Config(Step):
 
     def reason(self, ctx):
         files = render.state_files(ctx.plan)
+        root = ctx.plan.state.root
         stale = [rel for rel, content in files.items()
-                 if not (ctx.plan.state_dir / rel).exists() or (ctx.plan.state_dir / rel).read_text() != content]
+                 if not (root / rel).exists() or (root / rel).read_text() != content]
         return f"state files out of date: {', '.join(stale)}" if stale else ""
 
     def run(self, ctx, progress):
@@ -251,7 +252,7 @@ def load_once_booted(ctx, created):
 def create_cluster(ctx):
     """kind create, keeping a failed cluster just long enough to export its logs."""
     plan = ctx.plan
-    argv = ["kind", "create", "cluster", "--name", plan.name, "--config", render.kind_config_path(plan),
+    argv = ["kind", "create", "cluster", "--name", plan.name, "--config", plan.state.kind_config,
             "--kubeconfig", plan.kubeconfig, "--retain"]
     plan.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
     result = cmd.run(argv, check=False, env=ctx.kind_env())

@@ -8,6 +8,7 @@ from pathlib import Path
 from . import names, spec as specs
 from .errors import KindgpuError, SpecError
 from .inventory import GPU, Inventory
+from .state import StateDir
 
 
 @dataclass(frozen=True)
@@ -46,19 +47,19 @@ class Plan:
         return f"{self.name}-control-plane"
 
     @property
-    def state_dir(self) -> Path:
-        return names.state_dir(self.name)
+    def state(self) -> StateDir:
+        return StateDir.of(self.name)
 
     @property
     def kubeconfig(self) -> Path:
-        return Path(self.spec["kubeconfig"]).expanduser() if self.spec["kubeconfig"] else self.state_dir / "kubeconfig"
+        return Path(self.spec["kubeconfig"]).expanduser() if self.spec["kubeconfig"] else self.state.kubeconfig
 
     def to_dict(self):
         return {
             "cluster": self.name,
             "simulated": self.simulated,
             "specHash": self.spec_hash,
-            "stateDir": str(self.state_dir),
+            "stateDir": str(self.state.root),
             "kubeconfig": str(self.kubeconfig),
             "hostGPUs": len(self.inventory.gpus),
             "workers": [w.to_dict() for w in self.workers],

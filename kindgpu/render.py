@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 from functools import lru_cache
-from pathlib import Path
 
 from . import names
 from .errors import KindgpuError
@@ -27,7 +26,7 @@ nodeStatusReportFrequency: 5m
 
 
 def owner_mount(plan):
-    return {"hostPath": str(plan.state_dir / "node"), "containerPath": names.OWNER_MOUNT, "readOnly": True}
+    return {"hostPath": str(plan.state.node), "containerPath": names.OWNER_MOUNT, "readOnly": True}
 
 
 def gpu_mounts(plan, worker):
@@ -105,20 +104,21 @@ def to_yaml(doc):
 
 def state_files(plan):
     """Every file `config` writes, relative to the state directory, with its content."""
-    spec_text = to_yaml(plan.spec)
+    state = plan.state
     plan_json = json.dumps(plan.to_dict(), indent=2) + "\n"
-    return {
-        "kind-config.yaml": to_yaml(kind_config(plan)),
-        "spec.yaml": spec_text,
-        "spec.sha256": plan.spec_hash + "\n",
-        "plan.json": plan_json,
-        "node/plan.json": plan_json,  # mounted into every node at names.OWNER_MOUNT
+    files = {
+        state.kind_config: to_yaml(kind_config(plan)),
+        state.spec: to_yaml(plan.spec),
+        state.spec_hash: plan.spec_hash + "\n",
+        state.plan: plan_json,
+        state.node / "plan.json": plan_json,  # mounted into every node at names.OWNER_MOUNT
     }
+    return {str(path.relative_to(state.root)): content for path, content in files.items()}
 
 
 def write_state(plan):
     """Write the state files; unchanged files are left alone so their mtimes stay meaningful."""
-    root = plan.state_dir
+    root = plan.state.root
     written = []
     for rel, content in state_files(plan).items():
         path = root / rel
@@ -130,7 +130,3 @@ def write_state(plan):
         os.replace(tmp, path)
         written.append(path)
     return written
-
-
-def kind_config_path(plan) -> Path:
-    return plan.state_dir / "kind-config.yaml"

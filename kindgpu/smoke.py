@@ -15,6 +15,7 @@ from .errors import KindgpuError, SpecError
 from .kube import Kube
 from .payloads import judge
 from .parallel import concurrently
+from .state import StateDir
 from .wait import Seen, WaitFailed, WaitTimeout, wait_for
 
 NAMESPACE = "kindgpu-smoke"
@@ -325,7 +326,7 @@ def smoke(name, level, reporter, *, junit=None, as_json=False, timeout=300):
     check_level(record, level)
     with reporter.step("smoke", f"{level} Jobs on {len(record['plan']['workers'])} worker(s)") as progress:
         outcome = Smoke(kube, record, level, progress, timeout).run()
-    path = junit or names.state_dir(name) / f"smoke-{level}-junit.xml"
+    path = junit or StateDir.of(name).junit(level)
     from pathlib import Path
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
