@@ -44,7 +44,7 @@ def spec_differences(recorded, wanted):
 
 def check_same_spec(ctx, recreate, reporter):
     """Refuse to change a cluster made from another spec, unless asked to recreate it."""
-    found = ctx.containers()
+    found = ctx.nodes()
     if not found or not ctx.plan.kubeconfig.exists() or not nodes.made_by_kindgpu(found.values()):
         return
     try:
@@ -74,7 +74,7 @@ def up(plan, reporter, *, force=(), until=None, dry_run=False, recreate=False):
 def delete(name, reporter, *, force=False):
     """Delete the cluster, its network and state; fine when nothing is there."""
     client = nodes.docker_client()
-    found = nodes.cluster_containers(client, name)
+    found = nodes.cluster_nodes(client, name)
     if found and not nodes.made_by_kindgpu(found) and not force:
         raise KindgpuError(
             f"kind cluster {name} was not made by kindgpu; refusing to delete it. "
@@ -96,7 +96,7 @@ def delete(name, reporter, *, force=False):
     if state.root.exists():
         shutil.rmtree(state.root)
         removed.append(f"state {state.root}")
-    left = nodes.cluster_containers(client, name)
+    left = nodes.cluster_nodes(client, name)
     if left:
         raise KindgpuError(f"containers of {name} are still there: {', '.join(c.name for c in left)}")
     return removed

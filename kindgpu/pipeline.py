@@ -42,11 +42,13 @@ class Context:
     def kube(self):
         return Kube(self.plan.kubeconfig)
 
-    def containers(self):
-        return {c.name: c for c in nodes.cluster_containers(self.docker, self.plan.name)}
+    def nodes(self):
+        """{name: Node} of the cluster's node containers."""
+        return {n.name: n for n in nodes.cluster_nodes(self.docker, self.plan.name)}
 
-    def worker_containers(self):
-        found = self.containers()
+    def worker_nodes(self):
+        """{name: Node} of the plan's workers that have a container."""
+        found = self.nodes()
         return {w.node: found[w.node] for w in self.plan.workers if w.node in found}
 
     def kind_env(self):
@@ -163,7 +165,7 @@ class Create(Step):
 
     def reason(self, ctx):
         plan = ctx.plan
-        found = ctx.containers()
+        found = ctx.nodes()
         if not found:
             return f"cluster {plan.name} does not exist"
         if not nodes.made_by_kindgpu(found.values()):
@@ -176,7 +178,7 @@ class Create(Step):
             raise KindgpuError(
                 f"node container(s) {', '.join(missing)} of cluster {plan.name} are gone and kind cannot "
                 f"add nodes to a cluster; run `invoke up --recreate` to make it anew")
-        stopped = [n for n in expected if found[n].status != "running"]
+        stopped = [n for n in expected if not found[n].running]
         if stopped:
             return f"node container(s) not running: {', '.join(stopped)}"
         if not plan.kubeconfig.exists():
@@ -193,7 +195,7 @@ class Create(Step):
         return ""
 
     def run(self, ctx, progress):
-        found = ctx.containers()
+        found = ctx.nodes()
         if found:
             self.finish(ctx, progress, start_stopped(found, progress))
             return
@@ -223,14 +225,14 @@ class Create(Step):
         ctx.kube.apply(spec_configmap(plan))
 
 
-def start_stopped(containers, progress):
+def start_stopped(found, progress):
     """Start the node containers that are not running; {name: when} for the Ready check."""
     restarted = {}
-    for container in containers.values():
-        if container.status != "running":
-            progress(f"starting {container.name}")
-            restarted[container.name] = datetime.now(timezone.utc).replace(microsecond=0)
-            container.start()
+    for node in found.values():
+        if not node.running:
+            progress(f"starting {node.name}")
+            restarted[node.name] = datetime.now(timezone.utc).replace(microsecond=0)
+            node.start()
     return restarted
 
 
@@ -239,9 +241,9 @@ def load_once_booted(ctx, created):
     from docker.errors import APIError
 
     def booted():
-        found = ctx.worker_containers()
+        found = ctx.worker_nodes()
         waiting = [w.node for w in ctx.plan.workers
-                   if w.node not in found or nodes.exec_in(found[w.node], ["ctr", "version"], check=False)[0]]
+                   if w.node not in found or found[w.node].run(["ctr", "version"], check=False).returncode]
         return Seen(done=not waiting or created.is_set(), last=f"containerd not up in {waiting}")
 
     wait_for(booted, what="containerd in the new nodes", timeout=NODE_READY_TIMEOUT, interval=0.5,
@@ -312,9 +314,9 @@ class Label(Step):
 LIST_GPU_DEVICES = 'for f in /dev/nvidia[0-9]*; do [ -c "$f" ] && stat -c "%n %T" "$f"; done; true'
 
 
-def gpu_devices(container):
+def gpu_devices(node):
     """{minor: path} of the GPU character devices a node container can see."""
-    _, out = nodes.sh_in(container, LIST_GPU_DEVICES)
+    out = node.sh(LIST_GPU_DEVICES).stdout
     found = {}
     for line in out.splitlines():
         path, _, minor = line.strip().partition(" ")
@@ -337,16 +339,16 @@ class Isolate(Step):
         """Per worker: (foreign device paths, missing own minors)."""
         if ctx.plan.simulated and not host_has_gpu_devices():
             return []  # no GPU device nodes to take away, and simulated GPUs need none
-        containers = ctx.worker_containers()
+        workers = ctx.worker_nodes()
 
         def one(worker):
-            seen = gpu_devices(containers[worker.node])
+            seen = gpu_devices(workers[worker.node])
             own = {g.minor for g in worker.gpus}
             foreign = sorted(path for minor, path in seen.items() if minor not in own)
             missing = sorted(m for m in own if m not in seen)
             return worker, foreign, missing
 
-        return concurrently(one, [w for w in ctx.plan.workers if w.node in containers])
+        return concurrently(one, [w for w in ctx.plan.workers if w.node in workers])
 
     def reason(self, ctx):
         survey = self.survey(ctx)
@@ -362,8 +364,8 @@ class Isolate(Step):
         return "; ".join(leaking)
 
     def run(self, ctx, progress):
-        containers = ctx.worker_containers()
-        concurrently(lambda item: nodes.exec_in(containers[item[0].node], ["rm", "-f", *item[1]]),
+        workers = ctx.worker_nodes()
+        concurrently(lambda item: workers[item[0].node].run(["rm", "-f", *item[1]]),
                      [(w, foreign) for w, foreign, _ in self.survey(ctx) if foreign])
 
 
@@ -413,7 +415,7 @@ def load_plugin_image(ctx, progress):
 
         progress(f"building {image} (first time only)")
         ensure_image(ctx.docker)
-    images.preload(ctx.docker, ctx.worker_containers().values(), image, progress)
+    images.preload(ctx.docker, ctx.worker_nodes().values(), image, progress)
     return image
 
 
@@ -468,7 +470,7 @@ def run(ctx, *, force=(), until=None, dry_run=False, pipeline=None):
 
 def reason_of(ctx, step):
     """A step's reason; a cluster that is not there yet makes every later step due."""
-    if step.needs_cluster and (not ctx.plan.kubeconfig.exists() or not ctx.containers()):
+    if step.needs_cluster and (not ctx.plan.kubeconfig.exists() or not ctx.nodes()):
         return "the cluster is not up yet"
     try:
         return step.reason(ctx)
@@ -496,6 +498,6 @@ def bundle(ctx, step):
     """Diagnostics of a cluster that exists, as a line naming where they are."""
     from . import diagnostics
 
-    if not ctx.containers():
+    if not ctx.nodes():
         return ""
     return f"\ndiagnostics: {diagnostics.collect(ctx, step.name)}"

@@ -167,9 +167,8 @@ class Smoke:
         """An image the host's Docker has goes into the workers that lack it: no registry needed."""
         client = nodes.docker_client()
         wanted = {w["node"] for w in self.workers}
-        containers = [c for c in nodes.cluster_containers(client, self.record["plan"]["cluster"])
-                      if c.name in wanted]
-        images.preload(client, containers, image, self.progress)
+        workers = [n for n in nodes.cluster_nodes(client, self.record["plan"]["cluster"]) if n.name in wanted]
+        images.preload(client, workers, image, self.progress)
 
     def replace_service(self, obj):
         from kubernetes.client.exceptions import ApiException

@@ -34,7 +34,7 @@ class Ctx:
         self.out = io.StringIO()
         self.reporter = Reporter(stream=self.out)
 
-    def containers(self):
+    def nodes(self):
         return {"node": None}  # a cluster exists, so failures write a diagnostics bundle
 
 
