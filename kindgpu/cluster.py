@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from . import cmd, console, deviceplugin, names, nodes, pipeline
 from .errors import KindgpuError
-from .kube import Kube, transient_errors
+from .kube import Kube, is_transient
 from .state import StateDir
 
 
@@ -49,7 +49,9 @@ def check_same_spec(ctx, recreate, reporter):
         return
     try:
         recorded = pipeline.recorded_spec(ctx)
-    except transient_errors():
+    except Exception as err:
+        if not is_transient(err):
+            raise
         return  # not answering: the create step will say so
     if recorded is None or recorded == ctx.plan.spec:
         return
@@ -125,8 +127,7 @@ def status(name):
     assigned = {w["node"]: w for w in record["plan"]["workers"]}
     sim = bool(record["spec"].get("simulate"))
     selector = deviceplugin.plugin_selector(sim)
-    pods = {p.spec.node_name: p for p in kube.core.list_namespaced_pod(
-        names.SYSTEM_NAMESPACE, label_selector=selector, _request_timeout=10).items}
+    pods = {p.spec.node_name: p for p in kube.pods(names.SYSTEM_NAMESPACE, selector)}
     rows = []
     for node in sorted(kube.nodes(), key=lambda n: node_order(n.metadata.name)):
         labels = node.metadata.labels or {}

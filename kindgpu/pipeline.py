@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import cmd, deviceplugin, images, names, nodes, render
 from .errors import KindgpuError
-from .kube import Kube, manifest_hash, transient_errors
+from .kube import Kube, is_transient, manifest_hash
 from .parallel import concurrently
 from .wait import Seen, wait_for
 
@@ -125,15 +125,10 @@ def cluster_record(kube):
     import json
 
     import yaml
-    from kubernetes.client.exceptions import ApiException
 
-    try:
-        cm = kube.core.read_namespaced_config_map(names.SPEC_CONFIGMAP, names.SYSTEM_NAMESPACE,
-                                                  _request_timeout=10)
-    except ApiException as err:
-        if err.status == 404:
-            return None
-        raise
+    cm = kube.get("ConfigMap", names.SPEC_CONFIGMAP, names.SYSTEM_NAMESPACE)
+    if cm is None:
+        return None
     return {"spec": yaml.safe_load(cm.data["spec.yaml"]), "plan": json.loads(cm.data["plan.json"])}
 
 
@@ -186,7 +181,9 @@ class Create(Step):
         try:
             not_ready = node_readiness(ctx)
             recorded = recorded_spec(ctx)
-        except transient_errors() as err:
+        except Exception as err:
+            if not is_transient(err):
+                raise
             return f"API server not answering: {type(err).__name__}"
         if not_ready:
             return f"node(s) not Ready: {', '.join(sorted(not_ready))}"
@@ -220,7 +217,7 @@ class Create(Step):
         write_kubeconfig(ctx)
         wait_for(lambda: Seen(done=not (left := node_readiness(ctx, restarted)), last=f"not Ready: {sorted(left)}"),
                  what=f"the nodes of {plan.name} to be Ready", timeout=NODE_READY_TIMEOUT, interval=0.5,
-                 transient=transient_errors(), progress=progress,
+                 transient=is_transient, progress=progress,
                  hint=f"see `docker logs {plan.control_plane}` and `invoke status`")
         ctx.kube.apply(spec_configmap(plan))
 
@@ -247,7 +244,7 @@ def load_once_booted(ctx, created):
         return Seen(done=not waiting or created.is_set(), last=f"containerd not up in {waiting}")
 
     wait_for(booted, what="containerd in the new nodes", timeout=NODE_READY_TIMEOUT, interval=0.5,
-             transient=(APIError,))
+             transient=lambda err: isinstance(err, APIError))
     load_plugin_image(ctx, lambda text: None)
 
 
@@ -403,7 +400,7 @@ class DevicePlugin(Step):
 
         wait_for(lambda: Seen(done=not (short := gpu_shortfall(ctx)), last="; ".join(short)),
                  what="every worker to offer its GPUs", timeout=PLUGIN_READY_TIMEOUT, interval=0.5,
-                 transient=transient_errors(), progress=progress,
+                 transient=is_transient, progress=progress,
                  hint=lambda: diagnostics.plugin_hint(ctx))
 
 
@@ -474,9 +471,9 @@ def reason_of(ctx, step):
         return "the cluster is not up yet"
     try:
         return step.reason(ctx)
-    except KindgpuError:
-        raise
-    except transient_errors() + (FileNotFoundError,) as err:
+    except Exception as err:
+        if isinstance(err, KindgpuError) or not is_transient(err):
+            raise
         return f"cluster not reachable yet ({type(err).__name__})"
 
 

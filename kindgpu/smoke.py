@@ -126,7 +126,7 @@ class Smoke:
         self.workers = record["plan"]["workers"]
 
     def pods(self, selector):
-        return self.kube.core.list_namespaced_pod(NAMESPACE, label_selector=selector, _request_timeout=10).items
+        return self.kube.pods(NAMESPACE, selector)
 
     def create(self, obj):
         from kubernetes.utils import create_from_dict
@@ -134,13 +134,7 @@ class Smoke:
         create_from_dict(self.kube.api_client, obj, namespace=NAMESPACE)
 
     def ensure_namespace(self):
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            self.kube.core.read_namespace(NAMESPACE)
-        except ApiException as err:
-            if err.status != 404:
-                raise
+        if self.kube.get("Namespace", NAMESPACE) is None:
             self.kube.core.create_namespace({"metadata": {"name": NAMESPACE,
                                                           "labels": {"app.kubernetes.io/managed-by": "kindgpu"}}})
 
@@ -171,13 +165,7 @@ class Smoke:
         images.preload(client, workers, image, self.progress)
 
     def replace_service(self, obj):
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            self.kube.core.delete_namespaced_service(SERVICE, NAMESPACE)
-        except ApiException as err:
-            if err.status != 404:
-                raise
+        self.kube.delete("Service", SERVICE, NAMESPACE)
         self.create(obj)
 
     def wait_jobs(self):
