@@ -7,7 +7,7 @@ import json
 import shutil
 from contextlib import contextmanager
 
-from . import cmd, console, deviceplugin, names, nodes, pipeline
+from . import cmd, console, deviceplugin, names, nodes, pipeline, record
 from .errors import KindgpuError
 from .kube import Kube, is_transient
 from .state import StateDir
@@ -48,14 +48,14 @@ def check_same_spec(ctx, recreate, reporter):
     if not found or not ctx.plan.kubeconfig.exists() or not nodes.made_by_kindgpu(found.values()):
         return
     try:
-        recorded = pipeline.recorded_spec(ctx)
+        recorded = record.read(ctx.kube)
     except Exception as err:
         if not is_transient(err):
             raise
         return  # not answering: the create step will say so
-    if recorded is None or recorded == ctx.plan.spec:
+    if recorded is None or recorded.spec == ctx.plan.spec:
         return
-    diff = spec_differences(recorded, ctx.plan.spec)
+    diff = spec_differences(recorded.spec, ctx.plan.spec)
     if not recreate:
         raise KindgpuError(
             f"cluster {ctx.plan.name} was made from another spec:\n"
@@ -111,21 +111,12 @@ def down(name, reporter, *, force=False):
     return removed
 
 
-def read_record(kube, name):
-    """The spec and plan the cluster records; an error when it records none."""
-    record = pipeline.cluster_record(kube)
-    if record is None:
-        raise KindgpuError(f"cluster {name} has no kindgpu record ({names.SYSTEM_NAMESPACE}/"
-                           f"{names.SPEC_CONFIGMAP}); finish it with `invoke up`")
-    return record
-
-
 def status(name):
     """Nodes, roles, labels, assigned vs allocatable GPUs and plugin pods, as one document."""
     kube = Kube.for_kind_cluster(name)
-    record = read_record(kube, name)
-    assigned = {w["node"]: w for w in record["plan"]["workers"]}
-    sim = bool(record["spec"].get("simulate"))
+    plan = record.require(kube, name)
+    assigned = {w.node: w for w in plan.workers}
+    sim = plan.simulated
     selector = deviceplugin.plugin_selector(sim)
     pods = {p.spec.node_name: p for p in kube.pods(names.SYSTEM_NAMESPACE, selector)}
     rows = []
@@ -136,16 +127,16 @@ def status(name):
         rows.append({
             "node": node.metadata.name,
             "role": "control-plane" if "node-role.kubernetes.io/control-plane" in labels else "worker",
-            "ready": getattr(pipeline.ready_condition(node), "status", "") == "True",
+            "ready": getattr(record.ready_condition(node), "status", "") == "True",
             "gpuWorker": labels.get(names.LABEL_GPU_WORKER, ""),
             "gpuIds": labels.get(names.LABEL_GPU_IDS, ""),
-            "assignedGPUs": len(worker["gpus"]) if worker else 0,
+            "assignedGPUs": len(worker.gpus) if worker else 0,
             "allocatableGPUs": int((node.status.allocatable or {}).get(names.GPU_RESOURCE, "0")),
-            "uuids": [g["uuid"] for g in worker["gpus"]] if worker else [],
+            "uuids": [g.uuid for g in worker.gpus] if worker else [],
             "plugin": plugin_state(pod) if worker else "",
         })
     healthy = all(r["ready"] and r["assignedGPUs"] == r["allocatableGPUs"] for r in rows)
-    return {"cluster": name, "simulated": sim, "specHash": record["plan"]["specHash"],
+    return {"cluster": name, "simulated": sim, "specHash": plan.spec_hash,
             "healthy": healthy, "nodes": rows}
 
 

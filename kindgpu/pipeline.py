@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 
-from . import cmd, deviceplugin, images, names, nodes, render
+from . import cmd, deviceplugin, images, names, nodes, record, render
 from .errors import KindgpuError
 from .kube import Kube, is_transient, manifest_hash
 from .parallel import concurrently
@@ -109,51 +109,6 @@ class Config(Step):
         render.write_state(ctx.plan)
 
 
-def spec_configmap(plan):
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": names.SPEC_CONFIGMAP, "namespace": names.SYSTEM_NAMESPACE,
-                     "labels": {"app.kubernetes.io/managed-by": "kindgpu", names.LABEL_OWNER: plan.name}},
-        "data": {"spec.yaml": render.to_yaml(plan.spec), "spec.sha256": plan.spec_hash,
-                 "plan.json": render.state_files(plan)["plan.json"]},
-    }
-
-
-def cluster_record(kube):
-    """The spec and plan the cluster was made with (its ConfigMap); None before it records them."""
-    import json
-
-    import yaml
-
-    cm = kube.get("ConfigMap", names.SPEC_CONFIGMAP, names.SYSTEM_NAMESPACE)
-    if cm is None:
-        return None
-    return {"spec": yaml.safe_load(cm.data["spec.yaml"]), "plan": json.loads(cm.data["plan.json"])}
-
-
-def recorded_spec(ctx):
-    record = cluster_record(ctx.kube)
-    return record and record["spec"]
-
-
-def ready_condition(node):
-    return next((c for c in node.status.conditions or [] if c.type == "Ready"), None)
-
-
-def node_readiness(ctx, since=None):
-    """Nodes not Ready yet. A node restarted at `since` must report again after it: until its
-    kubelet posts a fresh status, the API still shows the Ready of the node before the restart."""
-    expected = {ctx.plan.control_plane, *(w.node for w in ctx.plan.workers)}
-    ready = set()
-    for node in ctx.kube.nodes():
-        cond = ready_condition(node)
-        restarted = since and node.metadata.name in since
-        if cond and cond.status == "True" and (not restarted or cond.last_heartbeat_time >= since[node.metadata.name]):
-            ready.add(node.metadata.name)
-    return expected - ready
-
-
 class Create(Step):
     needs_cluster = False
     name = "create"
@@ -179,8 +134,8 @@ class Create(Step):
         if not plan.kubeconfig.exists():
             return f"kubeconfig {plan.kubeconfig} is missing"
         try:
-            not_ready = node_readiness(ctx)
-            recorded = recorded_spec(ctx)
+            not_ready = record.node_readiness(ctx.kube, plan)
+            recorded = record.read(ctx.kube)
         except Exception as err:
             if not is_transient(err):
                 raise
@@ -215,11 +170,11 @@ class Create(Step):
     def finish(self, ctx, progress, restarted):
         plan = ctx.plan
         write_kubeconfig(ctx)
-        wait_for(lambda: Seen(done=not (left := node_readiness(ctx, restarted)), last=f"not Ready: {sorted(left)}"),
+        wait_for(lambda: Seen(done=not (left := record.node_readiness(ctx.kube, plan, restarted)), last=f"not Ready: {sorted(left)}"),
                  what=f"the nodes of {plan.name} to be Ready", timeout=NODE_READY_TIMEOUT, interval=0.5,
                  transient=is_transient, progress=progress,
                  hint=f"see `docker logs {plan.control_plane}` and `invoke status`")
-        ctx.kube.apply(spec_configmap(plan))
+        ctx.kube.apply(record.spec_configmap(plan))
 
 
 def start_stopped(found, progress):
@@ -366,19 +321,6 @@ class Isolate(Step):
                      [(w, foreign) for w, foreign, _ in self.survey(ctx) if foreign])
 
 
-def allocatable_gpus(ctx):
-    """{node: allocatable nvidia.com/gpu} for the plan's workers."""
-    found = {n.metadata.name: n for n in ctx.kube.nodes()}
-    return {w.node: int((found[w.node].status.allocatable or {}).get(names.GPU_RESOURCE, "0"))
-            if w.node in found else 0 for w in ctx.plan.workers}
-
-
-def gpu_shortfall(ctx):
-    have = allocatable_gpus(ctx)
-    return [f"{w.node} offers {have[w.node]} of {len(w.gpus)} GPUs" for w in ctx.plan.workers
-            if have[w.node] != len(w.gpus)]
-
-
 class DevicePlugin(Step):
     name = "device-plugin"
 
@@ -389,7 +331,7 @@ class DevicePlugin(Step):
                  != manifest_hash(obj)]
         if stale:
             return f"device plugin {', '.join(stale)} not deployed as specified"
-        return "; ".join(gpu_shortfall(ctx))
+        return "; ".join(record.gpu_shortfall(ctx.kube, ctx.plan))
 
     def run(self, ctx, progress):
         plan = ctx.plan
@@ -398,7 +340,7 @@ class DevicePlugin(Step):
             ctx.kube.apply(obj)
         from . import diagnostics
 
-        wait_for(lambda: Seen(done=not (short := gpu_shortfall(ctx)), last="; ".join(short)),
+        wait_for(lambda: Seen(done=not (short := record.gpu_shortfall(ctx.kube, plan)), last="; ".join(short)),
                  what="every worker to offer its GPUs", timeout=PLUGIN_READY_TIMEOUT, interval=0.5,
                  transient=is_transient, progress=progress,
                  hint=lambda: diagnostics.plugin_hint(ctx))

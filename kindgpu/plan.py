@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +55,8 @@ class Plan:
     def kubeconfig(self) -> Path:
         return Path(self.spec["kubeconfig"]).expanduser() if self.spec["kubeconfig"] else self.state.kubeconfig
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
+        """What plan.json holds: in the state directory, in every node, in the cluster's record."""
         return {
             "cluster": self.name,
             "simulated": self.simulated,
@@ -64,6 +66,21 @@ class Plan:
             "hostGPUs": len(self.inventory.gpus),
             "workers": [w.to_dict() for w in self.workers],
         }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, spec: dict, doc: dict) -> Plan:
+        """The plan that to_dict() wrote, made with `spec`.
+
+        plan.json keeps only the host's GPU count, so the inventory of a plan read back holds the
+        workers' GPUs alone.
+        """
+        workers = tuple(WorkerPlan(w["number"], w["node"], tuple(GPU(**g) for g in w["gpus"]), dict(w["labels"]))
+                        for w in doc["workers"])
+        gpus = tuple(sorted({g for w in workers for g in w.gpus}, key=lambda g: g.index))
+        return cls(spec, doc["specHash"], Inventory(gpus, simulated=doc["simulated"]), workers)
 
 
 def kind_node_name(cluster, role, ordinal):

@@ -105,7 +105,7 @@ def to_yaml(doc):
 def state_files(plan):
     """Every file `config` writes, relative to the state directory, with its content."""
     state = plan.state
-    plan_json = json.dumps(plan.to_dict(), indent=2) + "\n"
+    plan_json = plan.to_json()
     files = {
         state.kind_config: to_yaml(kind_config(plan)),
         state.spec: to_yaml(plan.spec),

@@ -10,11 +10,12 @@ import time
 import uuid as uuidlib
 from dataclasses import dataclass, field
 
-from . import console, images, names, nodes, payloads
+from . import console, images, names, nodes, payloads, record
 from .errors import KindgpuError, SpecError
 from .kube import Kube
 from .payloads import judge
 from .parallel import concurrently
+from .plan import Plan
 from .state import StateDir
 from .wait import Seen, WaitFailed, WaitTimeout, wait_for
 
@@ -38,19 +39,19 @@ class Outcome:
                 "limitEnforced": self.limit, "seconds": round(self.seconds, 2)}
 
 
-def image_for(record, level):
-    spec = record["spec"]
-    if spec.get("simulate"):
+def image_for(plan, level):
+    spec = plan.spec
+    if plan.simulated:
         from .simgpu.build import image_tag
 
         return image_tag()  # its fake nvidia-smi answers like the real one
     return spec["smoke"]["cudaImage"] if level == "visibility" else spec["smoke"]["pytorchImage"]
 
 
-def check_level(record, level):
+def check_level(plan, level):
     if level not in payloads.LEVELS:
         raise SpecError([f"level: unknown smoke level {level!r}; choose one of {', '.join(payloads.LEVELS)}"])
-    if record["spec"].get("simulate") and level != "visibility":
+    if plan.simulated and level != "visibility":
         raise SpecError([f"level: simulated GPUs run the visibility level only (asked: {level}); "
                          "compute and collective need real GPUs"])
 
@@ -60,13 +61,13 @@ def job(run_id, level, image, worker, rank, gpu_counts, gpus=None):
 
     gpu_counts: every worker's GPU count in rank order (the collective level numbers its ranks).
     """
-    count = len(worker["gpus"]) if gpus is None else gpus
-    uuids = [g["uuid"] for g in worker["gpus"]]
-    env = payloads.env(level, worker_name=worker["node"], gpu_uuids=uuids, rank=rank,
+    count = len(worker.gpus) if gpus is None else gpus
+    uuids = [g.uuid for g in worker.gpus]
+    env = payloads.env(level, worker_name=worker.node, gpu_uuids=uuids, rank=rank,
                        world_size=len(gpu_counts), gpu_counts=gpu_counts,
                        master_addr=f"w0.{SERVICE}.{NAMESPACE}.svc.cluster.local")
     volumes, mounts = payloads.pod_volumes(level)
-    name = f"smoke-{run_id}-w{worker['number']}" + ("-overask" if gpus is not None else "")
+    name = f"smoke-{run_id}-w{worker.number}" + ("-overask" if gpus is not None else "")
     labels = {RUN_LABEL: run_id, "app.kubernetes.io/managed-by": "kindgpu"}
     return {
         "apiVersion": "batch/v1",
@@ -75,12 +76,12 @@ def job(run_id, level, image, worker, rank, gpu_counts, gpus=None):
         "spec": {
             "backoffLimit": 0,
             "template": {
-                "metadata": {"labels": {**labels, "kindgpu.dev/worker": str(worker["number"])}},
+                "metadata": {"labels": {**labels, "kindgpu.dev/worker": str(worker.number)}},
                 "spec": {
                     "restartPolicy": "Never",
                     "hostname": f"w{rank}",
                     "subdomain": SERVICE,
-                    "nodeSelector": {"kubernetes.io/hostname": worker["node"]},
+                    "nodeSelector": {"kubernetes.io/hostname": worker.node},
                     "tolerations": [{"key": names.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
                     # Payloads never call the API server: no token or service variables to make per pod.
                     "automountServiceAccountToken": False,
@@ -119,11 +120,11 @@ def support_objects(run_id, level):
 
 
 class Smoke:
-    def __init__(self, kube: Kube, record, level, progress=lambda text: None, timeout=300):
-        self.kube, self.record, self.level = kube, record, level
+    def __init__(self, kube: Kube, plan: Plan, level, progress=lambda text: None, timeout=300):
+        self.kube, self.plan, self.level = kube, plan, level
         self.progress, self.timeout = progress, timeout
         self.run_id = uuidlib.uuid4().hex[:6]
-        self.workers = record["plan"]["workers"]
+        self.workers = plan.workers
 
     def pods(self, selector):
         return self.kube.pods(NAMESPACE, selector)
@@ -140,13 +141,13 @@ class Smoke:
 
     def run(self):
         start = time.monotonic()
-        image = image_for(self.record, self.level)
+        image = image_for(self.plan, self.level)
         self.load_image(image)
         self.ensure_namespace()
         try:
             for obj in support_objects(self.run_id, self.level):
                 self.replace_service(obj) if obj["kind"] == "Service" else self.create(obj)
-            counts = [len(w["gpus"]) for w in self.workers]
+            counts = [len(w.gpus) for w in self.workers]
             # Every worker's Job and the over-asking pod start at once; the latter waits for nothing.
             jobs = [job(self.run_id, self.level, image, worker, rank, counts)
                     for rank, worker in enumerate(self.workers)]
@@ -160,8 +161,8 @@ class Smoke:
     def load_image(self, image):
         """An image the host's Docker has goes into the workers that lack it: no registry needed."""
         client = nodes.docker_client()
-        wanted = {w["node"] for w in self.workers}
-        workers = [n for n in nodes.cluster_nodes(client, self.record["plan"]["cluster"]) if n.name in wanted]
+        wanted = {w.node for w in self.workers}
+        workers = [n for n in nodes.cluster_nodes(client, self.plan.name) if n.name in wanted]
         images.preload(client, workers, image, self.progress)
 
     def replace_service(self, obj):
@@ -207,8 +208,8 @@ class Smoke:
         return "\n".join(f"  | {line}" for line in text.splitlines()[-lines:])
 
     def overask_worker(self):
-        worker = max(self.workers, key=lambda w: len(w["gpus"]))
-        return worker, len(worker["gpus"]) + 1
+        worker = max(self.workers, key=lambda w: len(w.gpus))
+        return worker, len(worker.gpus) + 1
 
     def overask_job(self, image):
         worker, asked = self.overask_worker()
@@ -217,7 +218,7 @@ class Smoke:
     def check_limit(self):
         """A pod asking one GPU more than the largest worker has must stay Pending."""
         worker, asked = self.overask_worker()
-        selector = f"{RUN_LABEL}={self.run_id},kindgpu.dev/worker={worker['number']},job-name"
+        selector = f"{RUN_LABEL}={self.run_id},kindgpu.dev/worker={worker.number},job-name"
 
         def probe():
             pods = [p for p in self.pods(selector) if is_overask(p)]
@@ -235,10 +236,10 @@ class Smoke:
             seen = wait_for(probe, what="the over-asking pod to be refused", timeout=OVERASK_SECONDS,
                             interval=0.5, progress=self.progress)
             ok = names.GPU_RESOURCE in (seen.last or "")
-            return {"ok": ok, "node": worker["node"], "asked": asked,
+            return {"ok": ok, "node": worker.node, "asked": asked,
                     "message": f"stays Pending: {seen.last}" if ok else f"Pending for another reason: {seen.last}"}
         except (WaitFailed, WaitTimeout) as err:
-            return {"ok": False, "node": worker["node"], "asked": asked, "message": str(err)}
+            return {"ok": False, "node": worker.node, "asked": asked, "message": str(err)}
 
     def cleanup(self):
         selector = f"{RUN_LABEL}={self.run_id}"
@@ -247,13 +248,13 @@ class Smoke:
         self.kube.core.delete_collection_namespaced_config_map(NAMESPACE, label_selector=selector)
 
     def verdict(self, logs, failure, limit, seconds):
-        assignments = {w["node"]: [g["uuid"] for g in w["gpus"]] for w in self.workers}
+        assignments = {w.node: [g.uuid for g in w.gpus] for w in self.workers}
         cluster = judge.judge_cluster(self.level, logs, assignments)
         rows = []
         for w in self.workers:
-            v = cluster.workers[w["node"]]
-            result, _ = judge.parse_result(logs.get(w["node"]) or "")
-            rows.append({"node": w["node"], "worker": w["number"], "expected": assignments[w["node"]],
+            v = cluster.workers[w.node]
+            result, _ = judge.parse_result(logs.get(w.node) or "")
+            rows.append({"node": w.node, "worker": w.number, "expected": assignments[w.node],
                          "seen": (result or {}).get("uuids") or [g.get("uuid") for g in (result or {}).get("gpus", [])
                                                                  if isinstance(g, dict)],
                          "ok": v.ok, "message": v.message})
@@ -306,13 +307,11 @@ def show(outcome, cluster, as_json):
 
 
 def smoke(name, level, reporter, *, junit=None, as_json=False, timeout=300):
-    from .cluster import read_record
-
     kube = Kube.for_kind_cluster(name)
-    record = read_record(kube, name)
-    check_level(record, level)
-    with reporter.step("smoke", f"{level} Jobs on {len(record['plan']['workers'])} worker(s)") as progress:
-        outcome = Smoke(kube, record, level, progress, timeout).run()
+    plan = record.require(kube, name)
+    check_level(plan, level)
+    with reporter.step("smoke", f"{level} Jobs on {len(plan.workers)} worker(s)") as progress:
+        outcome = Smoke(kube, plan, level, progress, timeout).run()
     path = junit or StateDir.of(name).junit(level)
     from pathlib import Path
 

@@ -4,10 +4,12 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from kindgpu import smoke
+from kindgpu import plan, smoke, spec
 from kindgpu.errors import SpecError
+from kindgpu.inventory import GPU
 
-WORKER = {"node": "c-worker2", "number": 2, "gpus": [{"uuid": "GPU-a"}, {"uuid": "GPU-b"}]}
+WORKER = plan.WorkerPlan(2, "c-worker2", tuple(GPU(i, uuid, "NVIDIA H200", "", 143771, i) for i, uuid in
+                                               enumerate(("GPU-a", "GPU-b"))), {})
 
 
 def pod(job):
@@ -47,7 +49,7 @@ def test_over_asking_job_asks_one_more():
 
 
 def test_simulated_clusters_run_visibility_only():
-    record = {"spec": {"simulate": {"gpus": 8}}}
+    record = plan.make_plan(spec.resolve(env={}, flags={"simulate": 8}))
     smoke.check_level(record, "visibility")
     with pytest.raises(SpecError, match="simulated GPUs run the visibility level only"):
         smoke.check_level(record, "compute")
