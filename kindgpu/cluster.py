@@ -1,4 +1,4 @@
-"""Cluster lifecycle around the pipeline: up (locked, spec-checked), down, status."""
+"""Cluster lifecycle around the steps: up (locked, spec-checked), down, status."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import shutil
 from contextlib import contextmanager
 
-from . import cmd, console, deviceplugin, names, nodes, pipeline, record
+from . import cmd, console, deviceplugin, names, nodes, record, runner, steps
 from .errors import KindgpuError
 from .kube import Kube, is_transient
 from .state import StateDir
@@ -67,10 +67,10 @@ def check_same_spec(ctx, recreate, reporter):
 
 def up(plan, reporter, *, force=(), until=None, dry_run=False, recreate=False):
     with cluster_lock(plan.name):
-        ctx = pipeline.Context(plan, reporter)
+        ctx = steps.Context(plan, reporter)
         if not dry_run:
             check_same_spec(ctx, recreate, reporter)
-        return pipeline.run(ctx, force=force, until=until, dry_run=dry_run)
+        return runner.run(ctx, steps.pipeline(), force=force, until=until, dry_run=dry_run)
 
 
 def delete(name, reporter, *, force=False):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import names
+from . import images, names
 
 NVIDIA_APP = "nvidia-device-plugin-ds"  # the label the seed's troubleshooting commands select on
 NVIDIA_DAEMONSET = "nvidia-device-plugin-daemonset"
@@ -91,3 +91,19 @@ def image(plan):
 
         return image_tag()
     return nvidia_image(plan.spec)
+
+
+def load_image(plan, docker, workers, progress):
+    """Build (simulated GPUs, first time only) and preload the device plugin's image; its tag.
+
+    workers: the Nodes to load it into. The create step preloads it, the device-plugin step
+    loads what is still missing.
+    """
+    tag = image(plan)
+    if plan.simulated:
+        from .simgpu.build import ensure_image
+
+        progress(f"building {tag} (first time only)")
+        ensure_image(docker)
+    images.preload(docker, workers, tag, progress)
+    return tag

@@ -137,18 +137,19 @@ def test_status_shows_assigned_equals_allocatable(state):
 
 def test_real_gpu_plugin_that_cannot_pull_is_diagnosed(state, monkeypatch):
     """NVIDIA's DaemonSet on this cluster: no registry, so the wait must say which pod and why."""
-    from kindgpu import pipeline, plan, spec
+    from kindgpu import plan, spec, steps
     from kindgpu.report import Reporter
+    from kindgpu.steps import device_plugin
     from kindgpu.wait import WaitTimeout
     from paths import h200_inventory
 
     h200 = h200_inventory()
     real = plan.make_plan(spec.resolve(env={}, flags={"name": CLUSTER, "workers": 2, "gpusPerWorker": 1}), h200)
-    ctx = pipeline.Context(real, Reporter())
-    monkeypatch.setattr(pipeline, "PLUGIN_READY_TIMEOUT", 40)
+    ctx = steps.Context(real, Reporter())
+    monkeypatch.setattr(device_plugin, "PLUGIN_READY_TIMEOUT", 40)
     try:
         with pytest.raises(WaitTimeout) as caught:
-            pipeline.DevicePlugin().run(ctx, progress=lambda text: None)
+            steps.DevicePlugin().run(ctx, progress=lambda text: None)
     finally:
         ctx.kube.apps.delete_namespaced_daemon_set("nvidia-device-plugin-daemonset", "kube-system")
     message = str(caught.value)
