@@ -127,6 +127,14 @@ def test_second_up_has_nothing_to_do(state):
     print(f"no-op up took {time.monotonic() - start:.2f}s")
 
 
+def test_a_step_task_makes_what_it_needs_first_and_nothing_after(state):
+    result = invoke("label", *SPEC, check=True)
+    assert "Nothing to be done." in result.stdout
+    forced = invoke("isolate", *SPEC, "--force", "label", check=True)
+    assert "✓ label  forced" in forced.stdout and "– isolate  up to date" in forced.stdout
+    assert "device-plugin" not in forced.stdout
+
+
 def test_status_shows_assigned_equals_allocatable(state):
     result = invoke("status", "--name", CLUSTER, "--json", check=True)
     doc = json.loads(result.stdout)
