@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
+import re
 import shutil
 from contextlib import contextmanager
 
@@ -26,8 +28,6 @@ def cluster_lock(name):
             holder = handle.read().strip() or "another process"
             raise KindgpuError(f"cluster {name} is being changed by {holder} right now; "
                                "wait for it to finish, then run this again")
-        import os
-
         handle.seek(0)
         handle.truncate()
         handle.write(f"kindgpu (pid {os.getpid()})")
@@ -142,8 +142,6 @@ def status(name):
 
 def node_order(node_name):
     """worker2 before worker10: numbers compare as numbers."""
-    import re
-
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", node_name)]
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from . import images, names
+from .simgpu.manifest import APP_NAME, sim_device_plugin_objects
+
+# simgpu.build is imported where used: it imports Docker's client, which listing the tasks must not pay for.
 
 NVIDIA_APP = "nvidia-device-plugin-ds"  # the label the seed's troubleshooting commands select on
 NVIDIA_DAEMONSET = "nvidia-device-plugin-daemonset"
@@ -70,15 +73,11 @@ def nvidia_daemonset(spec):
 
 def plugin_selector(simulated):
     """Label selector of the plugin pods, for status and diagnostics."""
-    from .simgpu.manifest import APP_NAME
-
     return f"app.kubernetes.io/name={APP_NAME}" if simulated else f"name={NVIDIA_APP}"
 
 
 def objects(plan, sim_image=None):
     if plan.simulated:
-        from .simgpu.manifest import sim_device_plugin_objects
-
         sim = plan.spec["simulate"]
         return sim_device_plugin_objects(sim_image, sim["product"], sim["memoryMiB"])
     return [nvidia_daemonset(plan.spec)]

@@ -10,6 +10,8 @@ from pathlib import Path
 from . import cmd, names
 from .parallel import concurrently
 
+# Docker's client is imported where used: listing the tasks must not pay for it.
+
 
 def node_image_tags(node):
     """The image tags a node's containerd has (for Kubernetes)."""

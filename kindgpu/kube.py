@@ -7,7 +7,11 @@ import json
 from functools import cached_property
 from typing import Callable, NamedTuple
 
+from . import cmd
 from .errors import KindgpuError
+
+# kubernetes, urllib3 and yaml are imported where used: the Kubernetes client alone takes most of
+# a second to import, which tasks that do not talk to a cluster must not pay.
 
 HASH_ANNOTATION = "kindgpu.dev/manifest-hash"
 REQUEST_TIMEOUT = 10  # seconds for one API call; the waits around calls retry them
@@ -27,8 +31,6 @@ class Kube:
     def for_kind_cluster(cls, name):
         """The API of a running kind cluster, whatever kubeconfig it was written to."""
         import yaml
-
-        from . import cmd
 
         result = cmd.run(["kind", "get", "kubeconfig", "--name", name], check=False)
         if result.returncode != 0:

@@ -9,6 +9,8 @@ from . import names
 from .cmd import Result
 from .errors import CommandError, KindgpuError
 
+# Docker's client is imported where used: listing the tasks must not pay for it.
+
 
 def docker_client():
     import docker

@@ -15,6 +15,8 @@ from .errors import KindgpuError
 from .kube import Kube
 from .plan import Plan
 
+# yaml is imported where used, as everywhere in kindgpu: listing the tasks must not pay for it.
+
 
 def spec_configmap(plan: Plan) -> dict:
     """The cluster's record of the spec and plan it was made from."""
@@ -30,7 +32,7 @@ def spec_configmap(plan: Plan) -> dict:
 
 def read(kube: Kube) -> Plan | None:
     """The plan the cluster was made from; None before the cluster records it."""
-    import yaml  # imported where used, as in render.py
+    import yaml
 
     cm = kube.get("ConfigMap", names.SPEC_CONFIGMAP, names.SYSTEM_NAMESPACE)
     if cm is None:

@@ -13,6 +13,8 @@ from . import names
 from .errors import KindgpuError
 from .spec import SCHEMA_PATH
 
+# jsonschema and yaml are imported where used: listing the tasks must not pay for them.
+
 KIND_SCHEMA_PATH = SCHEMA_PATH.with_name("kind-config.schema.json")
 # The host's toolkit CLI, mounted read-only into GPU workers: CDI specs name it as their hook.
 HOST_NVIDIA_CTK = "/usr/bin/nvidia-ctk"

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import time
 import uuid as uuidlib
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from . import console, images, names, nodes, payloads, record
 from .errors import KindgpuError, SpecError
@@ -18,6 +20,9 @@ from .parallel import concurrently
 from .plan import Plan
 from .state import StateDir
 from .wait import Seen, WaitFailed, WaitTimeout, wait_for
+
+# The Kubernetes client and simgpu.build (which imports Docker's client) are imported where used:
+# listing the tasks must not pay for them.
 
 NAMESPACE = "kindgpu-smoke"
 SERVICE = "smoke"  # headless: collective pods find rank 0 at w0.smoke.<namespace>
@@ -279,8 +284,6 @@ def waiting_reason(pod):
 
 def junit_xml(outcome, cluster):
     """A JUnit report: one test case per worker, plus the limit check."""
-    import xml.etree.ElementTree as ET
-
     cases = [(f"{outcome.level}[{w['node']}]", w["ok"], w["message"]) for w in outcome.workers]
     cases.append(("gpu-limit-enforced", outcome.limit.get("ok", False), outcome.limit.get("message", "")))
     suite = ET.Element("testsuite", name=f"kindgpu-smoke-{cluster}", tests=str(len(cases)),
@@ -313,8 +316,6 @@ def smoke(name, level, reporter, *, junit=None, as_json=False, timeout=300):
     with reporter.step("smoke", f"{level} Jobs on {len(plan.workers)} worker(s)") as progress:
         outcome = Smoke(kube, plan, level, progress, timeout).run()
     path = junit or StateDir.of(name).junit(level)
-    from pathlib import Path
-
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(junit_xml(outcome, name))
     show(outcome, name, as_json)

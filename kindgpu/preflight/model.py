@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,8 +134,6 @@ class Report:
 
 def version_tuple(text):
     """'v1.32.4-dispatcher' -> (1, 32, 4); missing parts are 0; None when there is no number."""
-    import re
-
     m = re.search(r"(\d+)(?:\.(\d+))?(?:\.(\d+))?", text or "")
     if not m:
         return None

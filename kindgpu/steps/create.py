@@ -15,6 +15,8 @@ from ..nodes import Node
 from ..wait import Seen, wait_for
 from .base import Context, Step, StepFailed
 
+# Docker's client is imported where used: listing the tasks (which imports the steps) must not pay for it.
+
 NODE_READY_TIMEOUT = 300
 
 
@@ -104,7 +106,7 @@ def start_stopped(found: dict[str, Node], progress) -> dict[str, datetime]:
 
 def load_once_booted(ctx: Context, created: threading.Event) -> None:
     """Preload the plugin image as soon as every worker's containerd answers (or kind is done)."""
-    from docker.errors import APIError  # imported where used: listing the tasks must not load Docker's client
+    from docker.errors import APIError
 
     def booted():
         found = ctx.worker_nodes()
