@@ -20,7 +20,8 @@ def to_flags(**given):
             try:
                 value = int(value)
             except (TypeError, ValueError):
-                problems.append(f"{FLAG_FIELDS[flag]}: --{flag.replace('_', '-')} must be a whole number, got {value!r}")
+                option = f"--{flag.replace('_', '-')}"
+                problems.append(f"{FLAG_FIELDS[flag]}: {option} must be a whole number, got {value!r}")
                 continue
         flags[FLAG_FIELDS[flag]] = value
     if problems:

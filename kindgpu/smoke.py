@@ -15,8 +15,8 @@ from pathlib import Path
 from . import console, images, names, nodes, payloads, record
 from .errors import KindgpuError, SpecError
 from .kube import Kube
-from .payloads import judge
 from .parallel import concurrently
+from .payloads import judge
 from .plan import Plan
 from .state import StateDir
 from .wait import Seen, WaitFailed, WaitTimeout, wait_for

@@ -36,7 +36,9 @@ def wait_for(probe, *, what, timeout, interval=1.0, hint="", transient=never, pr
     `progress(text)` is told what was seen after every probe. `hint` may be a function, called
     only when the wait fails (to describe what is there then).
     """
-    hint_text = (lambda: hint() if callable(hint) else hint)
+    def hint_text():
+        return hint() if callable(hint) else hint
+
     deadline = clock() + timeout
     seen = Seen(last="nothing yet")
     while True:

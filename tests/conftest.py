@@ -5,8 +5,8 @@ import tempfile
 import pytest
 from grpc_tools import protoc
 
-from fake_kubelet import SIMGPU_DIR
 import paths
+from fake_kubelet import SIMGPU_DIR
 
 
 @pytest.fixture

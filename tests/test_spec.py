@@ -10,7 +10,6 @@ import yaml
 
 from kindgpu import inventory, plan, render, spec
 from kindgpu.errors import SpecError
-
 from paths import REPO, TESTDATA
 
 SPECS = TESTDATA / "specs"

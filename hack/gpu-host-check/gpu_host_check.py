@@ -68,7 +68,8 @@ def sh(cmd):
 
 def host_facts():
     parts = [
-        sh("nvidia-smi --query-gpu=index,uuid,name,pci.bus_id,memory.total,driver_version,mig.mode.current --format=csv"),
+        sh("nvidia-smi --query-gpu=index,uuid,name,pci.bus_id,memory.total,driver_version,mig.mode.current"
+           " --format=csv"),
         sh("for f in /proc/driver/nvidia/gpus/*/information; do echo \"== $f\"; cat \"$f\"; done"),
         sh("nvidia-smi"),
         sh("nvidia-smi topo -m"),

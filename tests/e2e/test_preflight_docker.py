@@ -8,8 +8,7 @@ import tarfile
 import pytest
 
 from kindgpu import cmd, names
-from kindgpu.preflight import Request, Status, main
-from kindgpu.preflight import dockerhost
+from kindgpu.preflight import Request, Status, dockerhost, main
 
 
 @pytest.fixture(scope="module")

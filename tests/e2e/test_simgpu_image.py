@@ -8,8 +8,7 @@ import docker
 
 from fake_kubelet import UUIDS, Node
 from kindgpu import inventory
-from kindgpu.simgpu import build
-from kindgpu.simgpu import nvidia_smi as nvidia_smi_program
+from kindgpu.simgpu import build, nvidia_smi as nvidia_smi_program
 
 FIELDS = ("index", "uuid", "name", "pci.bus_id", "memory.total", "mig.mode.current")
 
