@@ -4,31 +4,37 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from functools import cached_property
-from typing import Callable, NamedTuple
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from . import cmd
 from .errors import KindgpuError
+
+if TYPE_CHECKING:
+    from kubernetes.client import V1Node, V1Pod
 
 # kubernetes, urllib3 and yaml are imported where used: the Kubernetes client alone takes most of
 # a second to import, which tasks that do not talk to a cluster must not pay.
 
 HASH_ANNOTATION = "kindgpu.dev/manifest-hash"
 REQUEST_TIMEOUT = 10  # seconds for one API call; the waits around calls retry them
+T = TypeVar("T")
 
 
-def manifest_hash(obj):
+def manifest_hash(obj: dict) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class Kube:
     """Lazily built API clients for one cluster."""
 
-    def __init__(self, kubeconfig):
+    def __init__(self, kubeconfig: Path | dict):
         self.kubeconfig = kubeconfig  # a path, or the parsed kubeconfig itself
 
     @classmethod
-    def for_kind_cluster(cls, name):
+    def for_kind_cluster(cls, name: str) -> Kube:
         """The API of a running kind cluster, whatever kubeconfig it was written to."""
         import yaml
 
@@ -67,30 +73,30 @@ class Kube:
 
         return client.BatchV1Api(self.api_client)
 
-    def nodes(self):
+    def nodes(self) -> list[V1Node]:
         """The cluster's Kubernetes Node objects (nodes.py's Nodes are their containers)."""
         return self.core.list_node(_request_timeout=REQUEST_TIMEOUT).items
 
-    def pods(self, namespace, selector):
+    def pods(self, namespace: str, selector: str) -> list[V1Pod]:
         return self.core.list_namespaced_pod(namespace, label_selector=selector,
                                              _request_timeout=REQUEST_TIMEOUT).items
 
-    def pod_log(self, name, namespace, tail_lines=None):
+    def pod_log(self, name: str, namespace: str, tail_lines: int | None = None) -> str:
         """A pod's log as the container wrote it: the client's own decoding mangles JSON lines."""
         kwargs = {"tail_lines": tail_lines} if tail_lines else {}
         response = self.core.read_namespaced_pod_log(name, namespace, _preload_content=False,
                                                      _request_timeout=REQUEST_TIMEOUT, **kwargs)
         return response.data.decode(errors="replace")
 
-    def get(self, kind, name, namespace=None):
+    def get(self, kind: str, name: str, namespace: str | None = None) -> Any | None:
         """The object, or None when it does not exist."""
         return none_if_absent(self._verbs(kind).read, name, namespace, _request_timeout=REQUEST_TIMEOUT)
 
-    def delete(self, kind, name, namespace=None):
+    def delete(self, kind: str, name: str, namespace: str | None = None) -> None:
         """Delete the object; fine when it is not there."""
         none_if_absent(self._verbs(kind).delete, name, namespace, _request_timeout=REQUEST_TIMEOUT)
 
-    def apply(self, obj):
+    def apply(self, obj: dict) -> None:
         """Create, or replace when what kindgpu wrote last differs: idempotent, no needless writes."""
         obj = json.loads(json.dumps(obj))
         digest = manifest_hash(obj)
@@ -103,12 +109,12 @@ class Kube:
         elif (current.metadata.annotations or {}).get(HASH_ANNOTATION) != digest:
             verbs.replace(meta["name"], meta["namespace"], obj)
 
-    def current_hash(self, kind, name, namespace):
+    def current_hash(self, kind: str, name: str, namespace: str) -> str | None:
         """The manifest hash kindgpu wrote on the object ("" when none); None when it does not exist."""
         obj = self.get(kind, name, namespace)
         return None if obj is None else (obj.metadata.annotations or {}).get(HASH_ANNOTATION, "")
 
-    def _verbs(self, kind):
+    def _verbs(self, kind: str) -> Verbs:
         core, apps = self.core, self.apps
         if kind == "Namespace":  # not namespaced: the namespace arguments are ignored
             return Verbs(lambda name, _, **kw: core.read_namespace(name, **kw),
@@ -134,7 +140,7 @@ class Verbs(NamedTuple):
     delete: Callable
 
 
-def none_if_absent(call, *args, **kwargs):
+def none_if_absent(call: Callable[..., T], *args, **kwargs) -> T | None:
     """call(*args), or None when the API answers 404: "not found" is None, written once."""
     from kubernetes.client.exceptions import ApiException
 
@@ -146,7 +152,7 @@ def none_if_absent(call, *args, **kwargs):
         raise
 
 
-def is_transient(err):
+def is_transient(err: BaseException) -> bool:
     """Whether an error means "not yet" while a cluster starts.
 
     Those errors are: no connection or a timeout (the kubernetes client raises urllib3's errors,

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from . import names, render
 from .errors import KindgpuError
 from .kube import Kube
 from .plan import Plan
+
+if TYPE_CHECKING:
+    from kubernetes.client import V1Node, V1NodeCondition
 
 # yaml is imported where used, as everywhere in kindgpu: listing the tasks must not pay for it.
 
@@ -49,7 +53,7 @@ def require(kube: Kube, name: str) -> Plan:
     return plan
 
 
-def ready_condition(node):
+def ready_condition(node: V1Node) -> V1NodeCondition | None:
     """The Ready condition of a Kubernetes Node, or None before its kubelet reports one."""
     return next((c for c in node.status.conditions or [] if c.type == "Ready"), None)
 

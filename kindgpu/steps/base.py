@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from functools import cached_property
 
 from .. import nodes
@@ -11,6 +12,8 @@ from ..kube import Kube
 from ..nodes import Node
 from ..plan import Plan
 from ..report import Reporter
+
+Progress = Callable[[str], None]  # what a running step tells its spinner line
 
 
 class StepFailed(KindgpuError):
@@ -75,5 +78,5 @@ class Step:
     def still_wrong(self, ctx: Context) -> str:
         return self.reason(ctx)
 
-    def run(self, ctx: Context, progress) -> None:
+    def run(self, ctx: Context, progress: Progress) -> None:
         raise NotImplementedError

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import render
-from .base import Context, Step
+from .base import Context, Progress, Step
 
 
 class Config(Step):
@@ -19,5 +19,5 @@ class Config(Step):
                  if not (root / rel).exists() or (root / rel).read_text() != content]
         return f"state files out of date: {', '.join(stale)}" if stale else ""
 
-    def run(self, ctx: Context, progress) -> None:
+    def run(self, ctx: Context, progress: Progress) -> None:
         render.write_state(ctx.plan)

@@ -13,7 +13,7 @@ from ..errors import KindgpuError
 from ..kube import is_transient
 from ..nodes import Node
 from ..wait import Seen, wait_for
-from .base import Context, Step, StepFailed
+from .base import Context, Progress, Step, StepFailed
 
 # Docker's client is imported where used: listing the tasks (which imports the steps) must not pay for it.
 
@@ -59,7 +59,7 @@ class Create(Step):
             return "the cluster does not record its spec yet"
         return ""
 
-    def run(self, ctx: Context, progress) -> None:
+    def run(self, ctx: Context, progress: Progress) -> None:
         found = ctx.nodes()
         if found:
             wait_ready_and_record(ctx, progress, start_stopped(found, progress))
@@ -81,7 +81,7 @@ class Create(Step):
                 ctx.reporter.note(f"preloading the device plugin image failed: {err}")
 
 
-def wait_ready_and_record(ctx: Context, progress, restarted: dict[str, datetime]) -> None:
+def wait_ready_and_record(ctx: Context, progress: Progress, restarted: dict[str, datetime]) -> None:
     """Write the kubeconfig, wait until every node is Ready, then record the plan in the cluster."""
     plan = ctx.plan
     write_kubeconfig(ctx)
@@ -93,7 +93,7 @@ def wait_ready_and_record(ctx: Context, progress, restarted: dict[str, datetime]
     ctx.kube.apply(record.spec_configmap(plan))
 
 
-def start_stopped(found: dict[str, Node], progress) -> dict[str, datetime]:
+def start_stopped(found: dict[str, Node], progress: Progress) -> dict[str, datetime]:
     """Start the node containers that are not running; {name: when} for the Ready check."""
     restarted = {}
     for node in found.values():

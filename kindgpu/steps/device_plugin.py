@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import deviceplugin, diagnostics, record
 from ..kube import is_transient, manifest_hash
 from ..wait import Seen, wait_for
-from .base import Context, Step
+from .base import Context, Progress, Step
 
 PLUGIN_READY_TIMEOUT = 300
 
@@ -24,7 +24,7 @@ class DevicePlugin(Step):
             return f"device plugin {', '.join(stale)} not deployed as specified"
         return "; ".join(record.gpu_shortfall(ctx.kube, ctx.plan))
 
-    def run(self, ctx: Context, progress) -> None:
+    def run(self, ctx: Context, progress: Progress) -> None:
         plan = ctx.plan
         image = deviceplugin.load_image(plan, ctx.docker, ctx.worker_nodes().values(), progress)
         for obj in deviceplugin.objects(plan, image):

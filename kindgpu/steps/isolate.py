@@ -9,7 +9,7 @@ from ..errors import KindgpuError
 from ..nodes import Node
 from ..parallel import concurrently
 from ..plan import WorkerPlan
-from .base import Context, Step
+from .base import Context, Progress, Step
 
 # Lists the NVIDIA GPU device nodes in a node container: "<path> <minor in hex>".
 LIST_GPU_DEVICES = 'for f in /dev/nvidia[0-9]*; do [ -c "$f" ] && stat -c "%n %T" "$f"; done; true'
@@ -64,7 +64,7 @@ class Isolate(Step):
         leaking = [f"{w.node} sees {len(foreign)} GPU(s) not its own" for w, foreign, _ in survey if foreign]
         return "; ".join(leaking)
 
-    def run(self, ctx: Context, progress) -> None:
+    def run(self, ctx: Context, progress: Progress) -> None:
         workers = ctx.worker_nodes()
         concurrently(lambda item: workers[item[0].node].run(["rm", "-f", *item[1]]),
                      [(w, foreign) for w, foreign, _ in self.survey(ctx) if foreign])

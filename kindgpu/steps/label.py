@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import names
 from ..parallel import concurrently
-from .base import Context, Step
+from .base import Context, Progress, Step
 
 
 class Label(Step):
@@ -33,7 +33,7 @@ class Label(Step):
         keys = sorted({k for fix in wrong.values() for k in fix})
         return f"{len(wrong)} node(s) lack label(s) {', '.join(keys)}"
 
-    def run(self, ctx: Context, progress) -> None:
+    def run(self, ctx: Context, progress: Progress) -> None:
         wrong = self.wrong_labels(ctx)
         concurrently(lambda item: ctx.kube.core.patch_node(item[0], {"metadata": {"labels": item[1]}}),
                      wrong.items())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import preflight as checks
-from .base import Context, Step, StepFailed
+from .base import Context, Progress, Step, StepFailed
 
 
 class Preflight(Step):
@@ -19,7 +19,7 @@ class Preflight(Step):
     def still_wrong(self, ctx: Context) -> str:
         return ""  # run() raised if a check failed
 
-    def run(self, ctx: Context, progress) -> None:
+    def run(self, ctx: Context, progress: Progress) -> None:
         plan = ctx.plan
         request = checks.Request(
             workers=len(plan.workers), gpus=max(len(w.gpus) for w in plan.workers),
