@@ -16,44 +16,35 @@ def state_root() -> Path:
     return Path(base)
 
 
+class Entry:
+    """A file or folder of the state directory, by its name there: StateDir(root).kind_config is
+    root/kind-config.yaml."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, state: StateDir | None, owner: type) -> Path:
+        return self if state is None else state.root / self.name
+
+
 @dataclass(frozen=True)
 class StateDir:
     """One cluster's state directory. `config` writes it, `up` adds to it, `down` removes it."""
 
     root: Path
 
+    kubeconfig = Entry("kubeconfig")  # the cluster's own, unless its spec names another; never ~/.kube/config
+    kind_config = Entry("kind-config.yaml")
+    spec = Entry("spec.yaml")
+    spec_hash = Entry("spec.sha256")
+    plan = Entry("plan.json")
+    # Mounted read-only into every node at names.OWNER_MOUNT: the mark that kindgpu made the node,
+    # and the way images are handed to the nodes.
+    node = Entry("node")
+
     @classmethod
     def of(cls, cluster: str) -> StateDir:
         return cls(state_root() / cluster)
-
-    @property
-    def kubeconfig(self) -> Path:
-        """The cluster's own kubeconfig, unless its spec names another. ~/.kube/config is never touched."""
-        return self.root / "kubeconfig"
-
-    @property
-    def kind_config(self) -> Path:
-        return self.root / "kind-config.yaml"
-
-    @property
-    def spec(self) -> Path:
-        return self.root / "spec.yaml"
-
-    @property
-    def spec_hash(self) -> Path:
-        return self.root / "spec.sha256"
-
-    @property
-    def plan(self) -> Path:
-        return self.root / "plan.json"
-
-    @property
-    def node(self) -> Path:
-        """Mounted read-only into every node at names.OWNER_MOUNT.
-
-        It is the mark that kindgpu made the node. Images are also handed to the nodes through it.
-        """
-        return self.root / "node"
 
     def diagnostics(self, step: str) -> Path:
         """A new folder for what a failed step leaves behind."""
