@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+import json
+
 from . import images, names
+from .errors import KindgpuError
 from .simgpu.manifest import APP_NAME, sim_device_plugin_objects
 
 # simgpu.build is imported where used: it imports Docker's client, which listing the tasks must not pay for.
 
 NVIDIA_APP = "nvidia-device-plugin-ds"  # the label the seed's troubleshooting commands select on
 NVIDIA_DAEMONSET = "nvidia-device-plugin-daemonset"
+DRIVER_ROOT = "/driver-root"  # where the plugin container sees the node's /
+NVML = "libnvidia-ml.so.1"
+# The only directories the plugin looks for NVML in, under its driver root
+# (cmd/nvidia-device-plugin/root.go, tryResolveLibrary, v0.17-v0.20).
+NVML_SEARCHED = ("/usr/lib64", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
+                 "/lib64", "/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu")
+PARAMS = "/proc/driver/nvidia/params"
+MASK_DIR = "/run/kindgpu"
+# The plugin is privileged (it opens the GPUs to write CDI specs), so with the driver's default
+# ModifyDeviceFiles: 1 NVML would re-create the /dev/nvidiaN that isolate took from this node and
+# the plugin would advertise other workers' GPUs. Mask the setting in its own /proc first, as
+# NVIDIA's DRA driver does for nvkind (MASK_NVIDIA_DRIVER_PARAMS).
+MASK_PARAMS = f"""set -e
+if [ -e {PARAMS} ]; then
+  sed 's/^ModifyDeviceFiles: 1$/ModifyDeviceFiles: 0/' {PARAMS} > {MASK_DIR}/params
+  mount -o bind {MASK_DIR}/params {PARAMS}
+  grep -q '^ModifyDeviceFiles: 0$' {PARAMS} || {{ echo "kindgpu: could not mask {PARAMS}" >&2; exit 1; }}
+fi
+exec nvidia-device-plugin
+"""
 
 
 def nvidia_image(spec):
@@ -16,12 +39,62 @@ def nvidia_image(spec):
     return f"{plugin['image']}:{plugin['version']}"
 
 
-def nvidia_daemonset(spec):
+def nvml_dir(ldcache):
+    """The directory of the 64-bit NVML in a node, from its `ldconfig -p`; None when not listed.
+
+    Lines read "\tlibnvidia-ml.so.1 (libc6,x86-64) => /usr/local/nvidia/lib64/libnvidia-ml.so.1".
+    """
+    for line in ldcache.splitlines():
+        name, _, path = line.strip().partition(" => ")
+        soname, _, abi = name.partition(" ")
+        if soname == NVML and ("x86-64" in abi or "AArch64" in abi):
+            return path.rsplit("/", 1)[0] or "/"
+    return None
+
+
+def node_nvml_dir(node):
+    """Where the host's NVIDIA runtime put NVML in a GPU worker (the node's ldcache says)."""
+    out = node.run(["ldconfig", "-p"], check=False).stdout
+    found = nvml_dir(out)
+    if found is None:
+        raise KindgpuError(
+            f"{node.name} has no {NVML} in its ldcache: the host's NVIDIA runtime did not give it the "
+            "driver's libraries. Run `invoke preflight` (Docker's default runtime must be nvidia), "
+            "then `invoke up --recreate`")
+    return found
+
+
+def cdi_enabled(crictl_info):
+    """Whether a node's containerd injects CDI devices, from `crictl info` (None: cannot tell)."""
+    def find(doc):
+        if isinstance(doc, dict):
+            if isinstance(doc.get("enableCDI"), bool):
+                return doc["enableCDI"]
+            return next((v for v in map(find, doc.values()) if v is not None), None)
+        return None
+
+    try:
+        return find(json.loads(crictl_info))
+    except ValueError:
+        return None
+
+
+def check_node_cdi(node):
+    """cdi-cri hands GPUs to pods through the node's containerd: it must have CDI on."""
+    out = node.run(["crictl", "info"], check=False).stdout
+    if cdi_enabled(out) is False:
+        raise KindgpuError(
+            f"containerd in {node.name} has CDI off, so pods would get no GPU; kindgpu turns it on "
+            "when it creates a cluster (containerdConfigPatches): run `invoke up --recreate`")
+
+
+def nvidia_daemonset(spec, nvml_directory):
     """NVIDIA's static DaemonSet, set up for kind nodes.
 
     With a cdi-* strategy the plugin writes CDI specs for its own node's GPUs and the node's
     containerd injects them, so nodes need no NVIDIA runtime; the driver's libraries are read
-    from the node's root, where the host's NVIDIA runtime put them.
+    from the node's root, where the host's NVIDIA runtime put them: `nvml_directory` (see
+    node_nvml_dir), which the plugin searches only if told when it is not a standard directory.
     """
     plugin = spec["devicePlugin"]
     cdi = plugin["deviceListStrategy"].startswith("cdi")
@@ -30,10 +103,12 @@ def nvidia_daemonset(spec):
         "DEVICE_LIST_STRATEGY": plugin["deviceListStrategy"],
         "DEVICE_ID_STRATEGY": plugin["deviceIDStrategy"],
         "NVIDIA_DRIVER_ROOT": "/",
-        "CONTAINER_DRIVER_ROOT": "/driver-root",
+        "CONTAINER_DRIVER_ROOT": DRIVER_ROOT,
     }
+    if nvml_directory not in NVML_SEARCHED:
+        env["LD_LIBRARY_PATH"] = DRIVER_ROOT + nvml_directory
     mounts = [("device-plugin", "/var/lib/kubelet/device-plugins", "/var/lib/kubelet/device-plugins", False),
-              ("driver-root", "/", "/driver-root", True)]
+              ("driver-root", "/", DRIVER_ROOT, True)]
     if cdi:
         env["NVIDIA_CDI_HOOK_PATH"] = "/usr/bin/nvidia-ctk"  # the host's, mounted into each worker
         mounts.append(("cdi-root", "/var/run/cdi", "/var/run/cdi", False))
@@ -56,15 +131,18 @@ def nvidia_daemonset(spec):
                             "name": "nvidia-device-plugin-ctr",
                             "image": nvidia_image(spec),
                             "imagePullPolicy": "IfNotPresent",
+                            **({"command": ["sh", "-c", MASK_PARAMS]} if cdi else {}),
                             "env": [{"name": k, "value": v} for k, v in env.items()],
                             # Writing CDI specs needs the device nodes; the others need nothing.
                             "securityContext": {"privileged": True} if cdi else {
                                 "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
                             "volumeMounts": [{"name": n, "mountPath": p, "readOnly": ro}
-                                             for n, _, p, ro in mounts],
+                                             for n, _, p, ro in mounts]
+                            + ([{"name": "params-mask", "mountPath": MASK_DIR}] if cdi else []),
                         }
                     ],
-                    "volumes": [{"name": n, "hostPath": {"path": h}} for n, h, _, _ in mounts],
+                    "volumes": [{"name": n, "hostPath": {"path": h}} for n, h, _, _ in mounts]
+                    + ([{"name": "params-mask", "emptyDir": {"medium": "Memory"}}] if cdi else []),
                 },
             },
         },
@@ -76,11 +154,12 @@ def plugin_selector(simulated):
     return f"app.kubernetes.io/name={APP_NAME}" if simulated else f"name={NVIDIA_APP}"
 
 
-def objects(plan, sim_image=None):
+def objects(plan, sim_image=None, nvml_directory=None):
+    """The plugin's objects; real GPUs need the workers' NVML directory (node_nvml_dir)."""
     if plan.simulated:
         sim = plan.spec["simulate"]
         return sim_device_plugin_objects(sim_image, sim["product"], sim["memoryMiB"])
-    return [nvidia_daemonset(plan.spec)]
+    return [nvidia_daemonset(plan.spec, nvml_directory)]
 
 
 def image(plan):

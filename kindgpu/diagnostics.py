@@ -54,6 +54,62 @@ def plugin_report(ctx, tail=20):
     return "\n".join(pod_summary(ctx, p, tail) for p in pods)
 
 
+def crash(pod):
+    """(container, what happened) of a plugin container that keeps failing; None if none does."""
+    for cs in pod.status.container_statuses or []:
+        waiting = cs.state.waiting
+        ended = cs.state.terminated or (cs.last_state.terminated if cs.last_state else None)
+        if waiting and waiting.reason in ("CrashLoopBackOff", "RunContainerError", "CreateContainerError"):
+            return cs.name, waiting.reason
+        if ended and ended.exit_code and (cs.restart_count or 0) >= 1:
+            return cs.name, f"exited {ended.exit_code} ({ended.reason}) {cs.restart_count} time(s)"
+    return None
+
+
+# What a crashing plugin's log says -> what to do about it.
+CRASH_FIXES = (
+    (("NVML", "nvml"),
+     "the plugin cannot load libnvidia-ml.so.1 from the node: check `docker exec {node} ldconfig -p | "
+     "grep nvidia-ml` (the host's NVIDIA runtime puts the driver there; `invoke preflight` checks it), "
+     "then `invoke up --force device-plugin`"),
+    (("could not mask", "mount:", "sed:"),
+     "the plugin image must have sh, sed, mount and grep (NVIDIA's has busybox) to mask "
+     "/proc/driver/nvidia/params"),
+    (("CDI", "cdi"),
+     "the node's containerd must have CDI on (kindgpu enables it when it creates the cluster: "
+     "`invoke up --recreate` for a cluster made before)"),
+)
+
+
+def crash_fix(log, node):
+    for needles, fix in CRASH_FIXES:
+        if any(n in log for n in needles):
+            return fix.format(node=node)
+    return f"read the whole log: kubectl -n {names.SYSTEM_NAMESPACE} logs -l name={deviceplugin.NVIDIA_APP} --previous"
+
+
+def last_error_line(log):
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    errors = [line for line in lines if any(w in line.lower() for w in ("error", "fail", "unable", "fatal"))]
+    return (errors or lines or ["(empty log)"])[-1]
+
+
+def plugin_crash(ctx):
+    """Why the wait for the plugin should stop now: a plugin pod that keeps crashing ("" if none)."""
+    for pod in plugin_pods(ctx):
+        found = crash(pod)
+        if not found:
+            continue
+        container, what = found
+        try:
+            log = ctx.kube.pod_log(pod.metadata.name, pod.metadata.namespace, tail_lines=50, previous=True)
+        except Exception:  # no previous container: read the current one
+            log = ctx.kube.pod_log(pod.metadata.name, pod.metadata.namespace, tail_lines=50)
+        return (f"device plugin pod {pod.metadata.name} on {pod.spec.node_name}: {container} {what}; "
+                f"its log says: {last_error_line(log)}\nfix: {crash_fix(log, pod.spec.node_name)}")
+    return ""
+
+
 def plugin_hint(ctx):
     """Called when the wait for GPUs times out: what the plugin pods show, and what to try."""
     try:

@@ -81,9 +81,12 @@ class Kube:
         return self.core.list_namespaced_pod(namespace, label_selector=selector,
                                              _request_timeout=REQUEST_TIMEOUT).items
 
-    def pod_log(self, name: str, namespace: str, tail_lines: int | None = None) -> str:
-        """A pod's log as the container wrote it: the client's own decoding mangles JSON lines."""
+    def pod_log(self, name: str, namespace: str, tail_lines: int | None = None, previous: bool = False) -> str:
+        """A pod's log as the container wrote it: the client's own decoding mangles JSON lines.
+        `previous`: the log of the container that ran before the current one (a crash's)."""
         kwargs = {"tail_lines": tail_lines} if tail_lines else {}
+        if previous:
+            kwargs["previous"] = True
         response = self.core.read_namespaced_pod_log(name, namespace, _preload_content=False,
                                                      _request_timeout=REQUEST_TIMEOUT, **kwargs)
         return response.data.decode(errors="replace")

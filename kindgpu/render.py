@@ -27,13 +27,26 @@ nodeStatusReportFrequency: 5m
 """
 
 
+# CDI is how the device plugin's GPUs reach pods (cdi-cri). containerd 2 has it on; containerd 1.7
+# (kindest/node up to v1.32, kind v0.26) has it off. kind's node config is the v2 format, which
+# containerd 2 migrates, so this one patch enables CDI on both.
+CONTAINERD_CDI_PATCH = """[plugins."io.containerd.grpc.v1.cri"]
+  enable_cdi = true
+  cdi_spec_dirs = ["/etc/cdi", "/var/run/cdi"]
+"""
+# A GPU as a CDI device the host's NVIDIA runtime makes on the fly (runtime.nvidia.com/gpu=UUID):
+# honoured in its default "auto" mode from toolkit v1.17 (the plain UUID form needs v1.18).
+NVIDIA_CDI_MOUNT_PREFIX = "cdi/runtime.nvidia.com/gpu"
+
+
 def owner_mount(plan):
     return {"hostPath": str(plan.state.node), "containerPath": names.OWNER_MOUNT, "readOnly": True}
 
 
 def gpu_mounts(plan, worker):
     """One /dev/null mount per GPU: the NVIDIA runtime (or the simulated plugin) reads the names."""
-    directory = names.SIM_DEVICE_MOUNT_DIR if plan.simulated else names.NVIDIA_DEVICE_MOUNT_DIR
+    directory = (names.SIM_DEVICE_MOUNT_DIR if plan.simulated
+                 else f"{names.NVIDIA_DEVICE_MOUNT_DIR}/{NVIDIA_CDI_MOUNT_PREFIX}")
     mounts = [{"hostPath": "/dev/null", "containerPath": f"{directory}/{g.uuid}"} for g in worker.gpus]
     if not plan.simulated and plan.spec["devicePlugin"]["deviceListStrategy"].startswith("cdi"):
         mounts.append({"hostPath": HOST_NVIDIA_CTK, "containerPath": HOST_NVIDIA_CTK, "readOnly": True})
@@ -69,6 +82,7 @@ def kind_config(plan):
         "name": plan.name,
         "networking": networking,
         "kubeadmConfigPatches": [KUBELET_PATCH],
+        "containerdConfigPatches": [CONTAINERD_CDI_PATCH],
         "nodes": nodes,
     }
     check_kind_config(config)

@@ -61,16 +61,18 @@ def check_level(plan, level):
                          "compute and collective need real GPUs"])
 
 
-def job(run_id, level, image, worker, rank, gpu_counts, gpus=None):
+def job(run_id, level, image, worker, rank, gpu_counts, gpus=None, extra_env=None):
     """One Job pinned to one worker, asking for its GPUs (or `gpus` of them).
 
-    gpu_counts: every worker's GPU count in rank order (the collective level numbers its ranks).
+    gpu_counts: every worker's GPU count in rank order (the collective level numbers its ranks);
+    extra_env: the spec's smoke.env, added after kindgpu's own variables.
     """
     count = len(worker.gpus) if gpus is None else gpus
     uuids = [g.uuid for g in worker.gpus]
     env = payloads.env(level, worker_name=worker.node, gpu_uuids=uuids, rank=rank,
                        world_size=len(gpu_counts), gpu_counts=gpu_counts,
                        master_addr=f"w0.{SERVICE}.{NAMESPACE}.svc.cluster.local")
+    env.update(extra_env or {})
     volumes, mounts = payloads.pod_volumes(level)
     name = f"smoke-{run_id}-w{worker.number}" + ("-overask" if gpus is not None else "")
     labels = {RUN_LABEL: run_id, "app.kubernetes.io/managed-by": "kindgpu"}
@@ -154,7 +156,8 @@ class Smoke:
                 self.replace_service(obj) if obj["kind"] == "Service" else self.create(obj)
             counts = [len(w.gpus) for w in self.workers]
             # Every worker's Job and the over-asking pod start at once; the latter waits for nothing.
-            jobs = [job(self.run_id, self.level, image, worker, rank, counts)
+            extra_env = self.plan.spec["smoke"].get("env", {})
+            jobs = [job(self.run_id, self.level, image, worker, rank, counts, extra_env=extra_env)
                     for rank, worker in enumerate(self.workers)]
             concurrently(self.create, [*jobs, self.overask_job(image)])
             logs, failure = self.wait_jobs()
@@ -218,7 +221,8 @@ class Smoke:
 
     def overask_job(self, image):
         worker, asked = self.overask_worker()
-        return job(self.run_id, "visibility", image, worker, 0, [asked], gpus=asked)
+        return job(self.run_id, "visibility", image, worker, 0, [asked], gpus=asked,
+                   extra_env=self.plan.spec["smoke"].get("env", {}))
 
     def check_limit(self):
         """A pod asking one GPU more than the largest worker has must stay Pending."""

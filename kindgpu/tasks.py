@@ -75,7 +75,7 @@ def preflight(c, config=None, name=None, workers=None, gpus=None, simulate=None,
         workers=len(listed) if listed else doc["workers"],
         gpus=max(len(w.get("gpus", [])) for w in listed) if listed else doc["gpusPerWorker"],
         cluster_name=doc["name"], simulate=(doc.get("simulate") or {}).get("gpus"),
-        as_json=json, fix=fix)
+        as_json=json, fix=fix, node_image=doc["nodeImage"])
     if code:
         raise Exit(code=code)
 

@@ -33,8 +33,9 @@ def wait_for(probe, *, what, timeout, interval=1.0, hint="", transient=never, pr
 
     An exception for which `transient(err)` is true counts as "not yet" (an API server still
     starting: kube.is_transient).
-    `progress(text)` is told what was seen after every probe. `hint` may be a function, called
-    only when the wait fails (to describe what is there then).
+    `progress(text)` is told what was seen after every probe. `hint`, what to try after a
+    timeout, may be a function, called only then (to describe what is there then); a failure
+    says its own remedy.
     """
     def hint_text():
         return hint() if callable(hint) else hint
@@ -51,7 +52,7 @@ def wait_for(probe, *, what, timeout, interval=1.0, hint="", transient=never, pr
         if progress:
             progress(seen.last)
         if seen.failed:
-            raise WaitFailed(f"{what}: {seen.failed}" + (f"\nhint: {text}" if (text := hint_text()) else ""))
+            raise WaitFailed(f"{what}: {seen.failed}")
         if seen.done:
             return seen
         if clock() >= deadline:

@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -254,9 +253,31 @@ def test_toolkit_checks_skip_with_simulated_gpus():
     assert all("not needed with simulated GPUs" in c.found for c in got)
 
 
-def test_tool_version_parser():
-    assert nvidia.parse_tool_version(textwrap.dedent(FAKE_RUNTIME)) == "1.17.8"
+# What a toolkit built from source without its Makefile's version flags prints (the GPU host's).
+RUNTIME_WITHOUT_VERSION = (
+    "NVIDIA Container Runtime version unknown\nspec: 1.2.1\n\nrunc version 1.1.5+ds1\n"
+    "commit: v1.1.5-0-gf19387a\nspec: 1.0.2-dev\ngo: go1.19.8\nlibseccomp: 2.5.4\n"
+)
+
+
+def test_tool_version_parser_reads_only_the_tools_own_line():
+    assert nvidia.parse_tool_version("NVIDIA Container Runtime version 1.17.8\ncommit: f202b80\n"
+                                     "spec: 1.2.0\n\nrunc version 1.1.12\n") == "1.17.8"
+    # runc's version on a later line is not the toolkit's.
+    assert nvidia.parse_tool_version(RUNTIME_WITHOUT_VERSION) == "unknown"
     assert nvidia.parse_tool_version("garbage") == "unknown"
+    assert nvidia.parse_tool_version("") == "unknown"
+
+
+@pytest.mark.parametrize("runtime, status", [
+    ("1.20.0", Status.PASS), ("1.17.0", Status.PASS), ("1.16.2", Status.FAIL), ("0.9", Status.FAIL),
+    ("unknown", Status.WARN),
+])
+def test_toolkit_version_must_be_at_least_1_17(runtime, status):
+    check = nvidia.tools_check({"nvidia-ctk": runtime, "nvidia-container-runtime": runtime})
+    assert check.status is status, check.found
+    if status is not Status.PASS:
+        assert "1.17" in check.hint and check.fix
 
 
 @pytest.mark.parametrize("workers, gpus", [(2, 1), (1, 2), (3, 1), (2, 2)])
@@ -285,3 +306,28 @@ def test_h200_host_end_to_end_json(gpu_host, tmp_path, workers, gpus):
     else:
         assert cap["status"] == "FAIL"
         assert cap["fix"] == f"invoke up --workers {len(uuids) // gpus} --gpus {gpus}"
+
+
+@pytest.mark.parametrize("output, version", [
+    ("containerd github.com/containerd/containerd/v2 v2.3.7 0d1c7f1\n", "2.3.7"),
+    ("containerd containerd.io 1.7.24 88bf19b2105c8b17560993bee28a01ddc2f97182\n", "1.7.24"),
+    ("containerd github.com/containerd/containerd v1.6.20~ds1 1.6.20~ds1-1+b1\n", "1.6.20~ds1"),
+    ("garbage", None),
+])
+def test_containerd_version_of_a_node_image(output, version):
+    from kindgpu.preflight import dockerhost
+
+    assert dockerhost.parse_containerd_version(output) == version
+
+
+@pytest.mark.parametrize("containerd, status, said", [
+    ("2.3.7", Status.PASS, "CDI on by default"), ("1.7.24", Status.PASS, "CDI off by default"),
+    ("1.6.20", Status.FAIL, "has no CDI"), (None, Status.WARN, "did not say"),
+])
+def test_node_image_check_says_which_containerd_and_that_kindgpu_enables_cdi(containerd, status, said):
+    from kindgpu.preflight import dockerhost
+
+    req = Request(node_image="kindest/node:v1.31.4")
+    check = dockerhost.node_image_check(req, {"present": True, "containerd": containerd})
+    assert check.status is status and said in check.found
+    assert dockerhost.node_image_check(Request(node_image="x", simulate=2), {}).status is Status.SKIP

@@ -66,3 +66,23 @@ def test_junit_counts_failures():
     assert (suite.get("tests"), suite.get("failures")) == ("3", "1")
     failed = [c.get("name") for c in suite if c.find("failure") is not None]
     assert failed == ["visibility[c-worker2]"]
+
+
+NVLS_OFF = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
+
+
+@pytest.mark.parametrize("level", ["visibility", "compute", "collective"])
+def test_spec_smoke_env_reaches_every_smoke_pod(level):
+    spec = pod(smoke.job("r1", level, "img:1", WORKER, 0, [2], extra_env={**NVLS_OFF, "KINDGPU_WORKER": "mine"}))
+    env = {e["name"]: e["value"] for e in spec["containers"][0]["env"]}
+    assert NVLS_OFF.items() <= env.items()
+    assert env["KINDGPU_WORKER"] == "mine"  # the spec's value wins: it comes last
+
+
+def test_smoke_env_names_are_checked_by_the_schema():
+    from kindgpu import spec as specs
+
+    doc = specs.resolve(env={}, flags={})
+    doc["smoke"]["env"] = {"NCCL_NVLS_ENABLE": "0", "BAD-NAME": "1", "N": 1}
+    found = "\n".join(map(str, specs.problems(doc)))
+    assert "BAD-NAME" in found and "smoke.env.N" in found

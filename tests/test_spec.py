@@ -98,7 +98,9 @@ def test_h200_inventory_real_mode_mounts_by_uuid_and_records_minor(h200_inventor
     assert (first.gpus[0].index, first.gpus[0].minor) == (1, 1)
     cfg = render.kind_config(p)
     paths = [m["containerPath"] for m in cfg["nodes"][1]["extraMounts"]]
-    assert "/var/run/nvidia-container-devices/GPU-6ecd4567-d6bf-079a-0073-a3e5ae679589" in paths
+    # The CDI form the toolkit honours from v1.17 (the plain UUID form needs v1.18).
+    assert ("/var/run/nvidia-container-devices/cdi/runtime.nvidia.com/gpu/"
+            "GPU-6ecd4567-d6bf-079a-0073-a3e5ae679589") in paths
     assert cfg["nodes"][1]["labels"]["pool"] == "b"
 
 

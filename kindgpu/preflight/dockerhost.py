@@ -29,6 +29,7 @@ class DockerFacts:
     containers: list = field(default_factory=list)  # node containers labelled with the name
     error: Exception | None = None
     free_bytes: int | None = None
+    node_image: dict = field(default_factory=dict)  # {"present": bool, "containerd": "1.7.24"|None}
 
 
 def probe(request) -> DockerFacts:
@@ -47,11 +48,34 @@ def probe(request) -> DockerFacts:
             containers = client.api.containers(
                 all=True, filters={"label": f"{names.KIND_CLUSTER_LABEL}={request.cluster_name}"}
             )
+            node_image = probe_node_image(client, request.node_image) if request.node_image else {}
         finally:
             client.close()
     except docker.errors.DockerException as e:
         return DockerFacts(error=e)
-    return DockerFacts(info=info, containers=containers, free_bytes=free_space(info))
+    return DockerFacts(info=info, containers=containers, free_bytes=free_space(info), node_image=node_image)
+
+
+def probe_node_image(client, image):
+    """Is the node image local, and which containerd does it carry (it decides CDI's default)?"""
+    import docker
+
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        return {"present": False, "containerd": None}
+    try:
+        out = client.containers.run(image, ["--version"], entrypoint="containerd", remove=True,
+                                    network_mode="none", stderr=True).decode(errors="replace")
+    except docker.errors.DockerException:
+        return {"present": True, "containerd": None}
+    return {"present": True, "containerd": parse_containerd_version(out)}
+
+
+def parse_containerd_version(text):
+    """'containerd github.com/containerd/containerd/v2 v2.3.7 <commit>' -> '2.3.7'."""
+    m = re.search(r"\sv?(\d+\.\d+\.\d+\S*)", text)
+    return m.group(1) if m else None
 
 
 def free_space(info):
@@ -98,6 +122,7 @@ def checks(request, facts: DockerFacts) -> list[Check]:
         return [
             unreachable(facts.error),
             Check("docker-nvidia-runtime", "Docker: nvidia default runtime", Status.SKIP, skipped),
+            Check("node-image", "Node image: containerd CDI", Status.SKIP, skipped),
             Check("docker-cgroup", "Docker: cgroups", Status.SKIP, skipped),
             Check("docker-storage", "Docker: storage", Status.SKIP, skipped),
         ]
@@ -109,6 +134,7 @@ def checks(request, facts: DockerFacts) -> list[Check]:
             details={"server_version": info.get("ServerVersion")},
         ),
         runtime_check(request, info),
+        node_image_check(request, facts.node_image),
         cgroup_check(info),
         storage_check(request, info, facts.free_bytes),
     ]
@@ -132,6 +158,33 @@ def runtime_check(request, info) -> Check:
                      f"nvidia runtime present but the default is {default or '?'}",
                      RUNTIME_FIX, hint, details)
     return Check("docker-nvidia-runtime", title, Status.PASS, found, details=details)
+
+
+def node_image_check(request, found) -> Check:
+    """Pods get their GPUs through CDI in the nodes' containerd: say which containerd, and that
+    kindgpu turns CDI on (containerd 1.7, in kindest/node images of kind v0.26 and older, has it off)."""
+    title = "Node image: containerd CDI"
+    image = request.node_image
+    if request.simulate or not image:
+        return Check("node-image", title, Status.SKIP, f"{image or 'no node image'}; {SIMULATED}")
+    if not found.get("present"):
+        return Check("node-image", title, Status.WARN, f"{image} is not in the local Docker",
+                     f"docker pull {shlex.quote(image)}",
+                     "kind pulls it when it creates the cluster; without a registry, load it first "
+                     "(docker load)")
+    version = found.get("containerd")
+    if version is None:
+        return Check("node-image", title, Status.WARN, f"{image}: its containerd did not say its version",
+                     hint="kindgpu turns CDI on (enable_cdi) in every node's containerd; it needs 1.7 or later")
+    major_minor = tuple(int(x) for x in version.split(".")[:2])
+    details = {"containerd": version}
+    if major_minor < (1, 7):
+        return Check("node-image", title, Status.FAIL, f"{image}: containerd {version} has no CDI",
+                     hint="Use a kindest/node image of kind v0.20 or later (containerd 1.7+)", details=details)
+    default = "on by default" if major_minor >= (2, 0) else "off by default"
+    return Check("node-image", title, Status.PASS,
+                 f"{image}: containerd {version}, CDI {default}; kindgpu enables it in every node",
+                 details=details)
 
 
 def cgroup_check(info) -> Check:

@@ -39,6 +39,7 @@ class Request:
     toolkit_config: Path = TOOLKIT_CONFIG
     sysctl_conf: Path = SYSCTL_CONF
     docker_url: str | None = None
+    node_image: str | None = None  # the spec's nodeImage; None: not checked
 
     def __post_init__(self):
         problems = []

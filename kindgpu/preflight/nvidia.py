@@ -17,6 +17,8 @@ TOOLKIT_GUIDE = (
 
 VOLUME_MOUNTS_KEY = "accept-nvidia-visible-devices-as-volume-mounts"
 ENVVAR_KEY = "accept-nvidia-visible-devices-envvar-when-unprivileged"
+# The oldest toolkit whose default ("auto") mode honours cdi/... volume-mount device requests.
+MIN_TOOLKIT = (1, 17)
 # What the toolkit assumes when the key is absent (its built-in defaults).
 TOOLKIT_DEFAULTS = {VOLUME_MOUNTS_KEY: False, ENVVAR_KEY: True}
 
@@ -45,9 +47,18 @@ def probe_toolkit(request):
 
 
 def parse_tool_version(text):
-    """'NVIDIA Container Toolkit CLI version 1.17.8' -> '1.17.8' (first 'version X' wins)."""
-    m = re.search(r"version\s+v?([0-9][0-9A-Za-z.+~-]*)", text)
+    """'NVIDIA Container Toolkit CLI version 1.17.8' -> '1.17.8'; 'unknown' when the first line
+    has none. Only the first line is the tool's own: the runtime then prints runc's version, and
+    a toolkit built without version flags says 'version unknown'."""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    m = re.search(r"version\s+v?([0-9][0-9A-Za-z.+~-]*)", first)
     return m.group(1) if m else "unknown"
+
+
+def version_tuple(version):
+    """'1.17.8' -> (1, 17); None when it does not start with two numbers."""
+    m = re.match(r"(\d+)\.(\d+)", version or "")
+    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 def load_toml(text):
@@ -185,7 +196,21 @@ def tools_check(versions) -> Check:
             f"Add NVIDIA's package repository first: {TOOLKIT_GUIDE}",
             {"versions": versions},
         )
-    return Check("nvidia-toolkit", title, Status.PASS, found, details={"versions": versions})
+    details = {"versions": versions}
+    runtime = versions.get("nvidia-container-runtime")
+    have = version_tuple(runtime)
+    wanted = ".".join(map(str, MIN_TOOLKIT))
+    if have is None:
+        return Check("nvidia-toolkit", title, Status.WARN, f"{found}: version unknown",
+                     "nvidia-container-runtime --version",
+                     f"kindgpu needs toolkit v{wanted} or later (its GPU mounts name CDI devices); "
+                     "a toolkit built from source without version flags cannot say", details)
+    if have < MIN_TOOLKIT:
+        return Check("nvidia-toolkit", title, Status.FAIL, f"{found}: older than v{wanted}",
+                     "sudo apt-get install -y --only-upgrade nvidia-container-toolkit",
+                     f"kindgpu's GPU mounts (/var/run/nvidia-container-devices/cdi/...) need v{wanted}+",
+                     details)
+    return Check("nvidia-toolkit", title, Status.PASS, found, details=details)
 
 
 def config_checks(request, config) -> list[Check]:

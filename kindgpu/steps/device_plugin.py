@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 from .. import deviceplugin, diagnostics, record
+from ..errors import KindgpuError
 from ..kube import is_transient, manifest_hash
 from ..wait import Seen, wait_for
 from .base import Context, Progress, Step
 
 PLUGIN_READY_TIMEOUT = 300
+
+
+def plugin_objects(ctx: Context, image: str) -> list[dict]:
+    """The plugin's objects; for real GPUs, with the NVML directory a GPU worker has."""
+    if ctx.plan.simulated:
+        return deviceplugin.objects(ctx.plan, image)
+    workers = ctx.worker_nodes()
+    first = next((workers[w.node] for w in ctx.plan.workers if w.gpus and w.node in workers), None)
+    if first is None:
+        raise KindgpuError(f"no GPU worker of {ctx.plan.name} is running; run `invoke up`")
+    if ctx.plan.spec["devicePlugin"]["deviceListStrategy"] == "cdi-cri":
+        deviceplugin.check_node_cdi(first)
+    return deviceplugin.objects(ctx.plan, image, deviceplugin.node_nvml_dir(first))
 
 
 class DevicePlugin(Step):
@@ -17,7 +31,7 @@ class DevicePlugin(Step):
 
     def reason(self, ctx: Context) -> str:
         image = deviceplugin.image(ctx.plan)
-        stale = [obj["metadata"]["name"] for obj in deviceplugin.objects(ctx.plan, image)
+        stale = [obj["metadata"]["name"] for obj in plugin_objects(ctx, image)
                  if ctx.kube.current_hash(obj["kind"], obj["metadata"]["name"], obj["metadata"]["namespace"])
                  != manifest_hash(obj)]
         if stale:
@@ -27,9 +41,15 @@ class DevicePlugin(Step):
     def run(self, ctx: Context, progress: Progress) -> None:
         plan = ctx.plan
         image = deviceplugin.load_image(plan, ctx.docker, ctx.worker_nodes().values(), progress)
-        for obj in deviceplugin.objects(plan, image):
+        for obj in plugin_objects(ctx, image):
             ctx.kube.apply(obj)
-        wait_for(lambda: Seen(done=not (short := record.gpu_shortfall(ctx.kube, plan)), last="; ".join(short)),
-                 what="every worker to offer its GPUs", timeout=PLUGIN_READY_TIMEOUT, interval=0.5,
+
+        def offered():
+            short = record.gpu_shortfall(ctx.kube, plan)
+            # A crashing plugin will not offer GPUs: say so now, not after the timeout.
+            return Seen(done=not short, failed="" if not short else diagnostics.plugin_crash(ctx),
+                        last="; ".join(short))
+
+        wait_for(offered, what="every worker to offer its GPUs", timeout=PLUGIN_READY_TIMEOUT, interval=0.5,
                  transient=is_transient, progress=progress,
                  hint=lambda: diagnostics.plugin_hint(ctx))

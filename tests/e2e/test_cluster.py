@@ -143,28 +143,94 @@ def test_status_shows_assigned_equals_allocatable(state):
     assert all(n["assignedGPUs"] == n["allocatableGPUs"] == 2 for n in workers)
 
 
-def test_real_gpu_plugin_that_cannot_pull_is_diagnosed(state, monkeypatch):
-    """NVIDIA's DaemonSet on this cluster: no registry, so the wait must say which pod and why."""
+def real_gpu_context(**plugin):
+    """A real-GPU plan (the H200 host's inventory) for this simulated cluster's two first workers."""
     from kindgpu import plan, spec, steps
     from kindgpu.report import Reporter
-    from kindgpu.steps import device_plugin
-    from kindgpu.wait import WaitTimeout
     from paths import h200_inventory
 
-    h200 = h200_inventory()
-    real = plan.make_plan(spec.resolve(env={}, flags={"name": CLUSTER, "workers": 2, "gpusPerWorker": 1}), h200)
-    ctx = steps.Context(real, Reporter())
+    doc = spec.resolve(env={}, flags={"name": CLUSTER, "workers": 2, "gpusPerWorker": 1})
+    doc["devicePlugin"].update(plugin)
+    return steps.Context(plan.make_plan(doc, h200_inventory()), Reporter())
+
+
+@pytest.fixture
+def driver_in_workers(state, tmp_path):
+    """What the host's NVIDIA runtime puts into a GPU worker, as far as the plugin's setup looks:
+    a libnvidia-ml.so.1 (an empty library with that soname) in /usr/local/nvidia/lib64, in the
+    node's ldcache."""
+    lib = tmp_path / "libnvidia-ml.so.1"
+    (tmp_path / "empty.c").write_text("int kindgpu_fake_nvml;\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-Wl,-soname,libnvidia-ml.so.1", "-o", str(lib),
+                    str(tmp_path / "empty.c")], check=True)
+    workers = [f"{CLUSTER}-worker", f"{CLUSTER}-worker2"]
+    for node in workers:
+        assert docker("exec", node, "mkdir", "-p", "/usr/local/nvidia/lib64").returncode == 0
+        assert docker("cp", str(lib), f"{node}:/usr/local/nvidia/lib64/").returncode == 0
+        docker("exec", node, "sh", "-c",
+               "echo /usr/local/nvidia/lib64 > /etc/ld.so.conf.d/kindgpu-e2e.conf && ldconfig")
+    yield
+    for node in workers:
+        docker("exec", node, "sh", "-c", "rm -rf /usr/local/nvidia /etc/ld.so.conf.d/kindgpu-e2e.conf && ldconfig")
+
+
+def nvidia_plugin_env(ctx):
+    ds = ctx.kube.apps.read_namespaced_daemon_set("nvidia-device-plugin-daemonset", "kube-system")
+    return {e.name: e.value for e in ds.spec.template.spec.containers[0].env or []}
+
+
+def test_real_gpu_plugin_that_cannot_pull_is_diagnosed(driver_in_workers, monkeypatch):
+    """NVIDIA's DaemonSet on this cluster: no registry, so the wait must say which pod and why."""
+    from kindgpu import steps
+    from kindgpu.steps import device_plugin
+    from kindgpu.wait import WaitTimeout
+
+    ctx = real_gpu_context(version="v0.20.0-kindgpu-absent")  # in no local Docker
     monkeypatch.setattr(device_plugin, "PLUGIN_READY_TIMEOUT", 40)
     try:
         with pytest.raises(WaitTimeout) as caught:
             steps.DevicePlugin().run(ctx, progress=lambda text: None)
+        # Told where the node's NVML is, which the plugin does not search by itself.
+        assert nvidia_plugin_env(ctx)["LD_LIBRARY_PATH"] == "/driver-root/usr/local/nvidia/lib64"
     finally:
         ctx.kube.apps.delete_namespaced_daemon_set("nvidia-device-plugin-daemonset", "kube-system")
     message = str(caught.value)
     assert "offers 2 of 1 GPUs" in message  # the simulated plugin still offers 2 on each worker
     assert f"on {CLUSTER}-worker" in message and "nvidia-device-plugin-daemonset" in message
     assert "ErrImagePull" in message or "ImagePullBackOff" in message
-    assert "docker pull nvcr.io/nvidia/k8s-device-plugin:v0.20.0" in message
+    assert "docker pull nvcr.io/nvidia/k8s-device-plugin:v0.20.0-kindgpu-absent" in message
+
+
+def test_crashing_real_gpu_plugin_fails_at_once_with_its_log(driver_in_workers):
+    """A plugin that exits as NVIDIA's does without NVML: known within seconds, not after 300 s."""
+    from kindgpu import steps
+    from kindgpu.simgpu.build import image_tag
+    from kindgpu.steps import device_plugin
+    from kindgpu.wait import WaitFailed
+
+    image = "kindgpu-e2e/crashing-device-plugin:v0.0.1"
+    error = ("E1201 main.go:132] error starting plugins: unable to validate flags: "
+             "CDI --device-list-strategy options are only supported on NVML-based systems")
+    dockerfile = (f"FROM {image_tag()}\nRUN printf '#!/bin/sh\\necho \"{error}\" >&2\\nexit 1\\n' "
+                  "> /usr/bin/nvidia-device-plugin && chmod 755 /usr/bin/nvidia-device-plugin\n")
+    built = subprocess.run(["docker", "build", "-q", "-t", image, "-"], input=dockerfile, capture_output=True,
+                           text=True)
+    assert built.returncode == 0, built.stderr
+    ctx = real_gpu_context(image=image.split(":")[0], version="v0.0.1")
+    start = time.monotonic()
+    try:
+        with pytest.raises(WaitFailed) as caught:
+            steps.DevicePlugin().run(ctx, progress=lambda text: None)
+    finally:
+        ctx.kube.apps.delete_namespaced_daemon_set("nvidia-device-plugin-daemonset", "kube-system")
+        docker("rmi", image)
+    took = time.monotonic() - start
+    message = str(caught.value)
+    print(message)
+    assert took < 90, f"took {took:.0f}s; the wait's timeout is {device_plugin.PLUGIN_READY_TIMEOUT}s"
+    assert "only supported on NVML-based systems" in message and f"on {CLUSTER}-worker" in message
+    assert "ldconfig -p | grep nvidia-ml" in message  # the fix that fits this log
+    assert "docker pull" not in message
 
 
 def test_up_with_another_spec_is_refused_and_names_the_difference(state):

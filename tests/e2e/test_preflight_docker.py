@@ -171,3 +171,18 @@ def test_main_end_to_end_json(make_node):
     failing = [c["id"] for c in doc["checks"] if c["status"] == "FAIL"]
     assert rc == (1 if failing else 0)
     assert "cluster-name" not in failing
+
+
+def test_node_image_containerd_read_from_the_image_itself():
+    """The harness's node image (containerd 2.3.7): CDI is on by default, kindgpu enables it anyway."""
+    import os
+
+    image = os.environ["KINDGPU_NODE_IMAGE"]
+    req = Request(node_image=image)
+    facts = dockerhost.probe(req)
+    assert facts.node_image == {"present": True, "containerd": "2.3.7"}
+    check = dockerhost.node_image_check(req, facts.node_image)
+    assert check.status is Status.PASS and "containerd 2.3.7, CDI on by default" in check.found
+    missing = Request(node_image=f"kindgpu-test/no-such-node:{secrets.token_hex(3)}")
+    check = dockerhost.node_image_check(missing, dockerhost.probe(missing).node_image)
+    assert check.status is Status.WARN and check.fix == f"docker pull {missing.node_image}"

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# kindgpu GPU-host test rig ONLY (never part of the product): the real-mode run on a GPU machine
+# staged by stage.sh. Each phase prints what it ran and keeps every command's output under
+# $RIG_RUNS/<phase>/ (default $OUT/runs when the device tool sets OUT, else out/gpu-host/runs).
+#
+#   bash hack/gpu-host/rig.sh PHASE...   # probe torch-image gpu1 restart cpu bench down
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+. hack/gpu-host/versions.sh
+# shellcheck disable=SC1091
+[ -f "$RIG_ROOT/env" ] && . "$RIG_ROOT/env"
+RUNS=${RIG_RUNS:-${OUT:+$OUT/runs}}
+RUNS=${RUNS:-out/gpu-host/runs}
+SPECS=hack/gpu-host/specs
+FAILED=0
+
+# rec NAME CMD...: run CMD, keep "$ CMD", its output and exit code in NAME.txt, echo a summary.
+rec() {
+  local name=$1 file t0 rc; shift
+  file=$RUNS/$PHASE/$name.txt
+  mkdir -p "$(dirname "$file")"
+  t0=$EPOCHREALTIME
+  { printf '$ %s\n' "$*"; "$@" 2>&1; } >"$file"
+  rc=$?
+  awk -v rc="$rc" -v t0="$t0" -v t1="$EPOCHREALTIME" 'BEGIN { printf "# exit %s, %.1f s\n", rc, t1 - t0 }' >>"$file"
+  echo "== $PHASE/$name: exit $rc ($(tail -n 1 "$file"))"
+  [ "$rc" = 0 ] || { FAILED=1; tail -n 25 "$file"; }
+  return "$rc"
+}
+inv() { python3 -m invoke "$@"; }
+sh_in() { docker exec "$1" sh -c "$2"; }
+
+probe() {
+  rec host sh -c 'uname -r; nproc; free -g | head -2; df -h / /var | tail -n 2'
+  rec nvidia-smi sh -c 'nvidia-smi -L; nvidia-smi --query-gpu=index,uuid,name,pci.bus_id,memory.total --format=csv'
+  rec devices sh -c 'ls -l /dev/nvidia*; cat /proc/driver/nvidia/params | grep -i ModifyDeviceFiles; cat /proc/driver/nvidia/gpus/*/information'
+  rec torch python3 -c 'import sys, torch; print(sys.executable, sys.version.split()[0], torch.__version__, torch.__file__, torch.cuda.is_available())'
+  rec toolkit sh -c 'nvidia-ctk --version; nvidia-container-runtime --version'
+}
+
+# The compute and collective levels' image, from this machine's own Python and PyTorch (no
+# gigabytes carried): its interpreter, standard library, site directories and shared libraries.
+torch_image() {
+  docker image inspect "$SMOKE_PYTORCH_IMAGE" >/dev/null 2>&1 && return 0
+  local paths site
+  read -r site paths < <(python3 - <<'PY'
+import os, sys, sysconfig, torch
+site = [p for p in sys.path if os.path.isdir(p) and ("site-packages" in p or "dist-packages" in p)]
+keep = {sys.executable, os.path.realpath(sys.executable), "/usr/bin/python3", sysconfig.get_paths()["stdlib"],
+        sysconfig.get_paths()["platstdlib"], os.path.dirname(os.path.dirname(torch.__file__)), *site,
+        "/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/bin/sh", "/usr/bin/dash", "/usr/bin/env",
+        "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/passwd", "/etc/group"}
+print(":".join(site), " ".join(sorted(p.lstrip("/") for p in keep if os.path.lexists(p))))
+PY
+)
+  echo "site: $site"
+  echo "packing: $paths"
+  # shellcheck disable=SC2086
+  tar -C / -c --exclude='usr/lib/x86_64-linux-gnu/dri' --exclude='*/__pycache__' bin lib lib64 sbin $paths \
+    | docker import --change "ENV PATH=$CUDA_PATH" --change "ENV LD_LIBRARY_PATH=$CUDA_LD_LIBRARY_PATH" \
+      --change "ENV PYTHONPATH=$site" --change "ENV NVIDIA_VISIBLE_DEVICES=all" --change 'CMD ["python3"]' \
+      - "$SMOKE_PYTORCH_IMAGE"
+  docker image ls "$SMOKE_PYTORCH_IMAGE"
+  docker run --rm --entrypoint python3 "$SMOKE_PYTORCH_IMAGE" -c 'import torch; print("torch", torch.__version__)'
+}
+
+plugin_pod() { kubectl --kubeconfig "$1" -n kube-system get pods -l name=nvidia-device-plugin-ds -o name | head -n 1; }
+kubeconfig() { python3 -c "from kindgpu.state import StateDir; print(StateDir.of('$1').kubeconfig)"; }
+
+# One GPU worker, real mode: preflight, up, status, the plugin's NVML path and params mask, smoke.
+gpu1() {
+  local spec=$SPECS/one-gpu.yaml kc
+  rec preflight inv preflight --config "$spec" --json
+  rec up inv up --config "$spec"
+  kc=$(kubeconfig rig)
+  rec up-again inv up --config "$spec"
+  rec status inv status --config "$spec" --json
+  rec plugin-env kubectl --kubeconfig "$kc" -n kube-system get ds nvidia-device-plugin-daemonset \
+    -o jsonpath='{range .spec.template.spec.containers[0].env[*]}{.name}={.value}{"\n"}{end}'
+  rec plugin-params kubectl --kubeconfig "$kc" -n kube-system exec "$(plugin_pod "$kc")" -- \
+    sh -c 'grep ModifyDeviceFiles /proc/driver/nvidia/params; ls /dev/nvidia*'
+  rec plugin-log kubectl --kubeconfig "$kc" -n kube-system logs "$(plugin_pod "$kc")" --tail 40
+  rec worker-devices sh_in rig-worker 'ls -l /dev/nvidia*; grep ModifyDeviceFiles /proc/driver/nvidia/params'
+  rec allocatable kubectl --kubeconfig "$kc" get nodes \
+    -o custom-columns='NODE:.metadata.name,GPU:.status.allocatable.nvidia\.com/gpu'
+  rec smoke-visibility inv smoke --config "$spec" --json
+  rec smoke-compute inv smoke --config "$spec" --level compute --json
+}
+
+# `docker restart` of the GPU worker: isolation and the plugin come back with `invoke up`.
+restart() {
+  local spec=$SPECS/one-gpu.yaml
+  rec docker-restart docker restart rig-worker
+  rec up-dry-run inv up --config "$spec" --dry-run
+  rec up inv up --config "$spec"
+  rec status inv status --config "$spec" --json
+  rec smoke-visibility inv smoke --config "$spec" --json
+}
+
+# One GPU worker and one CPU-only worker.
+cpu() {
+  local spec=$SPECS/gpu-and-cpu.yaml kc
+  rec down-before inv down --config "$SPECS/one-gpu.yaml"
+  rec up inv up --config "$spec"
+  kc=$(kubeconfig rig)
+  rec labels kubectl --kubeconfig "$kc" get nodes --show-labels
+  rec cpu-worker-devices sh_in rig-worker2 'ls /dev/nvidia[0-9]* 2>&1; true'
+  rec gpu-worker-devices sh_in rig-worker 'ls /dev/nvidia[0-9]* 2>&1; true'
+  rec plugin-pods kubectl --kubeconfig "$kc" -n kube-system get pods -l name=nvidia-device-plugin-ds -o wide
+  rec status inv status --config "$spec" --json
+  rec smoke-visibility inv smoke --config "$spec" --json
+}
+
+# Bare `kind create cluster` with the config kindgpu renders, against `invoke up`.
+bench() {
+  local spec=$SPECS/one-gpu.yaml cfg=/tmp/kindgpu-bench-kind.yaml
+  rec down-before inv down --config "$SPECS/gpu-and-cpu.yaml"
+  rec config inv config --config "$spec"
+  sed -e 's/^name: rig$/name: rig-bare/' "$(python3 -c "from kindgpu.state import StateDir; print(StateDir.of('rig').kind_config)")" >"$cfg"
+  rec kind-create kind create cluster --config "$cfg" --image "$KINDGPU_NODE_IMAGE" --kubeconfig /tmp/kindgpu-bench-kc
+  rec kind-delete kind delete cluster --name rig-bare
+  rec up inv up --config "$spec"
+}
+
+down() {
+  rec down inv down --config "$SPECS/one-gpu.yaml"
+  rec containers docker ps -a --format '{{.Names}} {{.Status}}'
+  rec networks docker network ls --format '{{.Name}}'
+  rec state sh -c "ls -la $(python3 -c "from kindgpu.state import StateDir; print(StateDir.of('rig').root)") 2>&1; true"
+}
+
+for PHASE in "$@"; do
+  echo "=== phase $PHASE"
+  case "$PHASE" in
+    torch-image) rec build torch_image ;;
+    probe|gpu1|restart|cpu|bench|down) "$PHASE" ;;
+    *) echo "unknown phase $PHASE"; exit 2 ;;
+  esac
+done
+exit "$FAILED"
