@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import names, spec as specs
 from .errors import KindgpuError, SpecError
-from .inventory import GPU, Inventory
+from .inventory import GPU, Inventory, read_host_inventory, simulated_inventory
 from .state import StateDir
 
 
@@ -19,7 +20,7 @@ class WorkerPlan:
     gpus: tuple[GPU, ...]
     labels: dict
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return {
             "number": self.number,
             "node": self.node,
@@ -36,15 +37,15 @@ class Plan:
     workers: tuple[WorkerPlan, ...]
 
     @property
-    def name(self):
+    def name(self) -> str:
         return self.spec["name"]
 
     @property
-    def simulated(self):
+    def simulated(self) -> bool:
         return bool(self.spec.get("simulate"))
 
     @property
-    def control_plane(self):
+    def control_plane(self) -> str:
         return f"{self.name}-control-plane"
 
     @property
@@ -83,20 +84,18 @@ class Plan:
         return cls(spec, doc["specHash"], Inventory(gpus, simulated=doc["simulated"]), workers)
 
 
-def kind_node_name(cluster, role, ordinal):
+def kind_node_name(cluster: str, role: str, ordinal: int) -> str:
     """kind names nodes per role in config order: worker, worker2, ..., worker10."""
     return f"{cluster}-{role}{ordinal if ordinal > 1 else ''}"
 
 
-def load_inventory(doc):
+def load_inventory(doc: dict) -> Inventory:
     """The simulated inventory, or the host's real one."""
-    from . import inventory
-
     sim = doc.get("simulate")
     if sim:
-        return inventory.simulated_inventory(sim["gpus"], sim["product"], sim["memoryMiB"])
+        return simulated_inventory(sim["gpus"], sim["product"], sim["memoryMiB"])
     try:
-        return inventory.read_host_inventory()
+        return read_host_inventory()
     except KindgpuError as err:
         raise KindgpuError(
             f"cannot read this host's GPUs: {err}\n"
@@ -104,12 +103,12 @@ def load_inventory(doc):
         ) from err
 
 
-def gpu_label_value(gpus):
+def gpu_label_value(gpus: Iterable[GPU]) -> str:
     """The seed's gpu-ids label, legal: indices joined with '_' (label values cannot hold commas)."""
     return "_".join(str(g.index) for g in gpus)
 
 
-def make_plan(doc, inventory=None):
+def make_plan(doc: dict, inventory: Inventory | None = None) -> Plan:
     """Validate the whole spec (schema, labels, GPUs) and allocate; SpecError lists every problem."""
     problems = specs.problems(doc)
     # GPU checks need well-formed GPU fields; otherwise they join the report.
@@ -137,7 +136,7 @@ def make_plan(doc, inventory=None):
     return Plan(doc, specs.spec_hash(doc), inventory, tuple(plans))
 
 
-def allocate(doc, inventory):
+def allocate(doc: dict, inventory: Inventory) -> tuple[list[list[GPU]], list[str]]:
     """Per-worker GPU lists and the problems found: contiguous by default, or explicit refs."""
     host = len(inventory.gpus)
     where = "simulated host" if inventory.simulated else "host"

@@ -12,11 +12,14 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 
 from .errors import SpecError
 from .names import API_VERSION, LABEL_GPU_IDS, LABEL_GPU_PRESENT, LABEL_GPU_WORKER, SPEC_KIND
+
+# yaml and jsonschema are imported where used: listing the tasks must not pay for them.
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "cluster.schema.json"
 
@@ -30,11 +33,11 @@ RESERVED_LABEL_PREFIX = "kindgpu.dev/"
 
 
 @lru_cache(maxsize=1)
-def schema():
+def schema() -> dict:
     return json.loads(SCHEMA_PATH.read_text())
 
 
-def defaults():
+def defaults() -> dict:
     """The built-in spec: every top-level default of the schema, objects filled in."""
     doc = {"apiVersion": API_VERSION, "kind": SPEC_KIND}
     for key, prop in schema()["properties"].items():
@@ -43,7 +46,7 @@ def defaults():
     return fill_object_defaults(doc)
 
 
-def fill_object_defaults(doc):
+def fill_object_defaults(doc: dict) -> dict:
     """Fill defaults inside the nested objects (apiServer, devicePlugin, simulate, smoke)."""
     props = schema()["properties"]
     for key in ("apiServer", "devicePlugin", "smoke", "simulate"):
@@ -55,7 +58,7 @@ def fill_object_defaults(doc):
     return doc
 
 
-def load_file(path):
+def load_file(path: str | Path) -> dict:
     """Read a spec file; a file that is not YAML mapping is reported like any spec problem."""
     import yaml
 
@@ -75,7 +78,8 @@ def load_file(path):
     return doc
 
 
-def resolve(config_file=None, env=None, flags=None):
+def resolve(config_file: str | Path | None = None, env: Mapping[str, str] | None = None,
+            flags: dict | None = None) -> dict:
     """Merge the layers, lowest first. flags holds only what the user passed (None = unset)."""
     env = os.environ if env is None else env
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
@@ -101,20 +105,21 @@ def resolve(config_file=None, env=None, flags=None):
     return fill_object_defaults(doc)
 
 
-def spec_hash(doc):
-    """Hash of the normalized spec: what decides whether a cluster matches its spec."""
+def spec_hash(doc: dict) -> str:
+    """Hash of the normalized spec, recorded beside it. (Whether a cluster matches its spec is
+    decided by comparing the whole recorded spec: cluster.check_same_spec.)"""
     canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def field_path(parts):
+def field_path(parts: Iterable[str | int]) -> str:
     out = ""
     for part in parts:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "(spec)"
 
 
-def schema_problems(doc):
+def schema_problems(doc: dict) -> list[str]:
     from jsonschema import Draft202012Validator
 
     validator = Draft202012Validator(schema())
@@ -124,7 +129,7 @@ def schema_problems(doc):
     return problems
 
 
-def describe(error):
+def describe(error) -> list[str]:
     """One line per real problem, descending into oneOf/anyOf to the branch the user meant."""
     if error.validator in ("oneOf", "anyOf") and error.context:
         branches = {}
@@ -153,7 +158,7 @@ def describe(error):
     return [f"{path}: {error.message}"]
 
 
-def label_problems(labels, where):
+def label_problems(labels, where: str) -> list[str]:
     problems = []
     if not isinstance(labels, dict):
         return problems
@@ -184,7 +189,7 @@ def label_problems(labels, where):
     return problems
 
 
-def problems(doc):
+def problems(doc: dict) -> list[str]:
     """What the schema finds, then the label rules it cannot express. GPU checks live in plan."""
     found = schema_problems(doc)
     found += label_problems(doc.get("labels"), "labels")
