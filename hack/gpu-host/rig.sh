@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # kindgpu GPU-host test rig ONLY (never part of the product): the real-mode run on a GPU machine
 # staged by stage.sh. Each phase prints what it ran and keeps every command's output under
-# $RIG_RUNS/<phase>/ (default $OUT/runs when the device tool sets OUT, else out/gpu-host/runs).
+# $RIG_RUNS/<phase>/ (default /var/tmp/kindgpu-runs); with $OUT set (the device tool brings back at
+# most 8 files from it), they are also packed into $OUT/runs.tgz.
 #
 #   bash hack/gpu-host/rig.sh PHASE...   # probe torch-image gpu1 restart cpu bench down
 set -uo pipefail
@@ -9,8 +10,7 @@ cd "$(dirname "$0")/../.."
 . hack/gpu-host/versions.sh
 # shellcheck disable=SC1091
 [ -f "$RIG_ROOT/env" ] && . "$RIG_ROOT/env"
-RUNS=${RIG_RUNS:-${OUT:+$OUT/runs}}
-RUNS=${RUNS:-out/gpu-host/runs}
+RUNS=${RIG_RUNS:-/var/tmp/kindgpu-runs}
 SPECS=hack/gpu-host/specs
 FAILED=0
 
@@ -42,24 +42,13 @@ probe() {
 # gigabytes carried): its interpreter, standard library, site directories and shared libraries.
 torch_image() {
   docker image inspect "$SMOKE_PYTORCH_IMAGE" >/dev/null 2>&1 && return 0
-  local paths site
-  read -r site paths < <(python3 - <<'PY'
-import os, sys, sysconfig, torch
-site = [p for p in sys.path if os.path.isdir(p) and ("site-packages" in p or "dist-packages" in p)]
-keep = {sys.executable, os.path.realpath(sys.executable), "/usr/bin/python3", sysconfig.get_paths()["stdlib"],
-        sysconfig.get_paths()["platstdlib"], os.path.dirname(os.path.dirname(torch.__file__)), *site,
-        "/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/bin/sh", "/usr/bin/dash", "/usr/bin/env",
-        "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/passwd", "/etc/group"}
-print(":".join(site), " ".join(sorted(p.lstrip("/") for p in keep if os.path.lexists(p))))
-PY
-)
-  echo "site: $site"
-  echo "packing: $paths"
-  # shellcheck disable=SC2086
-  tar -C / -c --exclude='usr/lib/x86_64-linux-gnu/dri' --exclude='*/__pycache__' bin lib lib64 sbin $paths \
-    | docker import --change "ENV PATH=$CUDA_PATH" --change "ENV LD_LIBRARY_PATH=$CUDA_LD_LIBRARY_PATH" \
-      --change "ENV PYTHONPATH=$site" --change "ENV NVIDIA_VISIBLE_DEVICES=all" --change 'CMD ["python3"]' \
-      - "$SMOKE_PYTORCH_IMAGE"
+  local list=/var/tmp/kindgpu-torch-paths bin
+  python3 hack/gpu-host/torch_paths.py | sed 's|^/||' >"$list"
+  bin=$(dirname "$(python3 -c 'import sys; print(sys.executable)')")
+  echo "$(wc -l <"$list") paths; python3 in $bin"
+  tar -C / -c --exclude='usr/lib/x86_64-linux-gnu/dri' bin lib lib64 sbin -T "$list" \
+    | docker import --change "ENV PATH=$bin:$CUDA_PATH" --change "ENV LD_LIBRARY_PATH=$CUDA_LD_LIBRARY_PATH" \
+      --change "ENV NVIDIA_VISIBLE_DEVICES=all" --change 'CMD ["python3"]' - "$SMOKE_PYTORCH_IMAGE"
   docker image ls "$SMOKE_PYTORCH_IMAGE"
   docker run --rm --entrypoint python3 "$SMOKE_PYTORCH_IMAGE" -c 'import torch; print("torch", torch.__version__)'
 }
@@ -137,4 +126,5 @@ for PHASE in "$@"; do
     *) echo "unknown phase $PHASE"; exit 2 ;;
   esac
 done
+[ -n "${OUT:-}" ] && tar -C "$RUNS" -czf "$OUT/runs.tgz" .
 exit "$FAILED"
