@@ -1,5 +1,7 @@
 """Errors a user sees. Each message says what is wrong and how to fix it."""
 
+import shlex
+
 
 class KindgpuError(Exception):
     """A failure the user can act on; exit_code is what the task exits with."""
@@ -22,8 +24,6 @@ class CommandError(KindgpuError):
     """An external command failed; keeps the quoted command and its output."""
 
     def __init__(self, argv, returncode, output):
-        import shlex
-
         self.argv = list(argv)
         self.returncode = returncode
         self.output = output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import plan, spec
 from .errors import SpecError
 
 # task flag -> spec field
@@ -30,7 +31,5 @@ def to_flags(**given):
 
 
 def plan_from_flags(config=None, **given):
-    from . import plan, spec
-
     doc = spec.resolve(config_file=config, flags=to_flags(**given))
     return plan.make_plan(doc)
