@@ -26,7 +26,7 @@ def cluster_lock(name):
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            raise KindgpuError(f"cluster {name} is being changed by {holder} right now; "
+            raise KindgpuError(f"cluster {name} is being changed by {holder} right now",
                                "wait for it to finish, then run this again")
         handle.seek(0)
         handle.truncate()
@@ -58,9 +58,8 @@ def check_same_spec(ctx, recreate, reporter):
     diff = spec_differences(recorded.spec, ctx.plan.spec)
     if not recreate:
         raise KindgpuError(
-            f"cluster {ctx.plan.name} was made from another spec:\n"
-            + "\n".join(f"  {d}" for d in diff)
-            + "\nrun `invoke up --recreate` to delete it and make it anew, or `invoke down` first")
+            f"cluster {ctx.plan.name} was made from another spec:\n" + "\n".join(f"  {d}" for d in diff),
+            "run `invoke up --recreate` to delete it and make it anew, or `invoke down` first")
     reporter.note(f"recreating {ctx.plan.name}: spec changed ({'; '.join(diff)})")
     delete(ctx.plan.name, reporter, force=False)
 
@@ -79,8 +78,8 @@ def delete(name, reporter, *, force=False):
     found = nodes.cluster_nodes(client, name)
     if found and not nodes.made_by_kindgpu(found) and not force:
         raise KindgpuError(
-            f"kind cluster {name} was not made by kindgpu; refusing to delete it. "
-            f"Use `invoke down --name {name} --force` if you are sure")
+            f"kind cluster {name} was not made by kindgpu; refusing to delete it",
+            f"`invoke down --name {name} --force` if you are sure")
     state = StateDir.of(name)
     removed = []
     if found:
@@ -123,6 +122,7 @@ def status(name):
     for node in sorted(kube.nodes(), key=lambda n: node_order(n.metadata.name)):
         labels = node.metadata.labels or {}
         worker = assigned.get(node.metadata.name)
+        cpu_only = bool(worker) and not worker.gpus
         pod = pods.get(node.metadata.name)
         rows.append({
             "node": node.metadata.name,
@@ -130,10 +130,11 @@ def status(name):
             "ready": getattr(record.ready_condition(node), "status", "") == "True",
             "gpuWorker": labels.get(names.LABEL_GPU_WORKER, ""),
             "gpuIds": labels.get(names.LABEL_GPU_IDS, ""),
+            "cpuOnly": cpu_only,
             "assignedGPUs": len(worker.gpus) if worker else 0,
             "allocatableGPUs": int((node.status.allocatable or {}).get(names.GPU_RESOURCE, "0")),
             "uuids": [g.uuid for g in worker.gpus] if worker else [],
-            "plugin": plugin_state(pod) if worker else "",
+            "plugin": worker_plugin(worker, cpu_only, pod),
         })
     healthy = all(r["ready"] and r["assignedGPUs"] == r["allocatableGPUs"] for r in rows)
     return {"cluster": name, "simulated": sim, "specHash": plan.spec_hash,
@@ -143,6 +144,14 @@ def status(name):
 def node_order(node_name):
     """worker2 before worker10: numbers compare as numbers."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", node_name)]
+
+
+def worker_plugin(worker, cpu_only, pod):
+    if not worker:
+        return ""
+    if cpu_only:  # no plugin belongs there; one that is would be a stray
+        return "" if pod is None else f"unexpected: {plugin_state(pod)}"
+    return plugin_state(pod)
 
 
 def plugin_state(pod):
@@ -160,6 +169,7 @@ def show_status(doc, as_json):
         f"Cluster {doc['cluster']} ({'simulated' if doc['simulated'] else 'real'} GPUs): "
         f"{'healthy' if doc['healthy'] else 'NOT healthy'}",
         ["node", "role", "ready", "gpu-worker", "gpu-ids", "GPUs assigned/allocatable", "plugin"],
-        [(r["node"], r["role"], "yes" if r["ready"] else "NO", r["gpuWorker"], r["gpuIds"],
+        [(r["node"], r["role"], "yes" if r["ready"] else "NO", "cpu-only" if r["cpuOnly"] else r["gpuWorker"],
+          r["gpuIds"],
           f"{r['assignedGPUs']}/{r['allocatableGPUs']}" if r["role"] == "worker" else "",
           r["plugin"]) for r in doc["nodes"]])

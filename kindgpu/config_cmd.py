@@ -14,11 +14,10 @@ def show_plan(plan, written, dry_run, as_json):
         console.print_json(doc)
         return
     where = "simulated" if plan.simulated else "host"
-    rows = [
-        (w.number, w.node, g.index, g.uuid, g.minor if g.minor is not None else "?", g.name)
-        for w in plan.workers
-        for g in w.gpus
-    ]
+    rows = []
+    for w in plan.workers:
+        rows += [(w.number, w.node, g.index, g.uuid, g.minor if g.minor is not None else "?", g.name)
+                 for g in w.gpus] or [("cpu-only", w.node, "-", "(no GPU)", "-", "-")]
     console.table(
         f"Cluster {plan.name}: {len(plan.workers)} workers, "
         f"{sum(len(w.gpus) for w in plan.workers)} of {len(plan.inventory.gpus)} {where} GPUs",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import NamedTuple
 
 from . import images, names
 from .errors import KindgpuError
@@ -18,6 +19,13 @@ NVML = "libnvidia-ml.so.1"
 # (cmd/nvidia-device-plugin/root.go, tryResolveLibrary, v0.17-v0.20).
 NVML_SEARCHED = ("/usr/lib64", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
                  "/lib64", "/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu")
+# NVIDIA's plugin image's PATH (deployments/container/Dockerfile, v0.20.0): the plugin also looks
+# for the driver's programs (nvidia-smi) under its driver root along it.
+PLUGIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/busybox"
+# In a node: the first directory on its PATH, or the driver's own, holding the real nvidia-smi
+# (an ELF binary: some hosts put a wrapper script at /usr/bin/nvidia-smi).
+FIND_NVIDIA_SMI = ('for d in $(echo "$PATH" | tr ":" " ") /usr/local/nvidia/bin; do f="$d/nvidia-smi"; '
+                   '[ -f "$f" ] && [ "$(head -c 4 "$f" | tail -c 3)" = ELF ] && echo "$d" && exit 0; done; true')
 PARAMS = "/proc/driver/nvidia/params"
 MASK_DIR = "/run/kindgpu"
 # The plugin is privileged (it opens the GPUs to write CDI specs), so with the driver's default
@@ -52,16 +60,24 @@ def nvml_dir(ldcache):
     return None
 
 
-def node_nvml_dir(node):
-    """Where the host's NVIDIA runtime put NVML in a GPU worker (the node's ldcache says)."""
+class DriverLayout(NamedTuple):
+    """Where the host's NVIDIA runtime put the driver in a GPU worker."""
+
+    nvml_dir: str
+    bin_dir: str | None  # of nvidia-smi; None when the node has none
+
+
+def node_driver_layout(node):
+    """The driver's place in a GPU worker (a nodes.Node): NVML from its ldcache, nvidia-smi from its PATH."""
     out = node.run(["ldconfig", "-p"], check=False).stdout
     found = nvml_dir(out)
     if found is None:
         raise KindgpuError(
             f"{node.name} has no {NVML} in its ldcache: the host's NVIDIA runtime did not give it the "
-            "driver's libraries. Run `invoke preflight` (Docker's default runtime must be nvidia), "
-            "then `invoke up --recreate`")
-    return found
+            "driver's libraries",
+            "run `invoke preflight` (Docker's default runtime must be nvidia), then `invoke up --recreate`")
+    bin_dir = node.sh(FIND_NVIDIA_SMI, check=False).stdout
+    return DriverLayout(found, bin_dir.strip() or None)
 
 
 def cdi_enabled(crictl_info):
@@ -85,16 +101,16 @@ def check_node_cdi(node):
     if cdi_enabled(out) is False:
         raise KindgpuError(
             f"containerd in {node.name} has CDI off, so pods would get no GPU; kindgpu turns it on "
-            "when it creates a cluster (containerdConfigPatches): run `invoke up --recreate`")
+            "when it creates a cluster (containerdConfigPatches)", "run `invoke up --recreate`")
 
 
-def nvidia_daemonset(spec, nvml_directory):
+def nvidia_daemonset(spec, driver: DriverLayout):
     """NVIDIA's static DaemonSet, set up for kind nodes.
 
     With a cdi-* strategy the plugin writes CDI specs for its own node's GPUs and the node's
     containerd injects them, so nodes need no NVIDIA runtime; the driver's libraries are read
-    from the node's root, where the host's NVIDIA runtime put them: `nvml_directory` (see
-    node_nvml_dir), which the plugin searches only if told when it is not a standard directory.
+    from the node's root, where the host's NVIDIA runtime put them (`driver`, see
+    node_driver_layout): the plugin searches only standard directories unless told.
     """
     plugin = spec["devicePlugin"]
     cdi = plugin["deviceListStrategy"].startswith("cdi")
@@ -105,8 +121,10 @@ def nvidia_daemonset(spec, nvml_directory):
         "NVIDIA_DRIVER_ROOT": "/",
         "CONTAINER_DRIVER_ROOT": DRIVER_ROOT,
     }
-    if nvml_directory not in NVML_SEARCHED:
-        env["LD_LIBRARY_PATH"] = DRIVER_ROOT + nvml_directory
+    if driver.nvml_dir not in NVML_SEARCHED:
+        env["LD_LIBRARY_PATH"] = DRIVER_ROOT + driver.nvml_dir
+    if driver.bin_dir and driver.bin_dir not in PLUGIN_PATH.split(":"):
+        env["PATH"] = f"{driver.bin_dir}:{PLUGIN_PATH}"
     mounts = [("device-plugin", "/var/lib/kubelet/device-plugins", "/var/lib/kubelet/device-plugins", False),
               ("driver-root", "/", DRIVER_ROOT, True)]
     if cdi:
@@ -154,12 +172,12 @@ def plugin_selector(simulated):
     return f"app.kubernetes.io/name={APP_NAME}" if simulated else f"name={NVIDIA_APP}"
 
 
-def objects(plan, sim_image=None, nvml_directory=None):
-    """The plugin's objects; real GPUs need the workers' NVML directory (node_nvml_dir)."""
+def objects(plan, sim_image=None, driver=None):
+    """The plugin's objects; real GPUs need the workers' driver layout (node_driver_layout)."""
     if plan.simulated:
         sim = plan.spec["simulate"]
         return sim_device_plugin_objects(sim_image, sim["product"], sim["memoryMiB"])
-    return [nvidia_daemonset(plan.spec, nvml_directory)]
+    return [nvidia_daemonset(plan.spec, driver)]
 
 
 def image(plan):

@@ -1,33 +1,85 @@
-"""Turn task flags into a plan: the one place flags meet the spec."""
+"""Task flags: checked first, then turned into a plan (the one place flags meet the spec).
+
+Every flag with a closed set of values or a number is checked in its task before any spec
+file, cluster or host is looked at: a bad one exits 2 naming the flag, even with no cluster.
+"""
 
 from __future__ import annotations
 
-from . import plan, spec
-from .errors import SpecError
+import math
+
+from . import plan, runner, spec
+from .errors import Problem, SpecError
+from .steps import pipeline
 
 # task flag -> spec field
 FLAG_FIELDS = {"name": "name", "workers": "workers", "gpus": "gpusPerWorker",
                "simulate": "simulate", "node_image": "nodeImage"}
-INT_FLAGS = {"workers", "gpus", "simulate"}
+SMOKE_TIMEOUT = 300  # seconds, when --timeout is not given
+
+
+def flag_name(flag):
+    return f"--{flag.replace('_', '-')}"
+
+
+def positive(flag, value, whole=False):
+    kind = "a whole number" if whole else "a number"
+    try:
+        number = int(value) if whole else float(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not math.isfinite(number) or number <= 0:
+        return value, [Problem(flag, f"must be {kind} greater than 0, got {value!r}")]
+    return number, []
+
+
+def count(flag, value):
+    return positive(flag, value, whole=True)
+
+
+def seconds(flag, value):
+    return positive(flag, value)
+
+
+def level(flag, value):
+    from .payloads import LEVELS
+
+    if value not in LEVELS:
+        return value, [Problem(flag, f"unknown smoke level {value!r}", f"choose one of {', '.join(LEVELS)}")]
+    return value, []
+
+
+def step_names(flag, value):
+    """--force (repeatable) and --until name steps of `invoke up`."""
+    names = [value] if isinstance(value, str) else list(value)
+    return value, runner.step_problems(flag, names, [s.name for s in pipeline()])
+
+
+# task flag -> check(flag as typed, value) -> (value as used, problems)
+CHECKS = {"workers": count, "gpus": count, "simulate": count, "timeout": seconds, "level": level,
+          "force": step_names, "until": step_names}
+
+
+def parse(**given):
+    """A task's flags, all checked together; numbers come back as numbers, unset flags as given.
+
+    Raises SpecError naming each bad flag.
+    """
+    out, problems = {}, []
+    for flag, value in given.items():
+        if flag in CHECKS and value not in (None, "", [], ()):
+            value, found = CHECKS[flag](flag_name(flag), value)
+            problems += found
+        out[flag] = value
+    if problems:
+        raise SpecError(problems, title="invalid task flags")
+    return out
 
 
 def to_flags(**given):
-    """Flags as spec fields; a non-integer count is a spec problem naming its flag."""
-    flags, problems = {}, []
-    for flag, value in given.items():
-        if value is None or value == "":
-            continue
-        if flag in INT_FLAGS:
-            try:
-                value = int(value)
-            except (TypeError, ValueError):
-                option = f"--{flag.replace('_', '-')}"
-                problems.append(f"{FLAG_FIELDS[flag]}: {option} must be a whole number, got {value!r}")
-                continue
-        flags[FLAG_FIELDS[flag]] = value
-    if problems:
-        raise SpecError(problems)
-    return flags
+    """Spec flags as spec fields, checked (see parse); unset flags are left out."""
+    return {FLAG_FIELDS[flag]: value for flag, value in parse(**given).items()
+            if value is not None and value != ""}
 
 
 def plan_from_flags(config=None, **given):

@@ -41,7 +41,7 @@ class Kube:
         result = cmd.run(["kind", "get", "kubeconfig", "--name", name], check=False)
         if result.returncode != 0:
             raise KindgpuError(f"cluster {name} is not running (kind get kubeconfig: "
-                               f"{result.stderr.strip() or result.stdout.strip()}); create it with `invoke up`")
+                               f"{result.stderr.strip() or result.stdout.strip()})", "create it with `invoke up`")
         return cls(yaml.safe_load(result.stdout))
 
     @cached_property

@@ -8,6 +8,7 @@ LABEL_GPU_PRESENT = "nvidia.com/gpu.present"
 LABEL_OWNER = "kindgpu.dev/cluster"  # node label: which kindgpu cluster made this node
 LABEL_GPU_WORKER = "gpu-worker"  # the seed's label: worker number, 1-based
 LABEL_GPU_IDS = "gpu-ids"  # the seed's label, made legal: indices joined with "_"
+LABEL_CPU_ONLY = "kindgpu.dev/cpu-only"  # node label of a worker given `gpus: []`
 
 KIND_CLUSTER_LABEL = "io.x-k8s.kind.cluster"  # docker label kind puts on node containers
 KIND_ROLE_LABEL = "io.x-k8s.kind.role"

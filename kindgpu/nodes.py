@@ -21,10 +21,8 @@ def docker_client():
         client.ping()
         return client
     except DockerException as err:
-        raise KindgpuError(
-            f"cannot reach the Docker daemon: {err}\nfix: start it (`sudo systemctl start docker`) "
-            "and run `invoke preflight`"
-        ) from err
+        raise KindgpuError(f"cannot reach the Docker daemon: {err}",
+                           "start it (`sudo systemctl start docker`) and run `invoke preflight`") from err
 
 
 class Node:

@@ -8,22 +8,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import names, spec as specs
-from .errors import KindgpuError, SpecError
+from .errors import KindgpuError, Problem, SpecError
 from .inventory import GPU, Inventory, read_host_inventory, simulated_inventory
 from .state import StateDir
 
 
 @dataclass(frozen=True)
 class WorkerPlan:
-    number: int  # 1-based, as in the gpu-worker label
-    node: str  # the name kind gives this node
+    number: int | None  # 1-based among GPU workers, as in the gpu-worker label; None: CPU-only
+    node: str  # the name kind gives this node (config order, CPU-only workers included)
     gpus: tuple[GPU, ...]
     labels: dict
+
+    @property
+    def cpu_only(self) -> bool:
+        return not self.gpus
 
     def to_dict(self) -> dict:
         return {
             "number": self.number,
             "node": self.node,
+            "cpuOnly": self.cpu_only,
             "gpus": [g.to_dict() for g in self.gpus],
             "labels": dict(self.labels),
         }
@@ -43,6 +48,10 @@ class Plan:
     @property
     def simulated(self) -> bool:
         return bool(self.spec.get("simulate"))
+
+    @property
+    def gpu_workers(self) -> tuple[WorkerPlan, ...]:
+        return tuple(w for w in self.workers if not w.cpu_only)
 
     @property
     def control_plane(self) -> str:
@@ -97,10 +106,9 @@ def load_inventory(doc: dict) -> Inventory:
     try:
         return read_host_inventory()
     except KindgpuError as err:
-        raise KindgpuError(
-            f"cannot read this host's GPUs: {err}\n"
-            "Run `invoke preflight` to see what is missing, or try kindgpu without GPUs: --simulate 8"
-        ) from err
+        raise KindgpuError(f"cannot read this host's GPUs: {err}",
+                           "run `invoke preflight` to see what is missing, or try kindgpu without "
+                           "GPUs: --simulate 8") from err
 
 
 def gpu_label_value(gpus: Iterable[GPU]) -> str:
@@ -109,48 +117,61 @@ def gpu_label_value(gpus: Iterable[GPU]) -> str:
 
 
 def make_plan(doc: dict, inventory: Inventory | None = None) -> Plan:
-    """Validate the whole spec (schema, labels, GPUs) and allocate; SpecError lists every problem."""
-    problems = specs.problems(doc)
-    # GPU checks need well-formed GPU fields; otherwise they join the report.
-    gpu_fields = ("workers", "gpusPerWorker", "simulate", "(spec)")
-    if not any(p.startswith(gpu_fields) for p in problems):
-        inventory = inventory or load_inventory(doc)
-        assignments, gpu_problems = allocate(doc, inventory)
-        problems += gpu_problems
+    """Validate the spec and allocate; SpecError lists every problem.
+
+    What needs no host is checked first (spec.check), so a bad spec exits 2 on any host;
+    only a spec that passes is checked against the host's GPUs (nvidia-smi, or simulated).
+    """
+    specs.check(doc)
+    inventory = inventory or load_inventory(doc)
+    assignments, problems = allocate(doc, inventory)
     if problems:
         raise SpecError(problems)
     workers = doc["workers"]
     worker_specs = workers if isinstance(workers, list) else [{}] * len(assignments)
     plans = []
-    for number, (gpus, wspec) in enumerate(zip(assignments, worker_specs), start=1):
+    gpu_workers = 0
+    for ordinal, (gpus, wspec) in enumerate(zip(assignments, worker_specs), start=1):
+        node = kind_node_name(doc["name"], "worker", ordinal)
+        if not gpus:
+            plans.append(WorkerPlan(None, node, (), cpu_worker_labels(doc, wspec)))
+            continue
+        # gpu-worker counts GPU workers only (1..N, as setup.sh had it); kind's node names
+        # count every worker, so a CPU-only worker in between makes them differ.
+        gpu_workers += 1
         labels = {**doc.get("labels", {}), **wspec.get("labels", {})}
         labels.update(
             {
-                names.LABEL_GPU_WORKER: str(number),
+                names.LABEL_GPU_WORKER: str(gpu_workers),
                 names.LABEL_GPU_IDS: gpu_label_value(gpus),
                 names.LABEL_GPU_PRESENT: "true",
                 names.LABEL_OWNER: doc["name"],
             }
         )
-        plans.append(WorkerPlan(number, kind_node_name(doc["name"], "worker", number), tuple(gpus), labels))
+        plans.append(WorkerPlan(gpu_workers, node, tuple(gpus), labels))
     return Plan(doc, specs.spec_hash(doc), inventory, tuple(plans))
 
 
-def allocate(doc: dict, inventory: Inventory) -> tuple[list[list[GPU]], list[str]]:
+def cpu_worker_labels(doc: dict, wspec: dict) -> dict:
+    """A CPU-only worker: its own labels, no GPU labels (so no device plugin lands there) and
+    not the spec's top-level labels, which are for GPU workers."""
+    return {**wspec.get("labels", {}), names.LABEL_CPU_ONLY: "true", names.LABEL_OWNER: doc["name"]}
+
+
+def allocate(doc: dict, inventory: Inventory) -> tuple[list[list[GPU]], list[Problem]]:
     """Per-worker GPU lists and the problems found: contiguous by default, or explicit refs."""
     host = len(inventory.gpus)
     where = "simulated host" if inventory.simulated else "host"
     if host == 0:
-        return [], [f"workers: this {where} has no GPUs; try --simulate 8"]
+        return [], [Problem("workers", f"this {where} has no GPUs", "try --simulate 8")]
     workers = doc["workers"]
     if isinstance(workers, int):
         per = doc["gpusPerWorker"]
         if workers * per > host:
-            return [], [
-                f"workers × gpusPerWorker: {workers} × {per} = {workers * per} GPUs requested, "
-                f"but the {where} has {host}; lower --workers or --gpus"
-                + (", or raise --simulate" if inventory.simulated else "")
-            ]
+            return [], [Problem(
+                "workers × gpusPerWorker",
+                f"{workers} × {per} = {workers * per} GPUs requested, but the {where} has {host}",
+                "lower --workers or --gpus" + (", or raise --simulate" if inventory.simulated else ""))]
         ordered = inventory.gpus
         return [list(ordered[i * per:(i + 1) * per]) for i in range(workers)], []
 
@@ -163,13 +184,12 @@ def allocate(doc: dict, inventory: Inventory) -> tuple[list[list[GPU]], list[str
             if gpu is None:
                 known = ", ".join(str(x.index) for x in inventory.gpus)
                 kind = "UUID" if isinstance(ref, str) else "index"
-                problems.append(f"{path}: GPU {kind} {ref} is not on this {where} (GPU indices: {known})")
+                problems.append(Problem(path, f"GPU {kind} {ref} is not on this {where}",
+                                        f"use one of the {where}'s GPU indices: {known}"))
                 continue
             if gpu.uuid in owner:
-                problems.append(
-                    f"{path}: GPU {gpu.index} ({gpu.uuid}) is already given to {owner[gpu.uuid]}; "
-                    "GPU sets must be disjoint"
-                )
+                problems.append(Problem(path, f"GPU {gpu.index} ({gpu.uuid}) is already given to "
+                                              f"{owner[gpu.uuid]}", "GPU sets must be disjoint"))
                 continue
             owner[gpu.uuid] = f"workers[{w}]"
             gpus.append(gpu)

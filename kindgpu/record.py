@@ -49,7 +49,7 @@ def require(kube: Kube, name: str) -> Plan:
     plan = read(kube)
     if plan is None:
         raise KindgpuError(f"cluster {name} has no kindgpu record ({names.SYSTEM_NAMESPACE}/"
-                           f"{names.SPEC_CONFIGMAP}); finish it with `invoke up`")
+                           f"{names.SPEC_CONFIGMAP})", "finish it with `invoke up`")
     return plan
 
 
@@ -82,7 +82,7 @@ def allocatable_gpus(kube: Kube, plan: Plan) -> dict[str, int]:
 
 
 def gpu_shortfall(kube: Kube, plan: Plan) -> list[str]:
-    """A sentence for each worker that does not offer exactly its GPUs."""
+    """A sentence for each worker that does not offer exactly its GPUs (a CPU-only worker must offer 0)."""
     have = allocatable_gpus(kube, plan)
     return [f"{w.node} offers {have[w.node]} of {len(w.gpus)} GPUs" for w in plan.workers
             if have[w.node] != len(w.gpus)]

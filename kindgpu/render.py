@@ -16,7 +16,7 @@ from .spec import SCHEMA_PATH
 # jsonschema and yaml are imported where used: listing the tasks must not pay for them.
 
 KIND_SCHEMA_PATH = SCHEMA_PATH.with_name("kind-config.schema.json")
-# The host's toolkit CLI, mounted read-only into GPU workers: CDI specs name it as their hook.
+# The host's toolkit CLI, mounted read-only into GPU workers (not CPU-only ones): CDI specs name it as their hook.
 HOST_NVIDIA_CTK = "/usr/bin/nvidia-ctk"
 # kubelet looks for status changes (Ready, allocatable GPUs) every 10 s by default, so a new
 # node or a freshly registered device plugin showed up to 10 s late. Unchanged status is still
@@ -45,6 +45,8 @@ def owner_mount(plan):
 
 def gpu_mounts(plan, worker):
     """One /dev/null mount per GPU: the NVIDIA runtime (or the simulated plugin) reads the names."""
+    if worker.cpu_only:
+        return []  # nothing for the runtime to inject, and no CDI hook to run
     directory = (names.SIM_DEVICE_MOUNT_DIR if plan.simulated
                  else f"{names.NVIDIA_DEVICE_MOUNT_DIR}/{NVIDIA_CDI_MOUNT_PREFIX}")
     mounts = [{"hostPath": "/dev/null", "containerPath": f"{directory}/{g.uuid}"} for g in worker.gpus]

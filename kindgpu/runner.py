@@ -8,7 +8,7 @@ with diagnostics, and the next run resumes where this one stopped.
 from __future__ import annotations
 
 from . import diagnostics
-from .errors import KindgpuError, SpecError
+from .errors import KindgpuError, Problem, SpecError
 from .kube import is_transient
 from .steps.base import Context, Step, StepFailed
 
@@ -17,7 +17,7 @@ def run(ctx: Context, steps: list[Step], *, force: tuple[str, ...] = (), until: 
         dry_run: bool = False) -> int:
     """Run every step that must run, in order. Returns the number of steps that ran."""
     known = [s.name for s in steps]
-    check_step_names([*force, until], known)
+    check_step_names(force, until, known)
     if until:
         steps = steps[: known.index(until) + 1]
     # A guard runs only when another step is due, so those are asked first, up to the first that
@@ -52,11 +52,16 @@ def run(ctx: Context, steps: list[Step], *, force: tuple[str, ...] = (), until: 
     return ran
 
 
-def check_step_names(requested: list[str | None], known: list[str]) -> None:
-    unknown = [s for s in requested if s and s not in known]
-    if unknown:
-        raise SpecError([f"--force/--until: unknown step {s!r}; steps are {', '.join(known)}"
-                         for s in unknown])
+def step_problems(flag: str, requested: list[str | None], known: list[str]) -> list[Problem]:
+    return [Problem(flag, f"unknown step {s!r}", f"steps are {', '.join(known)}")
+            for s in requested if s and s not in known]
+
+
+def check_step_names(force: tuple[str, ...], until: str | None, known: list[str]) -> None:
+    """The up task checks these first (kindgpu.flags); here for callers of run()."""
+    problems = step_problems("--force", force, known) + step_problems("--until", [until], known)
+    if problems:
+        raise SpecError(problems, title="invalid task flags")
 
 
 def reason_of(ctx: Context, step: Step, force: tuple[str, ...] = ()) -> str:
@@ -83,7 +88,8 @@ def run_step(ctx: Context, step: Step, why: str) -> None:
             raise
         except Exception as err:
             raise StepFailed(f"step {step.name} failed: {err}{diagnostics_line(ctx, step)}\n"
-                             "The cluster is left as it is; fix the cause and run `invoke up` again.") from err
+                             "The cluster is left as it is.",
+                             getattr(err, "fix", None) or "fix the cause and run `invoke up` again") from err
         if still:
             raise StepFailed(f"step {step.name} ran but is still not done: {still}{diagnostics_line(ctx, step)}")
 

@@ -1,7 +1,9 @@
 """`invoke smoke`: GPU Jobs on every worker; pass only if each sees exactly its own GPUs.
 
 Also checks that the GPU limit is enforced: a pod asking one GPU more than a worker has
-must stay Pending. Jobs are deleted afterwards; the verdict comes from kindgpu.payloads.judge.
+must stay Pending. A CPU-only worker gets a Job without a GPU limit that must see no GPU,
+and a pod asking for 1 GPU that must stay Pending. Jobs are deleted afterwards; the
+verdict comes from kindgpu.payloads.judge.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import console, images, names, nodes, payloads, record
-from .errors import KindgpuError, SpecError
+from .errors import KindgpuError, Problem, SpecError
+from .flags import parse
 from .kube import Kube
 from .parallel import concurrently
 from .payloads import judge
@@ -27,6 +30,8 @@ from .wait import Seen, WaitFailed, WaitTimeout, wait_for
 NAMESPACE = "kindgpu-smoke"
 SERVICE = "smoke"  # headless: collective pods find rank 0 at w0.smoke.<namespace>
 RUN_LABEL = "kindgpu.dev/smoke-run"
+WORKER_LABEL = "kindgpu.dev/worker"  # the worker a smoke pod is for: its gpu-worker number, or cpuN
+PENDING_LABEL = "kindgpu.dev/expect-pending"  # pods that must never be scheduled
 OVERASK_SECONDS = 60
 
 
@@ -38,10 +43,11 @@ class Outcome:
     workers: list = field(default_factory=list)  # dicts: node, expected, seen, ok, message, seconds
     limit: dict = field(default_factory=dict)  # the over-ask check
     seconds: float = 0.0
+    cpu_workers: list = field(default_factory=list)  # dicts: node, seen, ok, message, gpuAsk (a limit dict)
 
     def to_dict(self):
         return {"level": self.level, "ok": self.ok, "message": self.message, "workers": self.workers,
-                "limitEnforced": self.limit, "seconds": round(self.seconds, 2)}
+                "cpuWorkers": self.cpu_workers, "limitEnforced": self.limit, "seconds": round(self.seconds, 2)}
 
 
 def image_for(plan, level):
@@ -54,17 +60,18 @@ def image_for(plan, level):
 
 
 def check_level(plan, level):
-    if level not in payloads.LEVELS:
-        raise SpecError([f"level: unknown smoke level {level!r}; choose one of {', '.join(payloads.LEVELS)}"])
+    """The level against the cluster: simulated GPUs run visibility only."""
+    parse(level=level)
     if plan.simulated and level != "visibility":
-        raise SpecError([f"level: simulated GPUs run the visibility level only (asked: {level}); "
-                         "compute and collective need real GPUs"])
+        raise SpecError([Problem("--level", f"simulated GPUs run the visibility level only (asked: {level})",
+                                 "compute and collective need real GPUs; use --level visibility")],
+                        title="invalid task flags")
 
 
 def job(run_id, level, image, worker, rank, gpu_counts, gpus=None, extra_env=None):
-    """One Job pinned to one worker, asking for its GPUs (or `gpus` of them).
+    """One Job pinned to one GPU worker, asking for its GPUs (or `gpus` of them).
 
-    gpu_counts: every worker's GPU count in rank order (the collective level numbers its ranks);
+    gpu_counts: every GPU worker's GPU count in rank order (the collective level numbers its ranks);
     extra_env: the spec's smoke.env, added after kindgpu's own variables.
     """
     count = len(worker.gpus) if gpus is None else gpus
@@ -73,9 +80,41 @@ def job(run_id, level, image, worker, rank, gpu_counts, gpus=None, extra_env=Non
                        world_size=len(gpu_counts), gpu_counts=gpu_counts,
                        master_addr=f"w0.{SERVICE}.{NAMESPACE}.svc.cluster.local")
     env.update(extra_env or {})
-    volumes, mounts = payloads.pod_volumes(level)
     name = f"smoke-{run_id}-w{worker.number}" + ("-overask" if gpus is not None else "")
+    return pinned_job(run_id, name, level, image, worker.node, str(worker.number), env, count,
+                      hostname=f"w{rank}", pending=gpus is not None)
+
+
+def cpu_key(position):
+    """What names a CPU-only worker's smoke pods: cpu1, cpu2, ... (it has no gpu-worker number)."""
+    return f"cpu{position}"
+
+
+def cpu_jobs(run_id, image, worker, key, extra_env=None):
+    """A CPU-only worker's two Jobs: the visibility payload with no GPU limit, which must see no
+    GPU, and a pod asking for 1 GPU, which must stay Pending (the worker offers none)."""
+    env = {**payloads.visibility_env(worker.node, expect_none=True), **(extra_env or {})}
+    name = f"smoke-{run_id}-{key}"
+    return [pinned_job(run_id, name, "visibility", image, worker.node, key, env, None, hostname=key),
+            pinned_job(run_id, f"{name}-gpuask", "visibility", image, worker.node, key, env, 1,
+                       hostname=key, pending=True)]
+
+
+def pinned_job(run_id, name, level, image, node, worker_key, env, gpus, *, hostname, pending=False):
+    """A Job whose one pod runs the level's payload on `node`; gpus=None sets no GPU limit."""
+    volumes, mounts = payloads.pod_volumes(level)
     labels = {RUN_LABEL: run_id, "app.kubernetes.io/managed-by": "kindgpu"}
+    pod_labels = {**labels, WORKER_LABEL: worker_key, **({PENDING_LABEL: "true"} if pending else {})}
+    container = {
+        "name": "payload",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": payloads.command(level),
+        "env": [{"name": k, "value": v} for k, v in env.items()],
+        "volumeMounts": [{"name": "payloads", "mountPath": payloads.MOUNT_DIR}, *mounts],
+    }
+    if gpus is not None:
+        container["resources"] = {"limits": {names.GPU_RESOURCE: str(gpus)}}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -83,25 +122,17 @@ def job(run_id, level, image, worker, rank, gpu_counts, gpus=None, extra_env=Non
         "spec": {
             "backoffLimit": 0,
             "template": {
-                "metadata": {"labels": {**labels, "kindgpu.dev/worker": str(worker.number)}},
+                "metadata": {"labels": pod_labels},
                 "spec": {
                     "restartPolicy": "Never",
-                    "hostname": f"w{rank}",
+                    "hostname": hostname,
                     "subdomain": SERVICE,
-                    "nodeSelector": {"kubernetes.io/hostname": worker.node},
+                    "nodeSelector": {"kubernetes.io/hostname": node},
                     "tolerations": [{"key": names.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
                     # Payloads never call the API server: no token or service variables to make per pod.
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
-                    "containers": [{
-                        "name": "payload",
-                        "image": image,
-                        "imagePullPolicy": "IfNotPresent",
-                        "command": payloads.command(level),
-                        "env": [{"name": k, "value": v} for k, v in env.items()],
-                        "resources": {"limits": {names.GPU_RESOURCE: str(count)}},
-                        "volumeMounts": [{"name": "payloads", "mountPath": payloads.MOUNT_DIR}, *mounts],
-                    }],
+                    "containers": [container],
                     "volumes": [{"name": "payloads", "configMap": {"name": f"smoke-{run_id}"}}, *volumes],
                 },
             },
@@ -132,6 +163,9 @@ class Smoke:
         self.progress, self.timeout = progress, timeout
         self.run_id = uuidlib.uuid4().hex[:6]
         self.workers = plan.workers
+        # WorkerPlan.cpu_only is told by the GPUs, so older records (no cpuOnly) read the same.
+        self.gpu_workers = list(plan.gpu_workers)
+        self.cpu_workers = {cpu_key(i): w for i, w in enumerate((w for w in self.workers if w.cpu_only), 1)}
 
     def pods(self, selector):
         return self.kube.pods(NAMESPACE, selector)
@@ -149,29 +183,36 @@ class Smoke:
     def run(self):
         start = time.monotonic()
         image = image_for(self.plan, self.level)
-        self.load_image(image)
+        # CPU-only workers run the visibility payload at every level, in its (small) image.
+        cpu_image = image_for(self.plan, "visibility")
+        self.load_image(image, self.gpu_workers)
+        self.load_image(cpu_image, self.cpu_workers.values())
         self.ensure_namespace()
         try:
             for obj in support_objects(self.run_id, self.level):
                 self.replace_service(obj) if obj["kind"] == "Service" else self.create(obj)
-            counts = [len(w.gpus) for w in self.workers]
-            # Every worker's Job and the over-asking pod start at once; the latter waits for nothing.
+            counts = [len(w.gpus) for w in self.gpu_workers]
+            # Every worker's Job and the pods that must stay Pending start at once; the latter wait for nothing.
             extra_env = self.plan.spec["smoke"].get("env", {})
             jobs = [job(self.run_id, self.level, image, worker, rank, counts, extra_env=extra_env)
-                    for rank, worker in enumerate(self.workers)]
+                    for rank, worker in enumerate(self.gpu_workers)]
+            jobs += [j for key, w in self.cpu_workers.items()
+                     for j in cpu_jobs(self.run_id, cpu_image, w, key, extra_env=extra_env)]
             concurrently(self.create, [*jobs, self.overask_job(image)])
             logs, failure = self.wait_jobs()
-            limit = self.check_limit()
+            limit, *asks = concurrently(lambda check: self.check_pending(*check), self.pending_checks())
         finally:
             self.cleanup()
-        return self.verdict(logs, failure, limit, time.monotonic() - start)
+        return self.verdict(logs, failure, limit, dict(zip(self.cpu_workers, asks)), time.monotonic() - start)
 
-    def load_image(self, image):
+    def load_image(self, image, workers):
         """An image the host's Docker has goes into the workers that lack it: no registry needed."""
+        wanted = {w.node for w in workers}
+        if not wanted:
+            return
         client = nodes.docker_client()
-        wanted = {w.node for w in self.workers}
-        workers = [n for n in nodes.cluster_nodes(client, self.plan.name) if n.name in wanted]
-        images.preload(client, workers, image, self.progress)
+        found = [n for n in nodes.cluster_nodes(client, self.plan.name) if n.name in wanted]
+        images.preload(client, found, image, self.progress)
 
     def replace_service(self, obj):
         self.kube.delete("Service", SERVICE, NAMESPACE)
@@ -179,11 +220,11 @@ class Smoke:
 
     def wait_jobs(self):
         """Logs of every worker's pod; fail fast with a log tail when one fails."""
-        selector = f"{RUN_LABEL}={self.run_id},kindgpu.dev/worker"
+        selector = f"{RUN_LABEL}={self.run_id},{WORKER_LABEL},!{PENDING_LABEL}"
         expected = len(self.workers)
 
         def probe():
-            pods = [p for p in self.pods(selector) if not is_overask(p)]
+            pods = self.pods(selector)
             failed = [p for p in pods if p.status.phase == "Failed"]
             if failed:
                 return Seen(failed=f"pod {failed[0].metadata.name} failed:\n{self.log_tail(failed[0])}")
@@ -199,7 +240,7 @@ class Smoke:
                      hint="`kubectl -n kindgpu-smoke describe pods` shows why a pod does not start")
         except (WaitFailed, WaitTimeout) as err:
             failure = str(err)
-        pods = [p for p in self.pods(selector) if not is_overask(p)]
+        pods = self.pods(selector)
         node_names = [pod.spec.node_name or pod.spec.node_selector.get("kubernetes.io/hostname") for pod in pods]
         return dict(zip(node_names, concurrently(self.read_log, pods))), failure
 
@@ -216,7 +257,7 @@ class Smoke:
         return "\n".join(f"  | {line}" for line in text.splitlines()[-lines:])
 
     def overask_worker(self):
-        worker = max(self.workers, key=lambda w: len(w.gpus))
+        worker = max(self.gpu_workers, key=lambda w: len(w.gpus))
         return worker, len(worker.gpus) + 1
 
     def overask_job(self, image):
@@ -224,31 +265,36 @@ class Smoke:
         return job(self.run_id, "visibility", image, worker, 0, [asked], gpus=asked,
                    extra_env=self.plan.spec["smoke"].get("env", {}))
 
-    def check_limit(self):
-        """A pod asking one GPU more than the largest worker has must stay Pending."""
+    def pending_checks(self):
+        """(worker key, node, GPUs asked, GPUs it has): the over-ask pod first, then each CPU-only worker's."""
         worker, asked = self.overask_worker()
-        selector = f"{RUN_LABEL}={self.run_id},kindgpu.dev/worker={worker.number},job-name"
+        return [(str(worker.number), worker.node, asked, asked - 1),
+                *((key, w.node, 1, 0) for key, w in self.cpu_workers.items())]
+
+    def check_pending(self, key, node, asked, has):
+        """A pod asking `asked` GPUs of a worker that has fewer must stay Pending."""
+        selector = f"{RUN_LABEL}={self.run_id},{WORKER_LABEL}={key},{PENDING_LABEL}"
 
         def probe():
-            pods = [p for p in self.pods(selector) if is_overask(p)]
+            pods = self.pods(selector)
             if not pods:
                 return Seen(last="no pod yet")
             pod = pods[0]
             if pod.spec.node_name or pod.status.phase != "Pending":
-                return Seen(failed=f"a pod asking {asked} GPUs was scheduled on {pod.spec.node_name}, "
-                                   f"which has {asked - 1}: the GPU limit is not enforced")
+                return Seen(failed=f"a pod asking {asked} GPU(s) was scheduled on {pod.spec.node_name}, "
+                                   f"which has {has}: the GPU limit is not enforced")
             cond = next((c for c in pod.status.conditions or [] if c.type == "PodScheduled"), None)
             unschedulable = cond is not None and cond.reason == "Unschedulable"
             return Seen(done=unschedulable, last=cond.message if cond else "Pending, not yet considered")
 
         try:
-            seen = wait_for(probe, what="the over-asking pod to be refused", timeout=OVERASK_SECONDS,
-                            interval=0.5, progress=self.progress)
+            seen = wait_for(probe, what=f"the pod asking {asked} GPU(s) of {node} to be refused",
+                            timeout=OVERASK_SECONDS, interval=0.5, progress=self.progress)
             ok = names.GPU_RESOURCE in (seen.last or "")
-            return {"ok": ok, "node": worker.node, "asked": asked,
+            return {"ok": ok, "node": node, "asked": asked,
                     "message": f"stays Pending: {seen.last}" if ok else f"Pending for another reason: {seen.last}"}
         except (WaitFailed, WaitTimeout) as err:
-            return {"ok": False, "node": worker.node, "asked": asked, "message": str(err)}
+            return {"ok": False, "node": node, "asked": asked, "message": str(err)}
 
     def cleanup(self):
         selector = f"{RUN_LABEL}={self.run_id}"
@@ -256,26 +302,32 @@ class Smoke:
                                                          propagation_policy="Background")
         self.kube.core.delete_collection_namespaced_config_map(NAMESPACE, label_selector=selector)
 
-    def verdict(self, logs, failure, limit, seconds):
-        assignments = {w.node: [g.uuid for g in w.gpus] for w in self.workers}
-        cluster = judge.judge_cluster(self.level, logs, assignments)
+    def verdict(self, logs, failure, limit, asks, seconds):
+        """asks: CPU-only worker key -> the check of its pod asking for 1 GPU."""
+        assignments = {w.node: [g.uuid for g in w.gpus] for w in self.gpu_workers}
+        cpu_nodes = [w.node for w in self.cpu_workers.values()]
+        cluster = judge.judge_cluster(self.level, logs, assignments, cpu_only=cpu_nodes)
         rows = []
-        for w in self.workers:
+        for w in self.gpu_workers:
             v = cluster.workers[w.node]
             result, _ = judge.parse_result(logs.get(w.node) or "")
             rows.append({"node": w.node, "worker": w.number, "expected": assignments[w.node],
                          "seen": (result or {}).get("uuids") or [g.get("uuid") for g in (result or {}).get("gpus", [])
                                                                  if isinstance(g, dict)],
                          "ok": v.ok, "message": v.message})
-        ok = cluster.ok and limit.get("ok", False) and not failure
+        cpu_rows = []
+        for key, w in self.cpu_workers.items():
+            v = cluster.workers[w.node]
+            cpu_rows.append({"node": w.node, "expected": [], "seen": v.details.get("uuids", []),
+                             "ok": v.ok, "message": v.message, "gpuAsk": asks[key]})
+        ok = cluster.ok and limit.get("ok", False) and all(a.get("ok") for a in asks.values()) and not failure
         message = failure or cluster.message
         if not limit.get("ok"):
             message += f" | limit: {limit.get('message')}"
-        return Outcome(self.level, ok, message, rows, limit, seconds)
-
-
-def is_overask(pod):
-    return pod.metadata.labels.get("job-name", "").endswith("-overask")
+        for row in cpu_rows:
+            if not row["gpuAsk"].get("ok"):
+                message += f" | GPU asked of CPU-only {row['node']}: {row['gpuAsk'].get('message')}"
+        return Outcome(self.level, ok, message, rows, limit, seconds, cpu_rows)
 
 
 def waiting_reason(pod):
@@ -290,6 +342,10 @@ def junit_xml(outcome, cluster):
     """A JUnit report: one test case per worker, plus the limit check."""
     cases = [(f"{outcome.level}[{w['node']}]", w["ok"], w["message"]) for w in outcome.workers]
     cases.append(("gpu-limit-enforced", outcome.limit.get("ok", False), outcome.limit.get("message", "")))
+    for w in outcome.cpu_workers:
+        cases.append((f"cpu-only-sees-no-gpu[{w['node']}]", w["ok"], w["message"]))
+        cases.append((f"cpu-only-gpu-ask-pending[{w['node']}]", w["gpuAsk"].get("ok", False),
+                      w["gpuAsk"].get("message", "")))
     suite = ET.Element("testsuite", name=f"kindgpu-smoke-{cluster}", tests=str(len(cases)),
                        failures=str(sum(not ok for _, ok, _ in cases)), time=f"{outcome.seconds:.2f}")
     for name, ok, message in cases:
@@ -306,9 +362,15 @@ def show(outcome, cluster, as_json):
     console.table(f"Smoke ({outcome.level}) on {cluster}: {'PASS' if outcome.ok else 'FAIL'}",
                   ["worker", "node", "expected GPUs", "seen GPUs", "result"],
                   [(w["worker"], w["node"], "\n".join(w["expected"]), "\n".join(u for u in w["seen"] if u),
-                    "pass" if w["ok"] else w["message"]) for w in outcome.workers])
+                    "pass" if w["ok"] else w["message"]) for w in outcome.workers]
+                  + [("cpu-only", w["node"], "(none)", "\n".join(w["seen"]) or "(none)",
+                      "pass" if w["ok"] else w["message"]) for w in outcome.cpu_workers])
     print(f"GPU limit: {'enforced' if outcome.limit.get('ok') else 'NOT enforced'} "
           f"({outcome.limit.get('message', '')})")
+    for w in outcome.cpu_workers:
+        ask = w["gpuAsk"]
+        print(f"GPU asked of CPU-only {w['node']}: {'Pending' if ask.get('ok') else 'NOT refused'} "
+              f"({ask.get('message', '')})")
     if not outcome.ok:
         print(outcome.message)
 

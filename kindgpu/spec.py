@@ -1,7 +1,9 @@
 """The cluster spec: defaults < spec file < environment < task flags, then validation.
 
-Validation reports every problem at once, each naming its field: first what the JSON
-Schema finds, then the checks it cannot express (GPU sets, the host inventory, labels).
+Validation comes in two rounds. resolve() reports, all at once, every problem that needs no
+host: the JSON Schema, then what it cannot express (node labels as kubelet checks them, the API
+server's address). Only a spec that passes is checked against the host's GPUs (plan.make_plan).
+Each problem names its field as data (errors.Problem).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import copy
 import difflib
 import hashlib
+import ipaddress
 import json
 import os
 import re
@@ -16,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 
-from .errors import SpecError
+from .errors import Problem, SpecError
 from .names import API_VERSION, LABEL_GPU_IDS, LABEL_GPU_PRESENT, LABEL_GPU_WORKER, SPEC_KIND
 
 # yaml and jsonschema are imported where used: listing the tasks must not pay for them.
@@ -26,8 +29,6 @@ SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "cluster.schema.json
 # Environment variables users of the original setup.sh already know, and kindgpu's own.
 ENV_FIELDS = {"CLUSTER_NAME": "name", "KINDGPU_NODE_IMAGE": "nodeImage"}
 
-LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
-LABEL_PREFIX = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
 RESERVED_LABELS = (LABEL_GPU_WORKER, LABEL_GPU_IDS, LABEL_GPU_PRESENT)
 RESERVED_LABEL_PREFIX = "kindgpu.dev/"
 
@@ -58,40 +59,42 @@ def fill_object_defaults(doc: dict) -> dict:
     return doc
 
 
-def load_file(path: str | Path) -> dict:
-    """Read a spec file; a file that is not YAML mapping is reported like any spec problem."""
+def load_file(path: str | Path) -> tuple[dict, list[Problem]]:
+    """Read a spec file: (doc, problems). A file that cannot be read at all stops here."""
     import yaml
 
     path = Path(path)
     try:
         doc = yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise SpecError([f"--config: file {path} does not exist (see configs/ for examples)"])
+        raise SpecError([Problem("--config", f"file {path} does not exist", "see configs/ for examples")])
     except yaml.YAMLError as err:
-        raise SpecError([f"{path}: not valid YAML: {err}"])
+        raise SpecError([Problem("--config", f"{path} is not valid YAML: {err}")])
     if not isinstance(doc, dict):
-        raise SpecError([f"{path}: must be a YAML mapping with apiVersion: {API_VERSION}"])
-    missing = [f"{key}: required in a spec file; add `{key}: {value}`"
+        raise SpecError([Problem("--config", f"{path} is not a YAML mapping",
+                                 f"start it with `apiVersion: {API_VERSION}` and `kind: {SPEC_KIND}`")])
+    # The defaults would fill these in: a file must say what it is.
+    missing = [Problem(key, "required in a spec file", f"add `{key}: {value}`")
                for key, value in (("apiVersion", API_VERSION), ("kind", SPEC_KIND)) if key not in doc]
-    if missing:
-        raise SpecError(missing)
-    return doc
+    return doc, missing
 
 
 def resolve(config_file: str | Path | None = None, env: Mapping[str, str] | None = None,
             flags: dict | None = None) -> dict:
-    """Merge the layers, lowest first. flags holds only what the user passed (None = unset)."""
+    """Merge the layers, lowest first, and check everything that needs no host.
+
+    flags holds only what the user passed (None = unset). Raises SpecError with every
+    problem found; the GPUs are checked against the host later, by plan.make_plan.
+    """
     env = os.environ if env is None else env
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     doc = defaults()
-    problems = []
+    found = []
     if config_file:
-        file_doc = load_file(config_file)
+        file_doc, found = load_file(config_file)
         if isinstance(file_doc.get("workers"), list) and "gpusPerWorker" in flags and "workers" not in flags:
-            problems.append(
-                f"gpusPerWorker: --gpus needs a worker count, but {config_file} lists its workers; "
-                "pass --workers too, or edit the list"
-            )
+            found.append(Problem("--gpus", f"needs a worker count, but {config_file} lists its workers",
+                                 "pass --workers too, or edit the list"))
         doc.update(file_doc)
     for var, field in ENV_FIELDS.items():
         if env.get(var):
@@ -100,9 +103,11 @@ def resolve(config_file: str | Path | None = None, env: Mapping[str, str] | None
     doc.update(flags)
     if simulate is not None:
         doc["simulate"] = {**(doc.get("simulate") or {}), "gpus": simulate}
-    if problems:
-        raise SpecError(problems)
-    return fill_object_defaults(doc)
+    doc = fill_object_defaults(doc)
+    found += problems(doc)
+    if found:
+        raise SpecError(found)
+    return doc
 
 
 def spec_hash(doc: dict) -> str:
@@ -119,18 +124,18 @@ def field_path(parts: Iterable[str | int]) -> str:
     return out or "(spec)"
 
 
-def schema_problems(doc: dict) -> list[str]:
+def schema_problems(doc: dict) -> list[Problem]:
     from jsonschema import Draft202012Validator
 
     validator = Draft202012Validator(schema())
-    problems = []
+    found = []
     for error in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
-        problems.extend(describe(error))
-    return problems
+        found.extend(describe(error))
+    return found
 
 
-def describe(error) -> list[str]:
-    """One line per real problem, descending into oneOf/anyOf to the branch the user meant."""
+def describe(error) -> list[Problem]:
+    """Problems for one schema error, descending into oneOf/anyOf to the branch the user meant."""
     if error.validator in ("oneOf", "anyOf") and error.context:
         branches = {}
         for sub in error.context:
@@ -141,56 +146,158 @@ def describe(error) -> list[str]:
             if not any(e.validator in ("type", "const") and not e.relative_path for e in errs)
         ]
         if len(meant) == 1:
-            return [line for sub in meant[0] for line in describe(sub)]
-        return [f"{field_path(error.absolute_path)}: {error.instance!r} is not valid: "
-                f"{error.schema.get('description', error.message)}"]
+            return [p for sub in meant[0] for p in describe(sub)]
+        return [Problem(field_path(error.absolute_path),
+                        f"{error.instance!r} is not valid: {error.schema.get('description', error.message)}")]
     path = field_path(error.absolute_path)
     if error.validator == "additionalProperties":
         allowed = list(error.schema.get("properties", {}))
-        lines = []
+        found = []
         for key in sorted(set(error.instance) - set(allowed)):
             hint = difflib.get_close_matches(key, allowed, n=1)
             fix = f"did you mean '{hint[0]}'?" if hint else f"allowed: {', '.join(allowed)}"
-            lines.append(f"{field_path([*error.absolute_path, key])}: unknown field; {fix}")
-        return lines
+            found.append(Problem(field_path([*error.absolute_path, key]), "unknown field", fix))
+        return found
+    if error.validator == "const":
+        return [Problem(path, f"{error.instance!r} is not supported", f"use `{path}: {error.validator_value}`")]
     if error.validator == "pattern" and error.schema.get("description"):
-        return [f"{path}: {error.instance!r} is not allowed: {error.schema['description']}"]
-    return [f"{path}: {error.message}"]
+        return [Problem(path, f"{error.instance!r} is not allowed: {error.schema['description']}")]
+    return [Problem(path, error.message)]
 
 
-def label_problems(labels, where: str) -> list[str]:
-    problems = []
+# Node labels reach kubelet as --node-labels; it refuses the whole set (and `kind create cluster`
+# fails half-way) unless each passes its checks, so kindgpu checks the same rules up front.
+# Syntax: apimachinery's IsQualifiedName / IsValidLabelValue
+# (staging/src/k8s.io/apimachinery/pkg/util/validation/validation.go).
+QUALIFIED_NAME = r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+LABEL_VALUE = rf"({QUALIFIED_NAME})?"
+DNS1123_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+NAME_MAX, VALUE_MAX, PREFIX_MAX = 63, 63, 253
+# Namespaces: kubelet's ValidateKubeletFlags (cmd/kubelet/app/options/options.go) refuses keys in
+# [*.]kubernetes.io/ and [*.]k8s.io/ unless IsKubeletLabel allows them
+# (staging/src/k8s.io/kubelet/pkg/apis/well_known_labels.go): these keys, or these namespaces.
+KUBELET_LABELS = (
+    "kubernetes.io/hostname", "topology.kubernetes.io/zone", "topology.kubernetes.io/region",
+    "failure-domain.beta.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/region",
+    "beta.kubernetes.io/instance-type", "node.kubernetes.io/instance-type",
+    "kubernetes.io/os", "kubernetes.io/arch", "beta.kubernetes.io/os", "beta.kubernetes.io/arch",
+)
+KUBELET_LABEL_NAMESPACES = ("kubelet.kubernetes.io", "node.kubernetes.io")
+
+
+def in_namespace(namespace: str, domains: Iterable[str]) -> bool:
+    return any(namespace == d or namespace.endswith("." + d) for d in domains)
+
+
+def kubelet_refuses(key: str) -> bool:
+    """Kubelet's rule: a kubernetes.io or k8s.io key that is not one kubelet may set itself."""
+    namespace = key.split("/", 1)[0] if "/" in key else ""
+    return (in_namespace(namespace, ("kubernetes.io", "k8s.io")) and key not in KUBELET_LABELS
+            and not in_namespace(namespace, KUBELET_LABEL_NAMESPACES))
+
+
+def label_key_problem(key: str) -> str | None:
+    """What is wrong with a label key, as kubelet would say it; None when it is legal."""
+    parts = key.split("/")
+    if len(parts) > 2:
+        return "not a legal label key: at most one '/', between a prefix and a name"
+    name = parts[-1]
+    if len(parts) == 2:
+        prefix = parts[0]
+        if not prefix:
+            return "not a legal label key: the prefix before '/' is empty"
+        if len(prefix) > PREFIX_MAX or not re.fullmatch(DNS1123_SUBDOMAIN, prefix):
+            return (f"prefix {prefix!r} is not a DNS subdomain: lowercase letters, digits, '-' and '.', "
+                    f"starting and ending with a letter or digit, at most {PREFIX_MAX} characters")
+    if not name:
+        return "not a legal label key: the name is empty"
+    if len(name) > NAME_MAX:
+        return f"name {name!r} is {len(name)} characters long; at most {NAME_MAX}"
+    if not re.fullmatch(QUALIFIED_NAME, name):
+        return (f"name {name!r} is not legal: letters, digits, '-', '_', '.', starting and ending "
+                "with a letter or digit")
+    return None
+
+
+def label_problems(labels, where: str) -> list[Problem]:
+    found = []
     if not isinstance(labels, dict):
-        return problems
+        return found
     for key, value in labels.items():
         path = f"{where}.{key}"
-        prefix, _, name = key.rpartition("/")
+        bad_key = label_key_problem(key)
         if key in RESERVED_LABELS or key.startswith(RESERVED_LABEL_PREFIX):
-            problems.append(f"{path}: label is set by kindgpu; choose another key")
-        elif not re.fullmatch(LABEL_NAME, name) or len(name) > 63 or (
-            prefix and (len(prefix) > 253 or not re.fullmatch(LABEL_PREFIX, prefix))
-        ):
-            problems.append(
-                f"{path}: not a legal label key: [prefix/]name, name at most 63 characters of "
-                "letters, digits, '-', '_', '.', starting and ending with a letter or digit"
-            )
+            found.append(Problem(path, "label is set by kindgpu", "choose another key"))
+        elif bad_key:
+            found.append(Problem(path, bad_key))
+        elif kubelet_refuses(key):
+            found.append(Problem(
+                path, "kubelet refuses keys in the kubernetes.io and k8s.io namespaces other than "
+                      "its own well-known labels",
+                f"use a prefix of your own (e.g. example.com/{key.rpartition('/')[2]}), or a key kubelet "
+                f"allows: under {' or '.join(f'[*.]{n}/' for n in KUBELET_LABEL_NAMESPACES)}, or one of "
+                f"{', '.join(KUBELET_LABELS)}"))
         if not isinstance(value, str):
             continue
         if "," in value:
-            problems.append(
-                f"{path}: label value {value!r} holds a comma, which Kubernetes forbids; "
-                f"use '_' or '.' instead (e.g. {value.replace(',', '_')!r})"
-            )
-        elif value and (len(value) > 63 or not re.fullmatch(LABEL_NAME, value)):
-            problems.append(
-                f"{path}: label value {value!r} is not legal: at most 63 characters of letters, "
-                "digits, '-', '_', '.', starting and ending with a letter or digit"
-            )
-    return problems
+            found.append(Problem(path, f"label value {value!r} holds a comma, which Kubernetes forbids",
+                                 f"use '_' or '.' instead (e.g. {value.replace(',', '_')!r})"))
+        elif len(value) > VALUE_MAX:
+            found.append(Problem(path, f"label value is {len(value)} characters long; at most {VALUE_MAX}"))
+        elif not re.fullmatch(LABEL_VALUE, value):
+            found.append(Problem(path, f"label value {value!r} is not legal: letters, digits, '-', '_', "
+                                       "'.', starting and ending with a letter or digit"))
+    return found
 
 
-def problems(doc: dict) -> list[str]:
-    """What the schema finds, then the label rules it cannot express. GPU checks live in plan."""
+def is_loopback(address: str) -> bool:
+    """True for a loopback IP address (127.0.0.0/8, ::1): reachable from this host only."""
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except (TypeError, ValueError):
+        return False
+
+
+def remote_api_address(doc: dict) -> str | None:
+    """The API server's address when it is not loopback; None when it is (or is not set)."""
+    api = doc.get("apiServer")
+    address = api.get("address") if isinstance(api, dict) else None
+    return address if isinstance(address, str) and not is_loopback(address) else None
+
+
+def api_server_problems(doc: dict) -> list[Problem]:
+    """A non-loopback address opens the cluster's admin API to the network: only when asked."""
+    api = doc.get("apiServer")
+    if not isinstance(api, dict) or not isinstance(api.get("address"), str):
+        return []  # the schema says what is wrong
+    try:
+        ipaddress.ip_address(api["address"])
+    except ValueError:
+        # Docker publishes ports on IP addresses only; kind would fail at `docker run`.
+        return [Problem("apiServer.address", f"{api['address']!r} is not an IP address", "use 127.0.0.1")]
+    if remote_api_address(doc) and api.get("allowRemoteAPI") is not True:
+        return [Problem(
+            "apiServer.address",
+            f"{api['address']} is not a loopback address: the cluster's admin API would be open to "
+            "the network, and anyone who can reach this host could try a credential against it",
+            "use 127.0.0.1; if other machines must reach the API, also set apiServer.allowRemoteAPI: true")]
+    return []
+
+
+def warnings(doc: dict) -> list[Problem]:
+    """What a valid spec still asks for at the user's risk; printed by config and up."""
+    address = remote_api_address(doc)
+    if not address:
+        return []
+    port = doc["apiServer"].get("port") or "a random port"
+    return [Problem("apiServer.address",
+                    f"the cluster's admin API listens on {address} (port {port}), open to the network "
+                    "(apiServer.allowRemoteAPI: true)",
+                    "use apiServer.address: 127.0.0.1 unless other machines must reach the API")]
+
+
+def problems(doc: dict) -> list[Problem]:
+    """Everything wrong with the spec that needs no host: the schema, labels, apiServer."""
     found = schema_problems(doc)
     found += label_problems(doc.get("labels"), "labels")
     workers = doc.get("workers")
@@ -198,4 +305,17 @@ def problems(doc: dict) -> list[str]:
         for i, worker in enumerate(workers):
             if isinstance(worker, dict):
                 found += label_problems(worker.get("labels"), f"workers[{i}].labels")
+        listed = [w.get("gpus") for w in workers if isinstance(w, dict)]
+        # A cluster of CPU-only workers has nothing for the device plugin or smoke to do.
+        if listed and len(listed) == len(workers) and all(g == [] for g in listed):
+            found.append(Problem("workers", "every worker has `gpus: []`",
+                                 "give at least one worker a GPU"))
+    found += api_server_problems(doc)
     return found
+
+
+def check(doc: dict) -> None:
+    """Raise SpecError listing every problem that needs no host (see problems)."""
+    found = problems(doc)
+    if found:
+        raise SpecError(found)

@@ -32,14 +32,24 @@ def user_errors(fn):
 
     @wraps(fn)
     def wrapper(*args, **kwargs):
-        from kindgpu.errors import KindgpuError
+        from kindgpu.errors import KindgpuError, user_text
 
         try:
             return fn(*args, **kwargs)
         except KindgpuError as err:
-            raise Exit(f"ERROR: {err}", code=err.exit_code)
+            raise Exit(user_text(err), code=err.exit_code)
 
     return wrapper
+
+
+def warn_about(doc):
+    """What the spec asks for at the user's risk, on stderr: the warning, then the fix."""
+    import sys
+
+    from kindgpu import spec
+
+    for w in spec.warnings(doc):
+        print(f"WARNING: {w.field}: {w.message}\nfix: {w.fix}", file=sys.stderr)
 
 
 def cluster_name(config, name):
@@ -57,6 +67,7 @@ def config(c, config=None, name=None, workers=None, gpus=None, simulate=None, no
 
     plan = flags.plan_from_flags(config, name=name, workers=workers, gpus=gpus,
                                  simulate=simulate, node_image=node_image)
+    warn_about(plan.spec)
     config_cmd.run(plan, dry_run=dry_run, as_json=json)
 
 
@@ -74,8 +85,9 @@ def preflight(c, config=None, name=None, workers=None, gpus=None, simulate=None,
     code = checks.main(
         workers=len(listed) if listed else doc["workers"],
         gpus=max(len(w.get("gpus", [])) for w in listed) if listed else doc["gpusPerWorker"],
+        gpus_total=sum(len(w.get("gpus", [])) for w in listed) if listed else None,
         cluster_name=doc["name"], simulate=(doc.get("simulate") or {}).get("gpus"),
-        as_json=json, fix=fix, node_image=doc["nodeImage"])
+        api_address=doc["apiServer"]["address"], as_json=json, fix=fix, node_image=doc["nodeImage"])
     if code:
         raise Exit(code=code)
 
@@ -85,8 +97,10 @@ def bring_up(until, *, config, name, workers, gpus, simulate, node_image, dry_ru
     from kindgpu import cluster, flags
     from kindgpu.report import Reporter
 
+    flags.parse(workers=workers, gpus=gpus, simulate=simulate, force=force, until=until)
     plan = flags.plan_from_flags(config, name=name, workers=workers, gpus=gpus,
                                  simulate=simulate, node_image=node_image)
+    warn_about(plan.spec)
     reporter = Reporter()
     cluster.up(plan, reporter, force=tuple(force or ()), until=until, dry_run=dry_run, recreate=recreate)
     if not dry_run:
@@ -142,13 +156,15 @@ def status(c, config=None, name=None, json=False):
             "json": "print the result as JSON", "junit": "where to write the JUnit XML report",
             "timeout": "seconds to wait for the Jobs (default 300)"})
 @user_errors
-def smoke(c, config=None, name=None, level=DEFAULT_LEVEL, json=False, junit=None, timeout=300):
+def smoke(c, config=None, name=None, level=DEFAULT_LEVEL, json=False, junit=None, timeout=None):
     """Run GPU Jobs on every worker; pass only if each sees exactly its own GPUs."""
-    from kindgpu import smoke as smoke_test
+    from kindgpu import flags, smoke as smoke_test
     from kindgpu.report import Reporter
 
+    # timeout defaults to None, not 300: invoke would parse `--timeout x` itself, with a traceback.
+    checked = flags.parse(level=level, timeout=timeout)
     smoke_test.smoke(cluster_name(config, name), level, Reporter(quiet=json), junit=junit, as_json=json,
-                     timeout=int(timeout))
+                     timeout=checked["timeout"] or flags.SMOKE_TIMEOUT)
 
 
 # A step with a task of its own already (preflight, config) keeps it; every other step becomes one.

@@ -12,10 +12,10 @@ from kindgpu import deviceplugin, diagnostics, spec
 TESTDATA = Path(__file__).parent / "testdata"
 
 
-def daemonset(nvml="/usr/lib/x86_64-linux-gnu", **plugin):
+def daemonset(nvml="/usr/lib/x86_64-linux-gnu", bin_dir="/usr/bin", **plugin):
     doc = spec.resolve(env={}, flags={})
     doc["devicePlugin"].update(plugin)
-    return deviceplugin.nvidia_daemonset(doc, nvml)
+    return deviceplugin.nvidia_daemonset(doc, deviceplugin.DriverLayout(nvml, bin_dir))
 
 
 def container_of(ds):

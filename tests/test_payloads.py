@@ -365,6 +365,8 @@ case "$FAKE" in
   dup) printf '%s\\n%s\\n' {u0} {u0} ;;
   broken) echo "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver."; exit 9 ;;
   garbled) echo 'No devices were found' ;;
+  nodev) echo 'No devices were found'; exit 6 ;;
+  none) ;;
 esac
 """
 
@@ -429,3 +431,112 @@ def test_judge_is_stdlib_only():
     imports = set(re.findall(r"^(?:from|import) ([a-z_]+)", source, flags=re.M))
     assert imports <= {"__future__", "json", "math", "re", "dataclasses", "shlex", "pathlib"}
     assert shutil.which("sh")
+
+
+# ---------------------------------------------------------------- CPU-only workers: no GPU expected
+
+NO_GPU = Path(__file__).parent / "testdata" / "payloads" / "cpu-only"
+HOST_NO_GPU = (NO_GPU / "visibility-host-no-gpu.log").read_text()
+
+
+def test_cpu_only_recorded_output_passes_only_when_no_gpu_is_expected():
+    v = judge.judge_visibility(HOST_NO_GPU, [], W2, expect_none=True)
+    assert v.ok, v.message
+    assert v.details == {"expected": [], "uuids": [], "nvidia_smi": "absent"}
+    assert judge.judge("visibility", HOST_NO_GPU, expect_none=True).ok
+    # The same output from a GPU worker is a failure: it was given a GPU and sees none.
+    assert not judge.judge_visibility(HOST_NO_GPU, [UUID0]).ok
+
+
+@pytest.mark.parametrize("change,why", [
+    (dict(uuids=[UUID0], count=1), "1 GPU(s) visible on a CPU-only worker"),
+    (dict(devices=["/dev/nvidia0"]), "GPU device node(s) in the pod: /dev/nvidia0"),
+    (dict(rc=9), "nvidia-smi exited 9: cannot tell"),
+    (dict(rc=6), "nvidia-smi exited 6"),  # exit 6 without nvidia-smi's "No devices were found"
+    (dict(bad_lines=1), "not GPU UUIDs"),
+    (dict(expect_none=False), "did not run with KINDGPU_EXPECT_NONE=1"),
+    (dict(devices=None), "does not list the pod's GPU device nodes"),
+    (dict(ok=False, error="sees 1 GPU(s), expected none"), "payload reported failure"),
+])
+def test_cpu_only_doctored_output_fails(change, why):
+    v = judge.judge_visibility(edit_result(HOST_NO_GPU, **change), [], W2, expect_none=True)
+    assert not v.ok and why in v.message, v.message
+
+
+def test_cluster_with_a_cpu_only_worker():
+    logs = {W1: log(f"visibility-{W1}"), "cpu": HOST_NO_GPU}
+    cv = judge.judge_cluster("visibility", logs, {W1: [UUID0]}, cpu_only=["cpu"])
+    assert cv.ok, cv.message
+    assert "(1 CPU-only, seeing no GPU)" in cv.message
+    # The CPU-only worker's pod sees worker 1's GPU: its verdict fails and the run names the GPU.
+    logs["cpu"] = log(f"visibility-{W1}")
+    cv = judge.judge_cluster("visibility", logs, {W1: [UUID0]}, cpu_only=["cpu"])
+    assert not cv.ok and not cv.workers["cpu"].ok and cv.workers[W1].ok
+    assert cv.details["shared_gpus"] == {UUID0: ["cpu", W1]}
+    # No log from the CPU-only worker fails the run, at any level.
+    cv = judge.judge_cluster("compute", {W1: log(f"compute-{W1}")}, {W1: [UUID0]}, cpu_only=["cpu"])
+    assert cv.workers[W1].ok and not cv.ok and "no pod log" in cv.workers["cpu"].message
+
+
+def minimal_path(tmp_path):
+    """A PATH holding only the tools the payload uses: no nvidia-smi, whatever the host has."""
+    bindir = tmp_path / "minbin"
+    bindir.mkdir()
+    for tool in ("sh", "tr", "sed", "sort", "uniq"):
+        (bindir / tool).symlink_to(shutil.which(tool))
+    return str(bindir)
+
+
+def run_none(tmp_path, fake=None, devices=(), **env_extra):
+    """The visibility payload as a CPU-only worker's pod runs it; fake: an nvidia-smi mode, or none
+    at all; devices: the GPU device nodes in its /dev (links to /dev/null, a character device)."""
+    path = minimal_path(tmp_path)
+    if fake:
+        smi = Path(path) / "nvidia-smi"
+        smi.write_text(FAKE_SMI.format(u0=UUID0))
+        smi.chmod(0o755)
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    (dev / "nvidiactl").symlink_to("/dev/null")  # not a GPU: stays out of the count
+    for name in devices:
+        (dev / name).symlink_to("/dev/null")
+    env = {"PATH": path, "FAKE": fake or "", "KINDGPU_DEV_DIR": str(dev),
+           **payloads.visibility_env(W2, expect_none=True), **env_extra}
+    script = payloads.payload_files()["visibility.sh"]
+    proc = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, timeout=30)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("fake,how", [(None, "absent"), ("nodev", "no devices"), ("none", "listed none")])
+def test_visibility_script_without_a_gpu_passes_when_none_is_expected(tmp_path, fake, how):
+    rc, out = run_none(tmp_path, fake)
+    assert rc == 0, out
+    v = judge.judge_visibility(out, [], W2, expect_none=True)
+    assert v.ok, v.message
+    assert v.details["nvidia_smi"] == how
+
+
+@pytest.mark.parametrize("fake,why", [
+    ("one", "1 GPU(s) visible on a CPU-only worker"),
+    ("broken", "nvidia-smi exited 9"),
+    ("garbled", "not GPU UUIDs"),
+])
+def test_visibility_script_fails_when_a_cpu_only_pod_may_see_a_gpu(tmp_path, fake, why):
+    rc, out = run_none(tmp_path, fake)
+    assert rc == 1, out
+    v = judge.judge_visibility(out, [], W2, expect_none=True)
+    assert not v.ok and why in v.message, v.message
+
+
+def test_visibility_script_fails_a_cpu_only_pod_holding_a_gpu_device_node(tmp_path):
+    rc, out = run_none(tmp_path, None, devices=["nvidia3"])
+    assert rc == 1, out
+    v = judge.judge_visibility(out, [], W2, expect_none=True)
+    assert not v.ok and f"GPU device node(s) in the pod: {tmp_path}/dev/nvidia3" in v.message, v.message
+
+
+def test_visibility_script_refuses_expecting_none_and_uuids_at_once(tmp_path):
+    rc, out = run_none(tmp_path, None, KINDGPU_EXPECTED_UUIDS=UUID0)
+    assert rc == 1 and "contradicts KINDGPU_EXPECTED_UUIDS" in out
+    with pytest.raises(ValueError):
+        payloads.visibility_env(W2, [UUID0], expect_none=True)

@@ -153,6 +153,14 @@ def test_gpu_capacity_simulated_suggests_enough_simulated_gpus():
     assert host.gpu_capacity_check(again, again.simulate).status is Status.PASS
 
 
+def test_gpu_capacity_of_a_worker_list_counts_its_gpus_not_workers_times_the_largest():
+    # [{gpus: [0, 1, 2, 3]}, {gpus: []}]: 4 GPUs over 2 workers, not 2 × 4.
+    c = host.gpu_capacity_check(Request(workers=2, gpus=4, gpus_total=4), 4)
+    assert c.status is Status.PASS and "4 GPU(s) over 2 listed worker(s)" in c.found
+    c = host.gpu_capacity_check(Request(workers=2, gpus=4, gpus_total=5), 4)
+    assert c.status is Status.FAIL and "1 short" in c.found
+
+
 def test_gpu_capacity_skips_without_inventory():
     assert host.gpu_capacity_check(Request(), None).status is Status.SKIP
 
@@ -160,10 +168,10 @@ def test_gpu_capacity_skips_without_inventory():
 def test_invalid_request():
     with pytest.raises(SpecError) as e:
         Request(workers=0, gpus=-1, simulate=0)
-    assert len(e.value.problems) == 3
+    assert [p.field for p in e.value.problems] == ["--workers", "--gpus", "--simulate"]
     err = io.StringIO()
     assert main(workers=0, as_json=True, out=err) == 2
-    assert "--workers must be at least 1" in err.getvalue()
+    assert "  - --workers: must be at least 1 (got 0)" in err.getvalue()
 
 
 def test_overall():
@@ -190,6 +198,7 @@ def test_main_json_and_exit_code_without_docker(tmp_path):
     assert "No such file" in checks["docker"]["found"]
     assert checks["cluster-name"]["status"] == "SKIP"
     assert checks["gpu-capacity"]["status"] == "PASS"
+    assert checks["api-server"]["status"] == "PASS"  # loopback unless the spec says otherwise
     assert doc["inventory"]["simulated"] is True and len(doc["inventory"]["gpus"]) == 2
     assert doc["request"] == {"cluster_name": "kindgpu", "workers": 2, "gpus_per_worker": 1,
                               "simulate": 2}
@@ -209,3 +218,11 @@ def test_table_output_lists_every_check_and_the_fixes(tmp_path):
     assert "    sudo systemctl start docker\n" in text  # a command on a line of its own
     assert "    invoke up --workers 2 --gpus 4 --simulate 8\n" in text
     assert text.rstrip().splitlines()[-1].startswith("FAIL:")
+
+
+@pytest.mark.parametrize("address, status", [("127.0.0.1", Status.PASS), ("::1", Status.PASS),
+                                             ("0.0.0.0", Status.WARN), ("10.0.0.7", Status.WARN)])
+def test_api_server_address_off_loopback_is_a_warning(address, status):
+    c = host.api_server_check(Request(api_address=address))
+    assert c.status is status and c.found.startswith(address)
+    assert ("open to the network" in c.found) == (status is Status.WARN)

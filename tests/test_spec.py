@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from kindgpu import inventory, plan, render, spec
-from kindgpu.errors import SpecError
+from kindgpu.errors import Problem, SpecError
 from paths import REPO, TESTDATA
 
 SPECS = TESTDATA / "specs"
@@ -38,9 +38,9 @@ def test_valid_specs_plan_on_the_h200_host(path, h200_inventory, state_dir):
 def test_invalid_specs_name_every_field(path, h200_inventory, state_dir):
     with pytest.raises(SpecError) as caught:
         make(path, inv=h200_inventory)
-    reported = [p.split(": ", 1)[0] for p in caught.value.problems]
+    reported = [p.field for p in caught.value.problems]
     assert reported == expected_paths(path) or sorted(reported) == sorted(expected_paths(path)), (
-        "\n".join(caught.value.problems)
+        str(caught.value)
     )
     assert caught.value.exit_code == 2
 
@@ -59,8 +59,10 @@ def test_precedence_defaults_file_env_flags(tmp_path, state_dir):
 
 
 def test_gpus_flag_with_a_worker_list_is_refused(state_dir):
-    with pytest.raises(SpecError, match="gpusPerWorker: --gpus needs a worker count"):
+    with pytest.raises(SpecError) as caught:
         spec.resolve(REPO / "configs" / "uneven.yaml", env={}, flags={"gpusPerWorker": 2})
+    [problem] = caught.value.problems
+    assert problem.field == "--gpus" and "needs a worker count" in problem.message
 
 
 def test_simulated_8x1_gets_8_distinct_gpus(state_dir):
@@ -118,10 +120,51 @@ def test_every_node_carries_the_owner_mount(state_dir):
                 "readOnly": True} in node["extraMounts"]
 
 
+def test_cpu_only_worker_gets_no_gpu_labels_and_keeps_gpu_worker_numbering(state_dir):
+    p = make(REPO / "configs" / "cpu-worker.yaml", simulate=8)
+    first, cpu, last = p.workers
+    # kind names every worker in config order; gpu-worker counts the GPU workers only.
+    assert [w.node for w in p.workers] == ["gpu-cluster-worker", "gpu-cluster-worker2", "gpu-cluster-worker3"]
+    assert (first.number, cpu.number, last.number) == (1, None, 2)
+    assert cpu.cpu_only and cpu.gpus == () and not first.cpu_only
+    assert cpu.labels == {"pool": "cpu", "kindgpu.dev/cpu-only": "true", "kindgpu.dev/cluster": "gpu-cluster"}
+    assert last.labels["gpu-worker"] == "2" and last.labels["gpu-ids"] == "4_5_6_7"
+    assert last.labels["team"] == "ml-infra" and "kindgpu.dev/cpu-only" not in last.labels
+    assert p.gpu_workers == (first, last)
+    doc = p.to_dict()["workers"][1]
+    assert (doc["number"], doc["cpuOnly"], doc["gpus"]) == (None, True, [])
+
+
+def test_cpu_only_worker_node_gets_no_gpu_mounts_in_either_mode(h200_inventory, state_dir):
+    owner = {"hostPath": str(state_dir / "mixed" / "node"), "containerPath": "/etc/kindgpu", "readOnly": True}
+    real = render.kind_config(make(SPECS / "valid" / "cpu-worker.yaml", inv=h200_inventory))
+    gpu, cpu, gpu2 = real["nodes"][1:]
+    assert cpu["extraMounts"] == [owner]  # no /dev/null per GPU, no nvidia-ctk hook
+    assert cpu["labels"] == {"kindgpu.dev/cluster": "mixed", "kindgpu.dev/cpu-only": "true", "pool": "cpu"}
+    assert {"hostPath": "/usr/bin/nvidia-ctk", "containerPath": "/usr/bin/nvidia-ctk", "readOnly": True} \
+        in gpu["extraMounts"]
+    assert gpu2["labels"]["gpu-worker"] == "2" and gpu2["labels"]["gpu-ids"] == "0"
+    sim = render.kind_config(make(REPO / "configs" / "cpu-worker.yaml", simulate=8))
+    assert sim["nodes"][2]["extraMounts"] == [{**owner, "hostPath": str(state_dir / "gpu-cluster" / "node")}]
+    assert sum(m["containerPath"].startswith("/var/run/kindgpu/sim-gpus/") for m in sim["nodes"][3]["extraMounts"]) == 4
+
+
+def test_a_cluster_needs_one_gpu_worker_and_the_number_form_stays_gpu_workers(state_dir):
+    with pytest.raises(SpecError) as caught:
+        make(SPECS / "invalid" / "all-cpu.yaml", simulate=2)
+    assert caught.value.problems == [
+        Problem("workers", "every worker has `gpus: []`", "give at least one worker a GPU")]
+    with pytest.raises(SpecError, match="workers"):
+        make(workers=0, simulate=2)
+    assert all(w.gpus for w in make(workers=2, gpusPerWorker=1, simulate=2).workers)
+
+
 GOLDEN_CASES = {
     "default-simulated": dict(simulate=8),
     "uneven-simulated": dict(path=REPO / "configs" / "uneven.yaml", simulate=8),
     "h200-uuids": dict(path=SPECS / "valid" / "uuids.yaml", h200=True),
+    "cpu-worker-simulated": dict(path=REPO / "configs" / "cpu-worker.yaml", simulate=8),
+    "h200-cpu-worker": dict(path=SPECS / "valid" / "cpu-worker.yaml", h200=True),
 }
 
 
@@ -219,3 +262,102 @@ def test_dry_run_writes_nothing(state_dir):
                  env={**os.environ, "KINDGPU_STATE_DIR": str(state_dir)})
     assert out.returncode == 0, out.stderr
     assert "dry run" in out.stdout and not state_dir.exists()
+
+
+def spec_file(tmp_path, body):
+    f = tmp_path / "spec.yaml"
+    f.write_text("apiVersion: kindgpu.dev/v1alpha1\nkind: GPUCluster\nworkers: 1\ngpusPerWorker: 1\n" + body)
+    return f
+
+
+def problems_of(path):
+    """(field, message) of every problem resolve finds; [] when the spec passes."""
+    try:
+        spec.resolve(path, env={})
+    except SpecError as err:
+        assert err.exit_code == 2
+        return [(p.field, p.message) for p in err.problems]
+    return []
+
+
+LONG_PREFIX = ".".join(["a" * 63] * 4)  # 255 characters: over a DNS subdomain's 253
+# key, value, what the one problem says (None: kubelet takes it). Kubelet's rules, see spec.py.
+LABEL_CASES = [
+    ("node-role.kubernetes.io/worker", "", "kubelet refuses keys in the kubernetes.io and k8s.io"),
+    ("kubernetes.io/foo", "x", "kubelet refuses"),
+    ("beta.kubernetes.io/foo", "x", "kubelet refuses"),
+    ("node-restriction.kubernetes.io/x", "x", "kubelet refuses"),
+    ("k8s.io/foo", "x", "kubelet refuses"),
+    ("apps.k8s.io/foo", "x", "kubelet refuses"),
+    ("kubernetes.io/hostname", "h", None),
+    ("topology.kubernetes.io/zone", "z", None),
+    ("beta.kubernetes.io/instance-type", "h200", None),
+    ("node.kubernetes.io/anything", "x", None),
+    ("x.kubelet.kubernetes.io/y", "x", None),
+    ("notkubernetes.io/x", "x", None),  # not the kubernetes.io namespace: a domain of its own
+    ("Example.com/x", "x", "prefix 'Example.com' is not a DNS subdomain"),
+    ("ex_ample.com/x", "x", "is not a DNS subdomain"),
+    ("-example.com/x", "x", "is not a DNS subdomain"),
+    (f"{LONG_PREFIX}/x", "x", "is not a DNS subdomain"),
+    (f"{LONG_PREFIX[:253]}/x", "x", None),
+    ("/x", "x", "the prefix before '/' is empty"),
+    ("example.com/", "x", "the name is empty"),
+    ("a/b/c", "x", "at most one '/'"),
+    ("a" * 64, "x", "is 64 characters long; at most 63"),
+    ("a" * 63, "x", None),
+    ("-a", "x", "name '-a' is not legal"),
+    ("ok", "a" * 64, "label value is 64 characters long; at most 63"),
+    ("ok", "a" * 63, None),
+    ("ok", "a_b.c-D9", None),
+    ("ok", "-x", "label value '-x' is not legal"),
+    ("ok", "a b", "label value 'a b' is not legal"),
+    ("ok", "0,1", "holds a comma"),
+    ("ok", "", None),
+]
+
+
+@pytest.mark.parametrize("key, value, says", LABEL_CASES, ids=[f"{k[:40]}={v[:10]}" for k, v, _ in LABEL_CASES])
+@pytest.mark.parametrize("where", ["labels", "workers[0].labels"])
+def test_node_labels_as_kubelet_checks_them(key, value, says, where, tmp_path, state_dir):
+    labels = json.dumps({key: value})
+    body = (f"labels: {labels}\n" if where == "labels"
+            else f"workers:\n  - gpus: [0]\n    labels: {labels}\n")
+    found = problems_of(spec_file(tmp_path, body))
+    if says is None:
+        assert found == []
+    else:
+        [(field, message)] = found
+        assert field == f"{where}.{key}" and says in message
+
+
+# address, allowRemoteAPI (None: left out), the fields refused, warnings printed
+API_CASES = [
+    ("127.0.0.1", None, [], 0),
+    ("127.0.0.2", None, [], 0),
+    ("::1", None, [], 0),
+    ("0.0.0.0", None, ["apiServer.address"], 0),
+    ("0.0.0.0", False, ["apiServer.address"], 0),
+    ("::", None, ["apiServer.address"], 0),
+    ("192.168.1.5", None, ["apiServer.address"], 0),
+    ("0.0.0.0", True, [], 1),
+    ("192.168.1.5", True, [], 1),
+    ("127.0.0.1", True, [], 0),
+    ("localhost", None, ["apiServer.address"], 0),  # Docker publishes ports on IP addresses only
+    ("localhost", True, ["apiServer.address"], 0),
+    ("0.0.0.0", "yes", ["apiServer.allowRemoteAPI", "apiServer.address"], 0),
+]
+
+
+@pytest.mark.parametrize("address, allow, refused, warned", API_CASES)
+def test_api_server_address_needs_allow_remote_api_off_loopback(address, allow, refused, warned, tmp_path,
+                                                                 state_dir):
+    api = {"address": address, **({} if allow is None else {"allowRemoteAPI": allow})}
+    path = spec_file(tmp_path, f"apiServer: {json.dumps(api)}\n")
+    assert [field for field, _ in problems_of(path)] == refused
+    if not refused:
+        assert len(spec.warnings(spec.resolve(path, env={}))) == warned
+
+
+def test_allow_remote_api_has_no_default():
+    """Left out means false, and the normalized spec (so the hash of every existing cluster) is unchanged."""
+    assert spec.defaults()["apiServer"] == {"address": "127.0.0.1", "port": 0}

@@ -4,7 +4,7 @@
 # $RIG_RUNS/<phase>/ (default /var/tmp/kindgpu-runs); with $OUT set (the device tool brings back at
 # most 8 files from it), they are also packed into $OUT/runs.tgz.
 #
-#   bash hack/gpu-host/rig.sh PHASE...   # probe torch-image gpu1 restart cpu bench down
+#   bash hack/gpu-host/rig.sh PHASE...   # probe torch-image gpu1 compute restart cpu bench down
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . hack/gpu-host/versions.sh
@@ -41,16 +41,26 @@ probe() {
 # The compute and collective levels' image, from this machine's own Python and PyTorch (no
 # gigabytes carried): its interpreter, standard library, site directories and shared libraries.
 torch_image() {
-  docker image inspect "$SMOKE_PYTORCH_IMAGE" >/dev/null 2>&1 && return 0
-  local list=/var/tmp/kindgpu-torch-paths bin
+  local list=/var/tmp/kindgpu-torch-paths bin missing tries
   python3 hack/gpu-host/torch_paths.py | sed 's|^/||' >"$list"
   bin=$(dirname "$(python3 -c 'import sys; print(sys.executable)')")
-  echo "$(wc -l <"$list") paths; python3 in $bin"
-  tar -C / -c --exclude='usr/lib/x86_64-linux-gnu/dri' bin lib lib64 sbin -T "$list" \
-    | docker import --change "ENV PATH=$bin:$CUDA_PATH" --change "ENV LD_LIBRARY_PATH=$CUDA_LD_LIBRARY_PATH" \
-      --change "ENV NVIDIA_VISIBLE_DEVICES=all" --change 'CMD ["python3"]' - "$SMOKE_PYTORCH_IMAGE"
-  docker image ls "$SMOKE_PYTORCH_IMAGE"
-  docker run --rm --entrypoint python3 "$SMOKE_PYTORCH_IMAGE" -c 'import torch; print("torch", torch.__version__)'
+  for tries in 1 2 3 4; do
+    docker rmi -f "$SMOKE_PYTORCH_IMAGE" >/dev/null 2>&1
+    echo "$(wc -l <"$list") paths; python3 in $bin"
+    tar -C / -c --exclude='usr/lib/x86_64-linux-gnu/dri' bin lib lib64 sbin -T "$list" \
+      | docker import --change "ENV PATH=$bin:$CUDA_PATH" --change "ENV LD_LIBRARY_PATH=$CUDA_LD_LIBRARY_PATH" \
+        --change "ENV NVIDIA_VISIBLE_DEVICES=all" --change 'CMD ["python3"]' - "$SMOKE_PYTORCH_IMAGE" >/dev/null \
+      || { echo "tar | docker import failed"; return 1; }
+    said=$(docker run --rm --entrypoint python3 "$SMOKE_PYTORCH_IMAGE" -c 'import torch; print("torch", torch.__version__)' 2>&1)
+    echo "$said" | tail -n 3
+    if echo "$said" | grep -q "^torch "; then docker image ls "$SMOKE_PYTORCH_IMAGE"; return 0; fi
+    missing=$(echo "$said" | sed -n "s/.*No module named '\([^'.]*\).*/\1/p")
+    [ -n "$missing" ] || return 1
+    # What the metadata did not name: take the module from where this Python finds it.
+    python3 -c "import os, $missing as m; f = m.__file__; print(os.path.dirname(f) if f.endswith('__init__.py') else f)" \
+      | sed 's|^/||' >>"$list"
+  done
+  return 1
 }
 
 plugin_pod() { kubectl --kubeconfig "$1" -n kube-system get pods -l name=nvidia-device-plugin-ds -o name | head -n 1; }
@@ -74,6 +84,10 @@ gpu1() {
     -o custom-columns='NODE:.metadata.name,GPU:.status.allocatable.nvidia\.com/gpu'
   rec smoke-visibility inv smoke --config "$spec" --json
   rec smoke-compute inv smoke --config "$spec" --level compute --json
+}
+
+compute() {
+  rec smoke-compute inv smoke --config "$SPECS/one-gpu.yaml" --level compute --json
 }
 
 # `docker restart` of the GPU worker: isolation and the plugin come back with `invoke up`.
@@ -122,9 +136,9 @@ for PHASE in "$@"; do
   echo "=== phase $PHASE"
   case "$PHASE" in
     torch-image) rec build torch_image ;;
-    probe|gpu1|restart|cpu|bench|down) "$PHASE" ;;
+    probe|gpu1|compute|restart|cpu|bench|down) "$PHASE" ;;
     *) echo "unknown phase $PHASE"; exit 2 ;;
   esac
+  [ -n "${OUT:-}" ] && tar -C "$RUNS" -czf "$OUT/runs.tgz" .
 done
-[ -n "${OUT:-}" ] && tar -C "$RUNS" -czf "$OUT/runs.tgz" .
 exit "$FAILED"

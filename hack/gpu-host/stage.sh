@@ -8,8 +8,9 @@
 #   bash hack/gpu-host/stage.sh PARTS_DIR     # then: . $RIG_ROOT/env
 #
 # Rehearsal on a machine that has a dockerd of its own: RIG_SYSROOT=/tmp/sys RIG_ROOT=/tmp/rig
-# puts the system files under RIG_SYSROOT and starts a second dockerd on its own socket, data
-# root and no bridge or iptables, so the host's Docker is left alone.
+# puts the system files under RIG_SYSROOT and starts a second dockerd on its own socket and data
+# root, in a network namespace of its own (a second dockerd in the host's removes docker0), so
+# the host's Docker is left alone.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . hack/gpu-host/versions.sh
@@ -18,7 +19,9 @@ ART=$RIG_ROOT/artifacts
 U=$RIG_ROOT/userland
 SYS=${RIG_SYSROOT:-}
 DOCKERD_ARGS=(--pidfile "$SYS/var/run/docker.pid")
+IN_NETNS=()
 if [ -n "$SYS" ]; then
+  IN_NETNS=(unshare --net)
   mkdir -p "$SYS/usr/bin" "$SYS/usr/local/bin" "$SYS/etc" "$SYS/var/run"
   DOCKERD_ARGS=(--pidfile "$SYS/var/run/docker.pid" -H "unix://$SYS/var/run/docker.sock" --data-root "$SYS/var/lib/docker"
     --exec-root "$SYS/var/run/docker" --config-file "$SYS/etc/docker/daemon.json" --bridge none --iptables=false --ip6tables=false)
@@ -68,13 +71,15 @@ once python python_deps
 # 3. Environment: dockerd and its children find the userland through it; everything else keeps
 # the machine's own libraries.
 cat >"$RIG_ROOT/env" <<EOF
-export PATH=$SYS/usr/bin:$SYS/usr/local/bin:$U/usr/sbin:$U/usr/bin:\$PATH
+export PATH=\$PATH${SYS:+:$SYS/usr/bin}:$SYS/usr/local/bin:$U/usr/sbin:$U/usr/bin
 export PYTHONPATH=$RIG_ROOT/site\${PYTHONPATH:+:\$PYTHONPATH}
 export KINDGPU_NODE_IMAGE=$(cat "$ART/node-image.name")
 ${DOCKER_HOST:+export DOCKER_HOST=$DOCKER_HOST}
 EOF
+# The NVIDIA runtime looks for the driver's programs (nvidia-smi) on dockerd's PATH: on the GPU
+# machine they are in /usr/local/nvidia/bin (/usr/bin/nvidia-smi is a wrapper script there).
 cat >"$RIG_ROOT/dockerd-env" <<EOF
-PATH=$U/usr/sbin:$U/usr/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+PATH=/usr/local/nvidia/bin:$U/usr/sbin:$U/usr/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 LD_LIBRARY_PATH=$U/lib/x86_64-linux-gnu:$U/usr/lib/x86_64-linux-gnu
 XTABLES_LIBDIR=$U/usr/lib/x86_64-linux-gnu/xtables
 KINDGPU_REAL_RUNC=$U/usr/sbin/runc
@@ -82,6 +87,15 @@ XDG_CONFIG_HOME=$SYS/etc
 EOF
 # shellcheck disable=SC1091
 . "$RIG_ROOT/env"
+
+# The runc the NVIDIA runtime calls: the harness's wrapper, with what it needs whoever calls it.
+cat >"$RIG_ROOT/runc" <<EOF
+#!/bin/sh
+export KINDGPU_REAL_RUNC=$U/usr/sbin/runc PATH=$U/usr/sbin:$U/usr/bin:\$PATH
+export LD_LIBRARY_PATH=$U/lib/x86_64-linux-gnu:$U/usr/lib/x86_64-linux-gnu
+exec $U/usr/libexec/kindgpu-runc-wrapper "\$@"
+EOF
+chmod 0755 "$RIG_ROOT/runc"
 
 # 4. The toolkit's config, as NVIDIA's docs set it up for kind (volume mounts only, no envvar),
 # with the runc wrapper (the machine's bounding set lacks CAP_SYS_RESOURCE) as its low-level runtime.
@@ -92,7 +106,7 @@ toolkit_config() {
   nvidia-ctk config --in-place --config-file "$config" \
     --set accept-nvidia-visible-devices-as-volume-mounts=true \
     --set accept-nvidia-visible-devices-envvar-when-unprivileged=false \
-    --set "nvidia-container-runtime.runtimes=$U/usr/libexec/kindgpu-runc-wrapper"
+    --set "nvidia-container-runtime.runtimes=$RIG_ROOT/runc"
 }
 once toolkit-config toolkit_config
 
@@ -110,8 +124,13 @@ EOF
 # 5. dockerd.
 if ! docker info >/dev/null 2>&1; then
   log "starting dockerd (log: $RIG_ROOT/dockerd.log)"
+  pidfile=$SYS/var/run/docker.pid
+  if [ -f "$pidfile" ]; then  # a dockerd still shutting down, or one that died
+    while kill -0 "$(cat "$pidfile")" 2>/dev/null; do sleep 0.2; done
+    rm -f "$pidfile"
+  fi
   # shellcheck disable=SC2046
-  env -i $(cat "$RIG_ROOT/dockerd-env") setsid nohup "$U/usr/sbin/dockerd" "${DOCKERD_ARGS[@]}" \
+  env -i $(cat "$RIG_ROOT/dockerd-env") setsid nohup "${IN_NETNS[@]}" "$U/usr/sbin/dockerd" "${DOCKERD_ARGS[@]}" \
     >>"$RIG_ROOT/dockerd.log" 2>&1 </dev/null &
   for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
   docker info >/dev/null 2>&1 || { tail -n 40 "$RIG_ROOT/dockerd.log" >&2; exit 1; }

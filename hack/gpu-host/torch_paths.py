@@ -25,18 +25,33 @@ def closure(name, seen):
         closure(re.split(r"[ ;<>=!~\[(]", req, maxsplit=1)[0], seen)
 
 
+def link_chain(path):
+    """A path and every link it goes through (python3 -> python3.12 -> /usr/bin/python3.12)."""
+    chain = [path]
+    while os.path.islink(path) and len(chain) < 16:
+        path = os.path.join(os.path.dirname(path), os.readlink(path))
+        chain.append(os.path.abspath(path))
+    return chain
+
+
 dists = {}
 for root in ("torch", "numpy"):
     closure(root, dists)
-paths = {sys.executable, os.path.realpath(sys.executable), sysconfig.get_paths()["stdlib"],
-         sysconfig.get_paths()["platstdlib"], os.path.join(sys.prefix, "pyvenv.cfg"),
+# The base interpreter's standard library (in a virtual environment, platstdlib is the environment's
+# own lib/, which holds every package).
+base = sysconfig.get_paths(vars={"base": sys.base_prefix, "platbase": sys.base_exec_prefix})
+paths = {base["stdlib"], base["platstdlib"], os.path.join(sys.prefix, "pyvenv.cfg"),
          "/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/bin/sh", "/usr/bin/dash", "/usr/bin/env",
          "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/passwd", "/etc/group"}
+paths.update(link_chain(sys.executable))
 for dist in dists.values():
     for f in dist.files or []:
         path = os.path.abspath(dist.locate_file(f))  # as the interpreter finds it
         if "__pycache__" not in path:
             paths.add(path)
+# tar takes a directory whole: a file listed under one too would be stored twice (as a link to itself).
+dirs = {p for p in paths if os.path.isdir(p) and not os.path.islink(p)}
 for p in sorted(p for p in paths if os.path.lexists(p)):
-    print(p)
+    if not any(p != d and p.startswith(d + "/") for d in dirs):
+        print(p)
 print(f"# {len(dists)} distributions: {' '.join(sorted(dists))}", file=sys.stderr)

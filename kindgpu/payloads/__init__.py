@@ -3,7 +3,8 @@
 The smoke task mounts the files of :func:`configmap_data` from a ConfigMap at
 :data:`MOUNT_DIR`, runs :func:`command` for the level in one pod per GPU worker
 (pinned to it, requesting all its GPUs) with :func:`env` set, then hands each
-pod's log to :mod:`kindgpu.payloads.judge`.
+pod's log to :mod:`kindgpu.payloads.judge`. A CPU-only worker's pod asks for no
+GPU and runs the visibility payload with ``expect_none``: it must see none.
 
 Levels:
 
@@ -102,11 +103,18 @@ def _base_env(level, worker_name):
     }
 
 
-def visibility_env(worker_name, expected_uuids=()) -> dict[str, str]:
-    """Env for level 1. The payload also compares itself with KINDGPU_EXPECTED_UUIDS (exit 1 on mismatch)."""
+def visibility_env(worker_name, expected_uuids=(), expect_none=False) -> dict[str, str]:
+    """Env for level 1. The payload also compares itself with KINDGPU_EXPECTED_UUIDS (exit 1 on mismatch).
+
+    expect_none: a CPU-only worker's pod, given no GPU: the payload passes only if it sees none.
+    """
+    if expect_none and expected_uuids:
+        raise ValueError("a pod expected to see no GPU has no expected UUIDs")
     env = _base_env("visibility", worker_name)
     if expected_uuids:
         env["KINDGPU_EXPECTED_UUIDS"] = ",".join(expected_uuids)
+    if expect_none:
+        env["KINDGPU_EXPECT_NONE"] = "1"
     return env
 
 

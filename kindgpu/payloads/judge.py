@@ -7,11 +7,15 @@ count, the world size). A missing, garbled or failing result line, a Python
 traceback anywhere in the log, or (collective) an NCCL P2P/SHM connection
 between ranks of different workers fails the verdict.
 
-Per pod:   judge_visibility(log, expected_uuids, worker=None)
+Per pod:   judge_visibility(log, expected_uuids, worker=None, expect_none=False)
            judge_compute(log, expected_count=None, expected_uuids=None, worker=None)
            judge_collective(log, world_size=None, local_gpus=None, nnodes=None, worker=None)
            judge(level, log, **expected)
-Per run:   judge_cluster(level, logs, assignments) -> ClusterVerdict
+Per run:   judge_cluster(level, logs, assignments, cpu_only=()) -> ClusterVerdict
+
+A CPU-only worker runs the visibility payload without a GPU at every level and
+must see none: nvidia-smi missing, or finding no device, counts as none; any
+GPU UUID or /dev/nvidiaN device node in its pod fails it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ RESULT_TAG = "KINDGPU-RESULT"
 LEVELS = ("visibility", "compute", "collective")
 TRACEBACK_MARK = "Traceback (most recent call last)"
 UUID_RE = re.compile(r"^(GPU|MIG)-[0-9A-Za-z-]+$")
+# nvidia-smi exit statuses that mean "no GPU here" for a pod given none: the shell's
+# "command not found" (no runtime or plugin put nvidia-smi in), and NVML's "No devices were found".
+SMI_ABSENT, SMI_NO_DEVICES = 127, 6
 # float64 matrix products: the compute payload's own tolerance, relative to max |reference|.
 COMPUTE_REL_TOLERANCE = 1e-9
 
@@ -140,17 +147,19 @@ def _uuid_set_problems(seen, expected, what="visible"):
 # ---------------------------------------------------------------- level 1
 
 
-def judge_visibility(log, expected_uuids, worker=None) -> Verdict:
-    """Pass iff the pod's nvidia-smi listed exactly expected_uuids: no duplicate, none missing or extra."""
+def judge_visibility(log, expected_uuids, worker=None, expect_none=False) -> Verdict:
+    """Pass iff the pod's nvidia-smi listed exactly expected_uuids: no duplicate, none missing or extra.
+
+    expect_none: a CPU-only worker's pod, given no GPU; pass iff it sees none (see _judge_none).
+    """
+    if expect_none:
+        return _judge_none(log, worker)
     problems = _Problems()
     result = _common(log, "visibility", problems)
     details = {"expected": sorted(expected_uuids or [])}
     if result is not None:
-        uuids = result.get("uuids")
-        if not isinstance(uuids, list) or not all(isinstance(u, str) for u in uuids):
-            problems.add("result line has no list of UUIDs")
-            uuids = []
-        details["uuids"] = list(uuids)
+        uuids = _result_uuids(result, problems)
+        details["uuids"] = uuids
         bad = [u for u in uuids if not UUID_RE.match(u)]
         if bad:
             problems.add(f"not GPU UUIDs: {', '.join(map(repr, bad))}")
@@ -164,12 +173,58 @@ def judge_visibility(log, expected_uuids, worker=None) -> Verdict:
             problems.add("no expected UUIDs given to judge against")
         for p in _uuid_set_problems(uuids, expected_uuids):
             problems.add(p)
-        # The human lines must agree with the result line (catches a doctored or cut log).
-        echoed = set(re.findall(r"\|\s*((?:GPU|MIG)-[0-9A-Za-z-]+)\s*$", log, flags=re.M))
-        if echoed and echoed != set(uuids):
-            problems.add("the UUIDs echoed in the log differ from the result line")
+        _check_echoed(log, uuids, problems)
     n = len(details.get("uuids", []))
     return problems.verdict(_label("visibility", worker, result), details, f"sees its {n} assigned GPU(s)")
+
+
+def _check_echoed(log, uuids, problems):
+    """The human lines must agree with the result line (catches a doctored or cut log)."""
+    echoed = set(re.findall(r"\|\s*((?:GPU|MIG)-[0-9A-Za-z-]+)\s*$", log, flags=re.M))
+    if echoed and echoed != set(uuids):
+        problems.add("the UUIDs echoed in the log differ from the result line")
+
+
+def _result_uuids(result, problems):
+    uuids = result.get("uuids")
+    if not isinstance(uuids, list) or not all(isinstance(u, str) for u in uuids):
+        problems.add("result line has no list of UUIDs")
+        return []
+    return list(uuids)
+
+
+def _judge_none(log, worker):
+    """A pod on a CPU-only worker, given no GPU: no UUID listed, no GPU device node, and an
+    nvidia-smi that listed nothing, is missing, or found no device (anything else may hide a GPU)."""
+    problems = _Problems()
+    result = _common(log, "visibility", problems)
+    details = {"expected": []}
+    if result is not None:
+        uuids = _result_uuids(result, problems)
+        details["uuids"] = uuids
+        if result.get("expect_none") is not True:
+            problems.add("the payload did not run with KINDGPU_EXPECT_NONE=1")
+        if uuids:
+            problems.add(f"{len(uuids)} GPU(s) visible on a CPU-only worker: {', '.join(uuids)}")
+        if result.get("bad_lines"):
+            problems.add(f"{result['bad_lines']} line(s) of nvidia-smi output are not GPU UUIDs")
+        rc = result.get("rc")
+        if rc == SMI_ABSENT:
+            details["nvidia_smi"] = "absent"
+        elif rc == SMI_NO_DEVICES and re.search(r"^\s*\|\s*No devices were found", log, flags=re.M):
+            details["nvidia_smi"] = "no devices"
+        elif rc == 0:
+            details["nvidia_smi"] = "listed none"
+        else:
+            problems.add(f"nvidia-smi exited {rc}: cannot tell whether a GPU is visible")
+        devices = result.get("devices")
+        if not isinstance(devices, list):
+            problems.add("result line does not list the pod's GPU device nodes")
+        elif devices:
+            problems.add(f"GPU device node(s) in the pod: {', '.join(map(str, devices))}")
+        _check_echoed(log, uuids, problems)
+    how = details.get("nvidia_smi", "?")
+    return problems.verdict(_label("cpu-only visibility", worker, result), details, f"sees no GPU (nvidia-smi {how})")
 
 
 # ---------------------------------------------------------------- level 2
@@ -306,10 +361,11 @@ def judge_collective(log, world_size=None, local_gpus=None, nnodes=None, worker=
 
 
 def judge(level, log, **expected) -> Verdict:
-    """Dispatch on level. visibility: expected_uuids; compute: expected_count, expected_uuids;
+    """Dispatch on level. visibility: expected_uuids (or expect_none); compute: expected_count, expected_uuids;
     collective: world_size, local_gpus, nnodes. Unknown keywords are ignored."""
     if level == "visibility":
-        return judge_visibility(log, expected.get("expected_uuids"), worker=expected.get("worker"))
+        return judge_visibility(log, expected.get("expected_uuids"), worker=expected.get("worker"),
+                                expect_none=expected.get("expect_none", False))
     if level == "compute":
         return judge_compute(log, expected.get("expected_count"), expected.get("expected_uuids"),
                              worker=expected.get("worker"))
@@ -322,11 +378,13 @@ def judge(level, log, **expected) -> Verdict:
 # ---------------------------------------------------------------- a whole run
 
 
-def judge_cluster(level, logs, assignments) -> ClusterVerdict:
+def judge_cluster(level, logs, assignments, cpu_only=()) -> ClusterVerdict:
     """Judge every worker's pod and what only the run as a whole shows.
 
     logs: worker name -> pod log text (a worker without a log fails).
-    assignments: worker name -> its assigned GPU UUIDs, in node-rank order for collective.
+    assignments: GPU worker name -> its assigned GPU UUIDs, in node-rank order for collective.
+    cpu_only: names of CPU-only workers; their pods ran the visibility payload (whatever the
+    level) and must see no GPU.
     Cross-worker checks: no GPU UUID reported by two workers; collective pods agree
     on world size and rank map.
     """
@@ -339,16 +397,20 @@ def judge_cluster(level, logs, assignments) -> ClusterVerdict:
             continue
         verdicts[name] = judge(level, log, worker=name, expected_uuids=list(uuids), expected_count=len(uuids),
                                world_size=world, local_gpus=len(uuids), nnodes=len(assignments))
+    for name in cpu_only:
+        log = logs.get(name)
+        verdicts[name] = (judge_visibility(log, [], worker=name, expect_none=True) if log is not None
+                          else Verdict(False, f"cpu-only visibility on {name}: no pod log", {}))
     problems = []
     for name in logs:
-        if name not in assignments:
-            problems.append(f"log from {name}, which is not a GPU worker")
+        if name not in assignments and name not in cpu_only:
+            problems.append(f"log from {name}, which is not a worker of this run")
     owners = {}
-    for name in assignments:
+    for name in [*assignments, *cpu_only]:
         result, _ = parse_result(logs.get(name) or "")
         if not result:
             continue
-        if level == "visibility":
+        if level == "visibility" or name in cpu_only:
             seen = result.get("uuids") or []
         elif level == "compute":
             seen = [g.get("uuid") for g in result.get("gpus") or [] if isinstance(g, dict)]
@@ -371,7 +433,8 @@ def judge_cluster(level, logs, assignments) -> ClusterVerdict:
     failed = [n for n, v in verdicts.items() if not v.ok]
     ok = not failed and not problems
     if ok:
-        message = f"{level}: all {len(verdicts)} worker(s) passed"
+        message = f"{level}: all {len(verdicts)} worker(s) passed" + (
+            f" ({len(cpu_only)} CPU-only, seeing no GPU)" if cpu_only else "")
     else:
         parts = [verdicts[n].message for n in failed] + problems
         message = f"{level}: FAILED: " + " | ".join(parts)

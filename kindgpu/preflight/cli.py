@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import KindgpuError
+from ..errors import KindgpuError, user_text
 from . import host
 from .model import Request
 from .report import write_json, write_table
 from .run import preflight
 
 
-def main(*, workers=2, gpus=1, cluster_name="kindgpu", simulate=None, as_json=False, fix=False,
-         out=None, **paths) -> int:
+def main(*, workers=2, gpus=1, cluster_name="kindgpu", simulate=None, api_address="127.0.0.1",
+         as_json=False, fix=False, out=None, gpus_total=None, **paths) -> int:
     """Check the host for the requested cluster and print the answer.
 
     Exit code: 0 when nothing FAILs, 1 when something does, 2 for invalid arguments.
@@ -22,10 +22,10 @@ def main(*, workers=2, gpus=1, cluster_name="kindgpu", simulate=None, as_json=Fa
     """
     out = out or sys.stdout
     try:
-        request = Request(cluster_name=cluster_name, workers=workers, gpus=gpus,
-                          simulate=simulate, **paths)
+        request = Request(cluster_name=cluster_name, workers=workers, gpus=gpus, gpus_total=gpus_total,
+                          simulate=simulate, api_address=api_address, **paths)
     except KindgpuError as e:
-        print(f"ERROR: {e}", file=out if as_json else sys.stderr)
+        print(user_text(e), file=out if as_json else sys.stderr)
         return e.exit_code
     fixed = []
     if fix:

@@ -118,7 +118,8 @@ def gpu_capacity_check(request, gpu_count) -> Check:
     """gpu_count: GPUs found (or simulated); None when the inventory could not be read."""
     title = "GPUs for the request"
     want = request.gpus_wanted
-    ask = f"{request.workers} worker(s) × {request.gpus} GPU(s) = {want}"
+    ask = (f"{request.workers} worker(s) × {request.gpus} GPU(s) = {want}" if request.gpus_total is None
+           else f"{want} GPU(s) over {request.workers} listed worker(s)")
     if gpu_count is None:
         return Check("gpu-capacity", title, Status.SKIP,
                      f"{ask}; GPU inventory unavailable (see NVIDIA driver)")
@@ -129,6 +130,8 @@ def gpu_capacity_check(request, gpu_count) -> Check:
         return Check("gpu-capacity", title, Status.PASS, found, details=details)
     if request.simulate:
         fix = f"invoke up --workers {request.workers} --gpus {request.gpus} --simulate {want}"
+    elif request.gpus_total is not None:  # a worker list: no flag shortens it
+        fix = ""
     elif gpu_count >= request.gpus:  # keep the GPUs per worker, drop workers
         fix = f"invoke up --workers {gpu_count // request.gpus} --gpus {request.gpus}"
     elif gpu_count > 0:
@@ -137,3 +140,20 @@ def gpu_capacity_check(request, gpu_count) -> Check:
         fix = ""
     return Check("gpu-capacity", title, Status.FAIL, f"{found}: {want - gpu_count} short", fix,
                  "Ask for fewer workers or fewer GPUs per worker", details)
+
+
+def api_server_check(request) -> Check:
+    """The spec may open the API server to the network (apiServer.allowRemoteAPI): say so."""
+    from ..spec import is_loopback
+
+    title = "API server address"
+    address = request.api_address
+    details = {"address": address}
+    if is_loopback(address):
+        return Check("api-server", title, Status.PASS, f"{address}: loopback, only this host reaches it",
+                     details=details)
+    return Check("api-server", title, Status.WARN,
+                 f"{address}: the cluster's admin API is open to the network (apiServer.allowRemoteAPI)",
+                 hint="Anyone who can reach this host can try a credential against it; use "
+                      "apiServer.address: 127.0.0.1 unless other machines must reach the API",
+                 details=details)

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import SpecError
+from ..errors import Problem, SpecError
 
 TOOLKIT_CONFIG = Path("/etc/nvidia-container-runtime/config.toml")
 SYSCTL_CONF = Path("/etc/sysctl.d/99-kindgpu.conf")
@@ -34,23 +34,26 @@ class Request:
     cluster_name: str = "kindgpu"
     workers: int = 2
     gpus: int = 1  # per worker
+    # A worker list: the GPUs of all its workers (CPU-only ones have none); None: workers × gpus.
+    gpus_total: int | None = None
     simulate: int | None = None  # number of simulated GPUs; None: real GPUs
     proc_root: Path = Path("/proc")
     toolkit_config: Path = TOOLKIT_CONFIG
     sysctl_conf: Path = SYSCTL_CONF
     docker_url: str | None = None
     node_image: str | None = None  # the spec's nodeImage; None: not checked
+    api_address: str = "127.0.0.1"  # the spec's apiServer.address
 
     def __post_init__(self):
         problems = []
         if self.workers < 1:
-            problems.append(f"--workers must be at least 1 (got {self.workers})")
+            problems.append(Problem("--workers", f"must be at least 1 (got {self.workers})"))
         if self.gpus < 0:
-            problems.append(f"--gpus must not be negative (got {self.gpus})")
+            problems.append(Problem("--gpus", f"must not be negative (got {self.gpus})"))
         if self.simulate is not None and self.simulate < 1:
-            problems.append(f"--simulate must be at least 1 GPU (got {self.simulate})")
+            problems.append(Problem("--simulate", f"must be at least 1 GPU (got {self.simulate})"))
         if problems:
-            raise SpecError(problems)
+            raise SpecError(problems, title="invalid preflight request")
 
     @property
     def nodes(self) -> int:
@@ -58,7 +61,7 @@ class Request:
 
     @property
     def gpus_wanted(self) -> int:
-        return self.workers * self.gpus
+        return self.workers * self.gpus if self.gpus_total is None else self.gpus_total
 
     def to_dict(self):
         return {

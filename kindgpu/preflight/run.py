@@ -46,6 +46,7 @@ def preflight(request: Request) -> Report:
         host.gpu_capacity_check(request, gpu_count),
         memory,
         dockerhost.cluster_name_check(request, docker),
+        host.api_server_check(request),
     ]
     return Report(request, checks, inv, seconds=time.perf_counter() - start)
 

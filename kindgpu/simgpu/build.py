@@ -71,7 +71,7 @@ def _package_version() -> str:
 def _dockerfile(offline: bool) -> Path:
     path = DOCKERFILES_DIR / ("Dockerfile.offline" if offline else "Dockerfile")
     if not path.is_file():
-        raise KindgpuError(f"{path} is missing: build the plugin image from a kindgpu checkout")
+        raise KindgpuError(f"{path} is missing", "build the plugin image from a kindgpu checkout")
     return path
 
 
@@ -176,7 +176,7 @@ def ensure_rootfs_tarball() -> Path:
     if tarball.is_file():
         return tarball
     if shutil.which("debootstrap") is None:
-        raise KindgpuError("debootstrap is not installed: apt-get install debootstrap")
+        raise KindgpuError("debootstrap is not installed", "apt-get install debootstrap")
     tarball.parent.mkdir(parents=True, exist_ok=True)
     mirror = os.environ.get("KINDGPU_DEBIAN_MIRROR") or DEFAULT_MIRROR
     work = Path(tempfile.mkdtemp(prefix="debootstrap-", dir=tarball.parent))

@@ -33,14 +33,14 @@ class Create(Step):
             return f"cluster {plan.name} does not exist"
         if not nodes.made_by_kindgpu(found.values()):
             raise KindgpuError(
-                f"a kind cluster named {plan.name} exists, but kindgpu did not make it; "
+                f"a kind cluster named {plan.name} exists, but kindgpu did not make it",
                 f"choose another --name (or delete it yourself: kind delete cluster --name {plan.name})")
         expected = [plan.control_plane, *(w.node for w in plan.workers)]
         missing = [n for n in expected if n not in found]
         if missing:
             raise KindgpuError(
                 f"node container(s) {', '.join(missing)} of cluster {plan.name} are gone and kind cannot "
-                f"add nodes to a cluster; run `invoke up --recreate` to make it anew")
+                "add nodes to a cluster", "run `invoke up --recreate` to make it anew")
         stopped = [n for n in expected if not found[n].running]
         if stopped:
             return f"node container(s) not running: {', '.join(stopped)}"

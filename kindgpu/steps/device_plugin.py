@@ -12,16 +12,16 @@ PLUGIN_READY_TIMEOUT = 300
 
 
 def plugin_objects(ctx: Context, image: str) -> list[dict]:
-    """The plugin's objects; for real GPUs, with the NVML directory a GPU worker has."""
+    """The plugin's objects; for real GPUs, with the driver's place in a GPU worker."""
     if ctx.plan.simulated:
         return deviceplugin.objects(ctx.plan, image)
     workers = ctx.worker_nodes()
     first = next((workers[w.node] for w in ctx.plan.workers if w.gpus and w.node in workers), None)
     if first is None:
-        raise KindgpuError(f"no GPU worker of {ctx.plan.name} is running; run `invoke up`")
+        raise KindgpuError(f"no GPU worker of {ctx.plan.name} is running", "run `invoke up`")
     if ctx.plan.spec["devicePlugin"]["deviceListStrategy"] == "cdi-cri":
         deviceplugin.check_node_cdi(first)
-    return deviceplugin.objects(ctx.plan, image, deviceplugin.node_nvml_dir(first))
+    return deviceplugin.objects(ctx.plan, image, deviceplugin.node_driver_layout(first))
 
 
 class DevicePlugin(Step):

@@ -44,7 +44,7 @@ class Isolate(Step):
 
         def one(worker):
             seen = gpu_devices(workers[worker.node])
-            own = {g.minor for g in worker.gpus}
+            own = {g.minor for g in worker.gpus}  # none on a CPU-only worker: every GPU node goes
             foreign = sorted(path for minor, path in seen.items() if minor not in own)
             missing = sorted(m for m in own if m not in seen)
             return worker, foreign, missing
@@ -58,7 +58,7 @@ class Isolate(Step):
                       for w, _, missing in survey if missing]
             if broken:
                 raise KindgpuError(
-                    "; ".join(broken) + ". The host's NVIDIA runtime did not give the node its GPUs: "
+                    "; ".join(broken) + ": the host's NVIDIA runtime did not give the node its GPUs",
                     "run `invoke preflight` (Docker's default runtime must be nvidia, with "
                     "accept-nvidia-visible-devices-as-volume-mounts = true), then `invoke up --recreate`")
         leaking = [f"{w.node} sees {len(foreign)} GPU(s) not its own" for w, foreign, _ in survey if foreign]

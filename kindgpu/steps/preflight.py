@@ -23,8 +23,9 @@ class Preflight(Step):
         plan = ctx.plan
         request = checks.Request(
             workers=len(plan.workers), gpus=max(len(w.gpus) for w in plan.workers),
+            gpus_total=sum(len(w.gpus) for w in plan.workers),
             cluster_name=plan.name, simulate=plan.spec["simulate"]["gpus"] if plan.simulated else None,
-            node_image=plan.spec["nodeImage"])
+            api_address=plan.spec["apiServer"]["address"], node_image=plan.spec["nodeImage"])
         failed = [c for c in checks.run_checks(request) if c.status == checks.Status.FAIL]
         if failed:
             lines = "\n".join(f"  FAIL {c.title}: {c.found}" + (f"\n       fix: {c.fix}" if c.fix else "")

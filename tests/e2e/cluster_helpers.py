@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -26,3 +27,31 @@ def export_logs(cluster, why):
     where.mkdir(parents=True, exist_ok=True)
     subprocess.run(["kind", "export", "logs", str(where), "--name", cluster], capture_output=True)
     print(f"kind logs of {cluster} kept in {where}")
+
+
+def docker(*args):
+    return subprocess.run(["docker", *args], capture_output=True, text=True)
+
+
+def node_gpu_minors(node):
+    """The minors of the GPU device nodes (/dev/nvidiaN) a node container has."""
+    out = docker("exec", node, "sh", "-c", 'for f in /dev/nvidia[0-9]*; do [ -c "$f" ] && echo "$f"; done; true')
+    assert out.returncode == 0, out.stderr
+    return sorted(int(p.removeprefix("/dev/nvidia")) for p in out.stdout.split())
+
+
+@contextmanager
+def fake_host_gpu_devices(minors):
+    """Fake GPU device nodes on the host (char major 195, like the NVIDIA driver's): privileged
+    kind nodes inherit them, so isolation by device minor runs for real. Removes only what it made."""
+    made = []
+    for minor in minors:
+        path = Path(f"/dev/nvidia{minor}")
+        if not path.exists():
+            subprocess.run(["mknod", str(path), "c", "195", str(minor)], check=True)
+            made.append(path)
+    try:
+        yield
+    finally:
+        for path in made:
+            path.unlink(missing_ok=True)
