@@ -98,6 +98,18 @@ def last_error_line(log):
     return (errors or lines or ["(empty log)"])[-1]
 
 
+def crash_log(ctx, pod):
+    """The log of the run that failed: the current container's, or (restarted since) the one before."""
+    for previous in (False, True):
+        try:
+            log = ctx.kube.pod_log(pod.metadata.name, pod.metadata.namespace, tail_lines=50, previous=previous)
+        except Exception:  # that container is gone, or none started yet
+            continue
+        if log.strip() and not log.startswith("unable to retrieve container logs"):
+            return log
+    return ""
+
+
 def plugin_crash(ctx):
     """Why the wait for the plugin should stop now, and the fix: a plugin pod that keeps crashing
     (("", "") if none does)."""
@@ -106,10 +118,7 @@ def plugin_crash(ctx):
         if not found:
             continue
         container, what = found
-        try:
-            log = ctx.kube.pod_log(pod.metadata.name, pod.metadata.namespace, tail_lines=50, previous=True)
-        except Exception:  # no previous container: read the current one
-            log = ctx.kube.pod_log(pod.metadata.name, pod.metadata.namespace, tail_lines=50)
+        log = crash_log(ctx, pod)
         return (f"device plugin pod {pod.metadata.name} on {pod.spec.node_name}: {container} {what}; "
                 f"its log says: {last_error_line(log)}", crash_fix(log, pod.spec.node_name))
     return "", ""
