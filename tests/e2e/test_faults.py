@@ -71,7 +71,8 @@ def test_two_clusters_side_by_side(state):
     assert healthy("kf-left") and healthy("kf-right")
     networks = docker("network", "ls", "--format", "{{.Name}}").stdout.split()
     assert {"kindgpu-kf-left", "kindgpu-kf-right"} <= set(networks)
-    ports = {name: docker("port", f"{name}-control-plane", "6443/tcp").stdout.strip() for name in ("kf-left", "kf-right")}
+    ports = {name: docker("port", f"{name}-control-plane", "6443/tcp").stdout.strip()
+             for name in ("kf-left", "kf-right")}
     assert len(set(ports.values())) == 2 and all(p.startswith("127.0.0.1:") for p in ports.values())
     state_root = os.environ["KINDGPU_STATE_DIR"]
     assert sorted(os.listdir(state_root)) == ["kf-left", "kf-right"]
