@@ -2,37 +2,19 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import re
 import shutil
-from contextlib import contextmanager
 
-from . import cmd, console, deviceplugin, names, nodes, record, runner, steps
+from . import cmd, console, deviceplugin, lock, names, nodes, record, runner, steps
 from .errors import KindgpuError
 from .kube import Kube, is_transient
 from .state import StateDir
 
 
-@contextmanager
-def cluster_lock(name):
-    """One kindgpu command changes a cluster at a time; a second one is refused, never interleaved."""
-    path = StateDir.of(name).lock
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise KindgpuError(f"cluster {name} is being changed by {holder} right now",
-                               "wait for it to finish, then run this again")
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"kindgpu (pid {os.getpid()})")
-        handle.flush()
-        yield
+def cluster_lock(name, command, reporter):
+    """One kindgpu command changes a cluster at a time; a second one waits for it (and says so)."""
+    return lock.exclusive(StateDir.of(name).lock, name, command, reporter.note)
 
 
 def spec_differences(recorded, wanted):
@@ -61,19 +43,30 @@ def check_same_spec(ctx, recreate, reporter):
             f"cluster {ctx.plan.name} was made from another spec:\n" + "\n".join(f"  {d}" for d in diff),
             "run `invoke up --recreate` to delete it and make it anew, or `invoke down` first")
     reporter.note(f"recreating {ctx.plan.name}: spec changed ({'; '.join(diff)})")
-    delete(ctx.plan.name, reporter, force=False)
+    delete(ctx.plan.name, reporter, force=False, keep_lock=True)
 
 
 def up(plan, reporter, *, force=(), until=None, dry_run=False, recreate=False):
-    with cluster_lock(plan.name):
+    nodes.docker_client()  # before anything is written: no Docker, nothing changes
+    with cluster_lock(plan.name, "up", reporter):
         ctx = steps.Context(plan, reporter)
         if not dry_run:
             check_same_spec(ctx, recreate, reporter)
         return runner.run(ctx, steps.pipeline(), force=force, until=until, dry_run=dry_run)
 
 
-def delete(name, reporter, *, force=False):
-    """Delete the cluster, its network and state; fine when nothing is there."""
+def remove_state(state, *, keep_lock):
+    if not keep_lock:
+        shutil.rmtree(state.root)
+        return
+    for entry in state.root.iterdir():
+        if entry != state.lock:
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+
+
+def delete(name, reporter, *, force=False, keep_lock=False):
+    """Delete the cluster, its network and state; fine when nothing is there. keep_lock: the
+    caller goes on under the lock (`up --recreate`), so its file stays."""
     client = nodes.docker_client()
     found = nodes.cluster_nodes(client, name)
     if found and not nodes.made_by_kindgpu(found) and not force:
@@ -89,29 +82,28 @@ def delete(name, reporter, *, force=False):
             # Only the cluster's own kubeconfig is edited, never ~/.kube/config.
             cmd.run(argv + (["--kubeconfig", kubeconfig] if kubeconfig.exists() else []), timeout=300)
         removed.append(f"{len(found)} node container(s)")
-    for network in nodes.kind_networks(client, name):
-        network.reload()
-        if not network.attrs.get("Containers"):
-            network.remove()
-            removed.append(f"network {network.name}")
-    if state.root.exists():
-        shutil.rmtree(state.root)
-        removed.append(f"state {state.root}")
+    removed += [f"network {n}" for n in nodes.remove_networks(client, name)]
     left = nodes.cluster_nodes(client, name)
     if left:
         raise KindgpuError(f"containers of {name} are still there: {', '.join(c.name for c in left)}")
+    if state.root.exists():  # last: a command waiting for the lock locks a new file from here on
+        remove_state(state, keep_lock=keep_lock)
+        removed.append(f"state {state.root}")
     return removed
 
 
 def down(name, reporter, *, force=False):
-    with cluster_lock(name):
+    nodes.docker_client()
+    with cluster_lock(name, "down", reporter):
         removed = delete(name, reporter, force=force)
     reporter.note(f"removed {', '.join(removed)}" if removed else f"nothing to delete: no cluster {name}")
     return removed
 
 
 def status(name):
-    """Nodes, roles, labels, assigned vs allocatable GPUs and plugin pods, as one document."""
+    """Nodes, roles, labels, assigned vs allocatable GPUs and plugin pods, as one document.
+    It reads the cluster alone (kind gives its kubeconfig): the state directory may be gone."""
+    nodes.docker_client()
     kube = Kube.for_kind_cluster(name)
     plan = record.require(kube, name)
     assigned = {w.node: w for w in plan.workers}

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import IO
 
 from .errors import CommandError
 
@@ -20,9 +21,10 @@ class Result:
 
 
 def run(argv: Sequence[str | os.PathLike], *, check: bool = True, timeout: float | None = None,
-        input: str | None = None, env: Mapping[str, str] | None = None) -> Result:
+        input: str | None = None, env: Mapping[str, str] | None = None, stdin: IO | None = None) -> Result:
     """Run argv without a shell; raise CommandError on non-zero exit when check is set.
 
+    stdin: a file the command reads (input: a string it reads instead).
     A missing executable is reported as exit 127, like a shell would.
     """
     argv = [str(a) for a in argv]
@@ -30,8 +32,8 @@ def run(argv: Sequence[str | os.PathLike], *, check: bool = True, timeout: float
         result = Result(argv, 127, "", f"{argv[0]}: command not found; `invoke preflight` says how to install it")
     else:
         proc = subprocess.run(
-            argv, capture_output=True, text=True, timeout=timeout, input=input, env=env
-        )
+            argv, capture_output=True, text=True, timeout=timeout, input=input, env=env,
+            **({"stdin": stdin} if stdin is not None else {}))
         result = Result(argv, proc.returncode, proc.stdout, proc.stderr)
     if check and result.returncode != 0:
         raise CommandError(argv, result.returncode, result.stdout + result.stderr)

@@ -40,14 +40,41 @@ def preload(client, nodes, image, progress):
         import_into(lacking, image)
 
 
+IMPORT = ["ctr", "--namespace=k8s.io", "images", "import", "--all-platforms", "--digests"]
+
+
 def import_into(nodes, image):
     """Save the image once where every node sees it (kindgpu's own mount), then import it in all
-    nodes at once: `kind load` streams the whole image to each node through `docker exec`."""
+    nodes at once: `kind load` streams the whole image to each node through `docker exec`.
+
+    A node that does not see the archive there gets it streamed, as `kind load` does: its mount
+    is of a state directory deleted since (one made anew at the same path is another directory,
+    which the running node does not see)."""
     archive = Path(nodes[0].owner_mount) / f"image-{os.getpid()}-{threading.get_ident()}.tar"
     try:
         cmd.run(["docker", "save", "--output", archive, image])
         in_node_path = f"{names.OWNER_MOUNT}/{archive.name}"
-        concurrently(lambda node: node.run(["ctr", "--namespace=k8s.io", "images", "import",
-                                            "--all-platforms", "--digests", in_node_path]), nodes)
+        sees = concurrently(lambda node: sees_file(node, in_node_path, archive.stat().st_size), nodes)
+
+        def one(item):
+            node, seen = item
+            if seen:
+                node.run([*IMPORT, in_node_path])
+            else:
+                stream_into(node, archive)
+
+        concurrently(one, list(zip(nodes, sees)))
     finally:
         archive.unlink(missing_ok=True)
+
+
+def sees_file(node, in_node_path, size):
+    """Whether the node sees, through its mount, the file just written on the host (same size)."""
+    result = node.run(["stat", "-c", "%s", in_node_path], check=False)
+    return result.returncode == 0 and result.stdout.strip() == str(size)
+
+
+def stream_into(node, archive):
+    """Import the archive into the node through `docker exec -i`, as `kind load` does."""
+    with open(archive, "rb") as data:
+        cmd.run(["docker", "exec", "-i", node.name, *IMPORT, "-"], stdin=data)

@@ -12,7 +12,23 @@ from .errors import CommandError, KindgpuError
 # Docker's client is imported where used: listing the tasks must not pay for it.
 
 
+_client = None
+
+
 def docker_client():
+    """Docker's client, once per process; a KindgpuError when dockerd does not answer.
+
+    Every task that needs Docker asks for it before anything else: with dockerd stopped, kind
+    would print errors of its own, and nothing may be written first."""
+    global _client
+    if _client is None:
+        _client = connect()
+    return _client
+
+
+def connect():
+    import os
+
     import docker
     from docker.errors import DockerException
 
@@ -21,8 +37,16 @@ def docker_client():
         client.ping()
         return client
     except DockerException as err:
-        raise KindgpuError(f"cannot reach the Docker daemon: {err}",
-                           "start it (`sudo systemctl start docker`) and run `invoke preflight`") from err
+        from .preflight.dockerhost import short_error
+
+        where = f" at DOCKER_HOST={os.environ['DOCKER_HOST']}" if os.environ.get("DOCKER_HOST") else ""
+        if "Permission denied" in str(err):
+            raise KindgpuError(f"Docker is not reachable{where}: permission denied on its socket",
+                               'join the docker group: `sudo usermod -aG docker "$USER" && newgrp docker` '
+                               "(or run as root)") from err
+        raise KindgpuError(f"Docker is not reachable{where}: {short_error(str(err))}",
+                           "start dockerd: `sudo systemctl start docker` (then `invoke preflight` checks "
+                           "the host), and run this again") from err
 
 
 class Node:
@@ -63,6 +87,18 @@ class Node:
     def sh(self, script: str, *, check: bool = True) -> Result:
         return self.run(["sh", "-c", script], check=check)
 
+    def has_file(self, path: str) -> bool:
+        """Whether the node's filesystem has path; asked of Docker, so a stopped node answers too."""
+        from docker.errors import NotFound
+
+        try:
+            stream, _ = self.container.get_archive(path)
+        except NotFound:
+            return False
+        for _ in stream:  # read to the end: the connection goes back to the client's pool
+            pass
+        return True
+
     def start(self) -> None:
         self.container.start()
 
@@ -102,6 +138,17 @@ def made_by_kindgpu(nodes) -> bool:
 
 def kind_networks(client, cluster):
     return client.networks.list(names=[network_name(cluster)])
+
+
+def remove_networks(client, cluster) -> list[str]:
+    """Remove the cluster's own Docker network when no container is on it; the names removed."""
+    removed = []
+    for network in kind_networks(client, cluster):
+        network.reload()
+        if not network.attrs.get("Containers"):
+            network.remove()
+            removed.append(network.name)
+    return removed
 
 
 def network_name(cluster):

@@ -376,6 +376,7 @@ def show(outcome, cluster, as_json):
 
 
 def smoke(name, level, reporter, *, junit=None, as_json=False, timeout=300):
+    nodes.docker_client()  # no Docker: say so, not what kind says
     kube = Kube.for_kind_cluster(name)
     plan = record.require(kube, name)
     check_level(plan, level)

@@ -53,7 +53,6 @@ class StateDir:
     def junit(self, level: str) -> Path:
         return self.root / f"smoke-{level}-junit.xml"
 
-    @property
-    def lock(self) -> Path:
-        """Beside the directory, not in it: `down` removes the directory while it holds the lock."""
-        return self.root.parent / f".{self.root.name}.lock"
+    # kindgpu.lock's: held by `up`, the step tasks and `down` while they run. `down` removes the
+    # directory with it; kindgpu.lock handles that.
+    lock = Entry("lock")

@@ -38,6 +38,10 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except KindgpuError as err:
             raise Exit(user_text(err), code=err.exit_code)
+        except KeyboardInterrupt:  # Ctrl-C: what was left, and what to run, never a traceback
+            raise Exit(user_text(KindgpuError(
+                "interrupted", "run the same command again: `invoke up` finishes a cluster it left, or "
+                "deletes one kind left half-made and makes it anew")), code=130)
 
     return wrapper
 

@@ -1,18 +1,97 @@
 """Around the steps: one command at a time per cluster, and what changed in its spec."""
 
+import fcntl
+import os
+import shutil
+import threading
+import time
+
 import pytest
 
 from kindgpu import cluster
-from kindgpu.errors import KindgpuError
+from kindgpu.state import StateDir
 
 
-def test_a_second_command_on_the_same_cluster_is_refused(state_dir):
-    with cluster.cluster_lock("busy"):
-        with pytest.raises(KindgpuError, match="being changed by kindgpu"):
-            with cluster.cluster_lock("busy"):
-                pass
-    with cluster.cluster_lock("busy"):  # released after the first
-        pass
+class Notes:
+    def __init__(self):
+        self.lines = []
+
+    def note(self, text):
+        self.lines.append(text)
+
+
+def test_a_second_command_on_the_same_cluster_waits_for_the_first_and_says_so(state_dir):
+    first_in, first_out, order = threading.Event(), threading.Event(), []
+    notes = Notes()
+
+    def first():
+        with cluster.cluster_lock("busy", "up", Notes()):
+            first_in.set()
+            first_out.wait(10)
+            order.append("first")
+
+    holder = threading.Thread(target=first)
+    holder.start()
+    first_in.wait(10)
+
+    def then():
+        with cluster.cluster_lock("busy", "up", notes):
+            order.append("second")
+
+    second = threading.Thread(target=then)
+    second.start()
+    wait_until(lambda: notes.lines)
+    assert notes.lines == [f"waiting for another `invoke up` of busy (pid {os.getpid()})"]
+    assert order == []  # still waiting
+    first_out.set()
+    holder.join(10)
+    second.join(10)
+    assert order == ["first", "second"] and len(notes.lines) == 1
+    with cluster.cluster_lock("busy", "down", Notes()):  # released after both
+        assert StateDir.of("busy").lock.read_text() == f"down {os.getpid()}\n"
+
+
+def test_a_waiting_command_locks_the_new_file_when_down_removed_the_state_dir(state_dir):
+    """`down` removes the state dir, lock file included, while it holds the lock: the one that
+    waited must then hold the lock of the file at that path, or a third would run beside it."""
+    state = StateDir.of("gone")
+    down_in, down_out, up_in, up_out = (threading.Event() for _ in range(4))
+
+    def down():
+        with cluster.cluster_lock("gone", "down", Notes()):
+            down_in.set()
+            down_out.wait(10)
+            shutil.rmtree(state.root)
+
+    def up():
+        with cluster.cluster_lock("gone", "up", Notes()):
+            up_in.set()
+            up_out.wait(10)
+
+    threads = [threading.Thread(target=down), threading.Thread(target=up)]
+    threads[0].start()
+    down_in.wait(10)
+    threads[1].start()
+    time.sleep(0.2)  # up is waiting on the file down is about to remove
+    down_out.set()
+    assert up_in.wait(10)
+    assert state.lock.exists()
+    fd = os.open(state.lock, os.O_RDWR)
+    try:
+        with pytest.raises(BlockingIOError):  # a third command would wait for up
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
+    up_out.set()
+    for t in threads:
+        t.join(10)
+
+
+def wait_until(predicate, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
 
 
 def test_spec_differences_name_the_fields():

@@ -4,6 +4,7 @@ be Ready, and the cluster records the plan it was made from."""
 from __future__ import annotations
 
 import os
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -18,6 +19,11 @@ from .base import Context, Progress, Step, StepFailed
 # Docker's client is imported where used: listing the tasks (which imports the steps) must not pay for it.
 
 NODE_READY_TIMEOUT = 300
+# Written in the control-plane container once `kind create cluster` exited 0: kind itself keeps no
+# mark of a create that finished, and one interrupted (Ctrl-C) leaves its containers (--retain).
+# In the node, not in the state directory: it goes with the cluster, and the state directory may
+# be deleted by hand while the cluster is fine.
+KIND_DONE = "/kind/kindgpu-created"
 
 
 class Create(Step):
@@ -35,6 +41,8 @@ class Create(Step):
             raise KindgpuError(
                 f"a kind cluster named {plan.name} exists, but kindgpu did not make it",
                 f"choose another --name (or delete it yourself: kind delete cluster --name {plan.name})")
+        if not kind_finished(ctx, found):
+            return half_made(plan.name)
         expected = [plan.control_plane, *(w.node for w in plan.workers)]
         missing = [n for n in expected if n not in found]
         if missing:
@@ -45,7 +53,7 @@ class Create(Step):
         if stopped:
             return f"node container(s) not running: {', '.join(stopped)}"
         if not plan.kubeconfig.exists():
-            return f"kubeconfig {plan.kubeconfig} is missing"
+            return f"kubeconfig {plan.kubeconfig} is missing: writing it again (kind get kubeconfig)"
         try:
             not_ready = record.node_readiness(ctx.kube, plan)
             recorded = record.read(ctx.kube)
@@ -56,22 +64,30 @@ class Create(Step):
         if not_ready:
             return f"node(s) not Ready: {', '.join(sorted(not_ready))}"
         if recorded is None:
-            return "the cluster does not record its spec yet"
+            return f"finishing cluster {plan.name}: kind made it, but it does not record its spec yet"
         return ""
 
     def run(self, ctx: Context, progress: Progress) -> None:
         found = ctx.nodes()
+        if found and not kind_finished(ctx, found):
+            ctx.reporter.note(f"{half_made(ctx.plan.name)}: deleting it and making it anew")
+            progress("deleting the half-made cluster")
+            delete_cluster(ctx)
+            found = {}
         if found:
             wait_ready_and_record(ctx, progress, start_stopped(found, progress))
             return
         progress("kind create cluster (about a minute)")
         # kind leaves the workers idle while it sets up the control plane: load the device
         # plugin's image into them meanwhile (it takes seconds per 100 MB on a small host).
-        created = threading.Event()
+        created, failed = threading.Event(), threading.Event()
         with ThreadPoolExecutor(max_workers=1) as pool:
-            loading = pool.submit(load_once_booted, ctx, created)
+            loading = pool.submit(load_once_booted, ctx, created, failed)
             try:
                 create_cluster(ctx)
+            except BaseException:  # failed or interrupted: load nothing, leave at once
+                failed.set()
+                raise
             finally:
                 created.set()
             wait_ready_and_record(ctx, progress, {})
@@ -104,7 +120,49 @@ def start_stopped(found: dict[str, Node], progress: Progress) -> dict[str, datet
     return restarted
 
 
-def load_once_booted(ctx: Context, created: threading.Event) -> None:
+def half_made(name: str) -> str:
+    return f"cluster {name} was left half-made (kind create did not finish)"
+
+
+def kind_finished(ctx: Context, found: dict[str, Node]) -> bool:
+    """Whether `kind create cluster` finished making the cluster whose containers are `found`.
+
+    A cluster kindgpu made carries KIND_DONE. One without it was interrupted, unless it records
+    its spec (a cluster made before kindgpu wrote the mark), or its control plane is stopped or
+    gone: then nothing can be asked, and the other checks of the create step say what to do.
+    """
+    control_plane = found.get(ctx.plan.control_plane)
+    if control_plane is None:
+        return True  # gone, or never made: the check for missing containers says what to do
+    if control_plane.has_file(KIND_DONE):
+        return True
+    if not control_plane.running:
+        return True
+    if records_spec(ctx.plan.name):
+        control_plane.run(["touch", KIND_DONE])
+        return True
+    return False
+
+
+def records_spec(name: str) -> bool:
+    """Whether the cluster answers with its recorded spec (kind gives the kubeconfig)."""
+    from ..kube import Kube
+
+    try:
+        return record.read(Kube.for_kind_cluster(name)) is not None
+    except Exception:  # no kubeconfig, no API server, no answer: not a cluster that was finished
+        return False
+
+
+def delete_cluster(ctx: Context) -> None:
+    """kind delete, editing only the cluster's own kubeconfig; the network goes too when empty."""
+    plan = ctx.plan
+    kubeconfig = ["--kubeconfig", plan.kubeconfig] if plan.kubeconfig.exists() else []
+    cmd.run(["kind", "delete", "cluster", "--name", plan.name, *kubeconfig], check=False, timeout=300)
+    nodes.remove_networks(ctx.docker, plan.name)
+
+
+def load_once_booted(ctx: Context, created: threading.Event, failed: threading.Event) -> None:
     """Preload the plugin image as soon as every worker's containerd answers (or kind is done)."""
     from docker.errors import APIError
 
@@ -116,6 +174,8 @@ def load_once_booted(ctx: Context, created: threading.Event) -> None:
 
     wait_for(booted, what="containerd in the new nodes", timeout=NODE_READY_TIMEOUT, interval=0.5,
              transient=lambda err: isinstance(err, APIError))
+    if failed.is_set():
+        return
     deviceplugin.load_image(ctx.plan, ctx.docker, ctx.worker_nodes().values(), lambda text: None)
 
 
@@ -127,12 +187,29 @@ def create_cluster(ctx: Context) -> None:
     plan.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
     result = cmd.run(argv, check=False, env=ctx.kind_env())
     if result.returncode != 0:
-        where = diagnostics.collect(ctx, "create")
-        cmd.run(["kind", "delete", "cluster", "--name", plan.name], check=False)
-        raise StepFailed(
-            f"kind create cluster failed (exit {result.returncode}); kind cannot resume a half-made "
-            f"cluster, so it was deleted after its logs were saved to {where}\n"
-            f"{(result.stdout + result.stderr)[-3000:]}")
+        output = result.stdout + result.stderr
+        where = diagnostics.collect(ctx, "create") if ctx.nodes() else None
+        delete_cluster(ctx)
+        raise kind_failed(plan.name, result.returncode, output, where)
+    ctx.nodes()[plan.control_plane].run(["touch", KIND_DONE])
+
+
+def kind_failed(name: str, returncode: int, output: str, where=None) -> StepFailed:
+    """What `kind create cluster` failing says; kind cannot resume a half-made cluster, so the
+    caller has deleted it (after saving its logs to `where`, if it had made any container)."""
+    left = (f"kind cannot resume a half-made cluster, so it was deleted after its logs were saved to {where}"
+            if where else f"nothing of cluster {name} was left behind")
+    image = re.search(r'failed to pull image "([^"]+)"', output)
+    if image:
+        detail = re.search(r"Command Output: (.+)", output)
+        why = f" ({detail.group(1).strip()})" if detail else ""
+        return StepFailed(
+            f"kind create cluster failed: the node image {image.group(1)} is not in the host's Docker and "
+            f"could not be pulled{why}; {left}",
+            f"get it: `docker pull {image.group(1)}` where a registry is reachable, or `docker load -i "
+            "<archive>`; or name an image you have (`docker images`) with --node-image or KINDGPU_NODE_IMAGE")
+    return StepFailed(f"kind create cluster failed (exit {returncode}); {left}\n{output[-3000:].rstrip()}",
+                      "fix the cause kind names above and run `invoke up` again")
 
 
 def write_kubeconfig(ctx: Context) -> None:
