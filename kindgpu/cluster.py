@@ -48,11 +48,12 @@ def check_same_spec(ctx, recreate, reporter):
 
 def up(plan, reporter, *, force=(), until=None, dry_run=False, recreate=False):
     nodes.docker_client()  # before anything is written: no Docker, nothing changes
+    ctx = steps.Context(plan, reporter)
+    if dry_run:  # changes nothing, so it needs no lock (whose file would be written)
+        return runner.run(ctx, steps.pipeline(), force=force, until=until, dry_run=True)
     with cluster_lock(plan.name, "up", reporter):
-        ctx = steps.Context(plan, reporter)
-        if not dry_run:
-            check_same_spec(ctx, recreate, reporter)
-        return runner.run(ctx, steps.pipeline(), force=force, until=until, dry_run=dry_run)
+        check_same_spec(ctx, recreate, reporter)
+        return runner.run(ctx, steps.pipeline(), force=force, until=until)
 
 
 def remove_state(state, *, keep_lock):

@@ -78,10 +78,11 @@ def test_bad_flags_exit_2_naming_each_flag_with_no_cluster(args, bad, bare):
 
 
 def test_good_smoke_flags_go_on_to_the_cluster(bare):
-    """The counterpart: flags that pass reach the cluster lookup, which fails here (no kind)."""
+    """The counterpart: flags that pass reach the cluster lookup, which asks Docker first (none here)."""
     out = invoke("smoke", "--level", "compute", "--timeout", "1.5", env=bare)
     assert out.returncode == 1, out.stderr
-    assert "cluster gpu-cluster is not running" in out.stderr and "fix: create it with `invoke up`" in out.stderr
+    assert "ERROR: Docker is not reachable" in out.stderr
+    assert "fix: start dockerd: `sudo systemctl start docker`" in out.stderr
 
 
 @pytest.mark.parametrize("given, expected", [
@@ -132,7 +133,7 @@ def test_remote_api_with_allow_remote_api_is_accepted_with_a_warning(bare):
     assert "apiServerAddress: 0.0.0.0" in kind_config and "apiServerPort: 6443" in kind_config
     # up warns before it looks at anything (here it then finds no Docker).
     up = invoke("up", "--config", allowed, "--simulate", "8", env=bare)
-    assert up.stderr.startswith(WARNING) and "cannot reach the Docker daemon" in up.stderr
+    assert up.stderr.startswith(WARNING) and "Docker is not reachable" in up.stderr
     assert up.returncode == 1
 
 
