@@ -113,7 +113,8 @@ def unreachable(error) -> Check:
 
 def short_error(text):
     m = re.search(r"\(([^()]*(?:No such file|refused|timed out|denied)[^()]*)\)", text)
-    return (m.group(1) if m else text.splitlines()[0] if text else "unknown error").strip(" '\"")
+    found = (m.group(1) if m else text.splitlines()[0] if text else "unknown error").strip(" '\"")
+    return re.sub(r"^\d+, '?", "", found)  # "2, 'No such file or directory": the errno goes
 
 
 def checks(request, facts: DockerFacts) -> list[Check]:
