@@ -1,0 +1,206 @@
+"""What kindgpu does when the host or the user breaks something (tests/e2e/test_faults.py runs the
+same on real clusters): the decisions, with Docker's client and the host's commands faked at
+their edge."""
+
+import io
+import os
+from types import SimpleNamespace
+
+import pytest
+from docker.errors import NotFound
+from invoke import Exit
+
+from kindgpu import cmd, flags, images, names, nodes, steps, tasks
+from kindgpu.errors import KindgpuError
+from kindgpu.report import Reporter
+from kindgpu.steps import create
+
+KIND_NO_IMAGE = """\
+Creating cluster "kf-noimage" ...
+ • Ensuring node image (kindgpu-e2e/no-such-node:v0.0.0) 🖼  ...
+ ✗ Ensuring node image (kindgpu-e2e/no-such-node:v0.0.0) 🖼
+ERROR: failed to create cluster: failed to pull image "kindgpu-e2e/no-such-node:v0.0.0": command "docker pull \
+kindgpu-e2e/no-such-node:v0.0.0" failed with error: exit status 1
+Command Output: Error response from daemon: pull access denied for kindgpu-e2e/no-such-node, repository does not \
+exist or may require 'docker login'
+"""
+
+
+class FakeContainer:
+    """A node container as Docker's SDK shows it: files by path, commands run recorded."""
+
+    def __init__(self, name, role, status="running", files=(), mount_source="/state/c/node", exec_answer=None):
+        self.name, self.status, self.files, self.ran = name, status, set(files), []
+        self.labels = {names.KIND_ROLE_LABEL: role}
+        self.attrs = {"Names": [f"/{name}"], "Labels": self.labels,
+                      "Mounts": [{"Destination": names.OWNER_MOUNT, "Source": mount_source}]}
+        self.exec_answer = exec_answer or (lambda argv: (0, b""))
+
+    def get_archive(self, path):
+        if path not in self.files:
+            raise NotFound(f"Could not find the file {path} in container {self.name}")
+        return iter([b"tar bytes"]), {"name": os.path.basename(path)}
+
+    def exec_run(self, argv, demux=False):
+        self.ran.append(list(argv))
+        if argv[0] == "touch":
+            self.files.add(argv[1])
+        code, out = self.exec_answer(list(argv))
+        return SimpleNamespace(exit_code=code, output=out)
+
+
+class FakeDocker:
+    def __init__(self, containers):
+        self.containers = SimpleNamespace(list=lambda **kw: containers)
+        self.networks = SimpleNamespace(list=lambda **kw: [])
+
+
+@pytest.fixture
+def plan(state_dir):
+    return flags.plan_from_flags(name="c", workers=1, gpus=1, simulate=1)
+
+
+def context(plan, containers):
+    ctx = steps.Context(plan, Reporter(stream=io.StringIO()))
+    ctx.__dict__["docker"] = FakeDocker(containers)  # the cached client, faked
+    return ctx
+
+
+@pytest.fixture
+def host(monkeypatch):
+    """The host's commands: none succeeds (no kind here) unless a test says otherwise; argv kept."""
+    ran = []
+
+    def run(argv, check=True, **kw):
+        argv = [str(a) for a in argv]
+        ran.append(argv)
+        return cmd.Result(argv, 1, "", "ERROR: no control plane")
+
+    monkeypatch.setattr(cmd, "run", run)
+    return ran
+
+
+# 7: Ctrl-C during `kind create`
+
+
+def test_a_cluster_kind_finished_is_marked_and_is_not_half_made(plan, host):
+    done = FakeContainer("c-control-plane", "control-plane", files=[create.KIND_DONE])
+    ctx = context(plan, [done, FakeContainer("c-worker", "worker")])
+    assert create.kind_finished(ctx, ctx.nodes())
+    assert not any(argv[:2] == ["kind", "get"] for argv in host)  # the mark is enough: no API asked
+
+
+def test_a_cluster_without_the_mark_that_records_no_spec_is_half_made(plan, host):
+    ctx = context(plan, [FakeContainer("c-control-plane", "control-plane"), FakeContainer("c-worker", "worker")])
+    assert not create.kind_finished(ctx, ctx.nodes())
+    assert create.Create().reason(ctx) == "cluster c was left half-made (kind create did not finish)"
+
+
+def test_a_stopped_control_plane_without_the_mark_is_started_not_deleted(plan, host):
+    stopped = FakeContainer("c-control-plane", "control-plane", status="exited")
+    ctx = context(plan, [stopped, FakeContainer("c-worker", "worker", status="exited")])
+    assert create.kind_finished(ctx, ctx.nodes())
+    assert create.Create().reason(ctx) == "node container(s) not running: c-control-plane, c-worker"
+
+
+def test_an_older_cluster_that_records_its_spec_gets_the_mark(plan, monkeypatch):
+    control_plane = FakeContainer("c-control-plane", "control-plane")
+    ctx = context(plan, [control_plane, FakeContainer("c-worker", "worker")])
+    monkeypatch.setattr(create, "records_spec", lambda name: name == "c")
+    assert create.kind_finished(ctx, ctx.nodes())
+    assert control_plane.ran == [["touch", create.KIND_DONE]]
+
+
+def test_a_half_made_cluster_is_deleted_with_its_own_kubeconfig_only(plan, host):
+    plan.kubeconfig.parent.mkdir(parents=True)
+    plan.kubeconfig.write_text("kind wrote this")
+    create.delete_cluster(context(plan, []))
+    assert host == [["kind", "delete", "cluster", "--name", "c", "--kubeconfig", str(plan.kubeconfig)]]
+
+
+def test_ctrl_c_is_a_message_and_exit_130_never_a_traceback():
+    @tasks.user_errors
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(Exit) as caught:
+        interrupted()
+    assert caught.value.code == 130
+    assert caught.value.message.startswith("ERROR: interrupted\nfix: run the same command again")
+
+
+# 9: kind failing for a reason of its own
+
+
+def test_a_node_image_kind_cannot_get_is_named_with_how_to_get_it():
+    err = create.kind_failed("kf-noimage", 1, KIND_NO_IMAGE)
+    assert str(err).startswith("kind create cluster failed: the node image kindgpu-e2e/no-such-node:v0.0.0 is not "
+                               "in the host's Docker and could not be pulled (Error response from daemon: pull "
+                               "access denied")
+    assert str(err).endswith("nothing of cluster kf-noimage was left behind")
+    assert "`docker pull kindgpu-e2e/no-such-node:v0.0.0`" in err.fix and "docker load" in err.fix
+    assert "--node-image" in err.fix
+
+
+def test_another_kind_failure_keeps_what_kind_said_and_where_its_logs_are():
+    err = create.kind_failed("c", 1, "ERROR: failed to create cluster: failed to init node with kubeadm\n",
+                             where="/state/c/diagnostics/x-create")
+    assert "(exit 1); kind cannot resume a half-made cluster, so it was deleted after its logs were saved to " \
+           "/state/c/diagnostics/x-create\nERROR: failed to create cluster: failed to init node" in str(err)
+
+
+# 8: dockerd stopped
+
+
+def test_docker_not_reachable_says_so_with_the_command_that_starts_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/docker.sock")
+    monkeypatch.setattr(nodes, "_client", None)
+    with pytest.raises(KindgpuError) as caught:
+        nodes.docker_client()
+    assert str(caught.value) == f"Docker is not reachable at DOCKER_HOST=unix://{tmp_path}/docker.sock: " \
+                                "No such file or directory"
+    assert "`sudo systemctl start docker`" in caught.value.fix
+
+
+# 10: the state directory deleted while the cluster runs
+
+
+def node_seeing(name, mounted_dir, imported):
+    """A node whose /etc/kindgpu shows mounted_dir (the host directory it was made with)."""
+
+    def answer(argv):
+        if argv[0] == "stat":
+            path = argv[-1].replace(names.OWNER_MOUNT, str(mounted_dir))
+            return (0, f"{os.path.getsize(path)}\n".encode()) if os.path.exists(path) else (1, b"No such file")
+        imported.append((name, argv[-1]))
+        return 0, b""
+
+    return nodes.Node(FakeContainer(name, "worker", mount_source=str(mounted_dir), exec_answer=answer))
+
+
+def test_a_node_whose_mount_no_longer_shows_the_state_dir_gets_the_image_streamed(tmp_path, monkeypatch):
+    state_node_dir = tmp_path / "state" / "c" / "node"  # made anew after a `rm -rf` of the state dir
+    state_node_dir.mkdir(parents=True)
+    deleted = tmp_path / "what-the-old-mount-shows"  # the deleted directory, still mounted in the node
+    deleted.mkdir()
+    imported, streamed = [], []
+
+    def host(argv, check=True, stdin=None, **kw):
+        argv = [str(a) for a in argv]
+        if argv[:2] == ["docker", "save"]:
+            with open(argv[3], "wb") as archive:
+                archive.write(b"an image")
+        else:
+            streamed.append((argv, stdin.read()))
+        return cmd.Result(argv, 0, "", "")
+
+    monkeypatch.setattr(cmd, "run", host)
+    fresh = node_seeing("c-worker", state_node_dir, imported)
+    fresh.container.attrs["Mounts"][0]["Source"] = str(state_node_dir)
+    stale = node_seeing("c-worker2", deleted, imported)
+    stale.container.attrs["Mounts"][0]["Source"] = str(state_node_dir)  # Docker names the path, not the inode
+    images.import_into([fresh, stale], "img:1")
+    assert [name for name, path in imported] == ["c-worker"]
+    assert imported[0][1].startswith(f"{names.OWNER_MOUNT}/image-")
+    assert streamed == [(["docker", "exec", "-i", "c-worker2", *images.IMPORT, "-"], b"an image")]
+    assert list(state_node_dir.iterdir()) == []  # the archive is removed afterwards
