@@ -140,5 +140,10 @@ def test_state_dir_deleted_while_the_cluster_runs(state):
     assert "kubeconfig" in repaired.stdout  # it says what it repaired
     kubeconfig = os.path.join(os.environ["KINDGPU_STATE_DIR"], "kf-nostate", "kubeconfig")
     assert oct(os.stat(kubeconfig).st_mode & 0o777) == "0o600"
-    smoke = invoke("smoke", "--name", "kf-nostate")  # images go into the nodes again
+    # Images go into the nodes again: the worker's mount shows the deleted directory, not the new one.
+    from kindgpu.simgpu.build import image_tag
+
+    assert docker("exec", "kf-nostate-worker", "crictl", "rmi", image_tag()).returncode == 0
+    smoke = invoke("smoke", "--name", "kf-nostate")
     assert smoke.returncode == 0, smoke.stdout + smoke.stderr
+    assert image_tag().partition(":")[2] in docker("exec", "kf-nostate-worker", "crictl", "images").stdout
