@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import names, spec as specs
+from . import gfd, names, spec as specs
 from .errors import KindgpuError, Problem, SpecError
 from .inventory import GPU, Inventory
 
@@ -131,6 +131,8 @@ def make_plan(doc, inventory=None):
                 names.LABEL_OWNER: doc["name"],
             }
         )
+        if gfd.enabled(doc):
+            labels.update(gfd.node_labels(gpus, inventory))
         plans.append(WorkerPlan(gpu_workers, node, tuple(gpus), labels))
     return Plan(doc, specs.spec_hash(doc), inventory, tuple(plans))
 
