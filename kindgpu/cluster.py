@@ -7,7 +7,8 @@ import json
 import shutil
 from contextlib import contextmanager
 
-from . import cmd, console, deviceplugin, names, nodes, pipeline
+from . import cmd, console, deviceplugin, names, nodes, pipeline, sharing
+from . import spec as specs
 from .errors import KindgpuError
 from .kube import Kube, transient_errors
 
@@ -54,6 +55,10 @@ def check_same_spec(ctx, recreate, reporter):
     if recorded is None or recorded == ctx.plan.spec:
         return
     diff = spec_differences(recorded, ctx.plan.spec)
+    if specs.without_live_fields(recorded) == specs.without_live_fields(ctx.plan.spec):
+        # Only what the steps change in place (devicePlugin.sharing): they do, and re-record the spec.
+        reporter.note(f"changing {ctx.plan.name} in place: {'; '.join(diff)}")
+        return
     if not recreate:
         raise KindgpuError(
             f"cluster {ctx.plan.name} was made from another spec:\n" + "\n".join(f"  {d}" for d in diff),
@@ -123,6 +128,7 @@ def status(name):
     record = read_record(kube, name)
     assigned = {w["node"]: w for w in record["plan"]["workers"]}
     sim = bool(record["spec"].get("simulate"))
+    ts = sharing.of(record["spec"])
     selector = deviceplugin.plugin_selector(sim)
     pods = {p.spec.node_name: p for p in kube.core.list_namespaced_pod(
         names.SYSTEM_NAMESPACE, label_selector=selector, _request_timeout=10).items}
@@ -140,13 +146,15 @@ def status(name):
             "gpuIds": labels.get(names.LABEL_GPU_IDS, ""),
             "cpuOnly": cpu_only,
             "assignedGPUs": len(worker["gpus"]) if worker else 0,
-            "allocatableGPUs": int((node.status.allocatable or {}).get(names.GPU_RESOURCE, "0")),
+            # Time-sliced: each assigned GPU is offered `replicas` times (as ts.resource).
+            "allocatableGPUs": int((node.status.allocatable or {}).get(ts.resource, "0")),
+            "replicas": ts.replicas,
             "uuids": [g["uuid"] for g in worker["gpus"]] if worker else [],
             "plugin": worker_plugin(worker, cpu_only, pod),
         })
-    healthy = all(r["ready"] and r["assignedGPUs"] == r["allocatableGPUs"] for r in rows)
+    healthy = all(r["ready"] and ts.allocatable(r["assignedGPUs"]) == r["allocatableGPUs"] for r in rows)
     return {"cluster": name, "simulated": sim, "specHash": record["plan"]["specHash"],
-            "healthy": healthy, "nodes": rows}
+            "healthy": healthy, "sharing": sharing.describe(ts), "nodes": rows}
 
 
 def node_order(node_name):
@@ -181,5 +189,6 @@ def show_status(doc, as_json):
         ["node", "role", "ready", "gpu-worker", "gpu-ids", "GPUs assigned/allocatable", "plugin"],
         [(r["node"], r["role"], "yes" if r["ready"] else "NO", "cpu-only" if r["cpuOnly"] else r["gpuWorker"],
           r["gpuIds"],
-          f"{r['assignedGPUs']}/{r['allocatableGPUs']}" if r["role"] == "worker" else "",
+          (f"{r['assignedGPUs']}/{r['allocatableGPUs']}" + (f" (×{r['replicas']})" if r["replicas"] > 1 else ""))
+          if r["role"] == "worker" else "",
           r["plugin"]) for r in doc["nodes"]])

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 
-from . import cmd, deviceplugin, images, names, nodes, render
+from . import cmd, deviceplugin, images, names, nodes, render, sharing
 from .errors import KindgpuError, Problem, SpecError
 from .kube import Kube, manifest_hash, transient_errors
 from .parallel import concurrently
@@ -141,6 +141,19 @@ def recorded_spec(ctx):
     return record and record["spec"]
 
 
+def record_out_of_date(record, plan):
+    """What the cluster's record says otherwise than the plan ("" when it matches): a field that
+    `up` changes in place (spec.LIVE_FIELDS), or the labels of a new inventory."""
+    import json
+
+    if record["spec"] != plan.spec:
+        changed = sorted(k for k in {*record["spec"], *plan.spec} if record["spec"].get(k) != plan.spec.get(k))
+        return f"the cluster records another spec ({', '.join(changed)} changed)"
+    if record["plan"] != json.loads(json.dumps(plan.to_dict())):
+        return "the cluster records an older plan"
+    return ""
+
+
 def ready_condition(node):
     return next((c for c in node.status.conditions or [] if c.type == "Ready"), None)
 
@@ -184,14 +197,14 @@ class Create(Step):
             return f"kubeconfig {plan.kubeconfig} is missing"
         try:
             not_ready = node_readiness(ctx)
-            recorded = recorded_spec(ctx)
+            record = cluster_record(ctx.kube)
         except transient_errors() as err:
             return f"API server not answering: {type(err).__name__}"
         if not_ready:
             return f"node(s) not Ready: {', '.join(sorted(not_ready))}"
-        if recorded is None:
+        if record is None:
             return "the cluster does not record its spec yet"
-        return ""
+        return record_out_of_date(record, plan)
 
     def run(self, ctx, progress):
         found = ctx.containers()
@@ -369,17 +382,21 @@ class Isolate(Step):
 
 
 def allocatable_gpus(ctx):
-    """{node: allocatable nvidia.com/gpu} for the plan's workers."""
+    """{node: allocatable GPUs} for the plan's workers (nvidia.com/gpu, or the shared resource)."""
+    resource = sharing.of(ctx.plan.spec).resource
     found = {n.metadata.name: n for n in ctx.kube.nodes()}
-    return {w.node: int((found[w.node].status.allocatable or {}).get(names.GPU_RESOURCE, "0"))
+    return {w.node: int((found[w.node].status.allocatable or {}).get(resource, "0"))
             if w.node in found else 0 for w in ctx.plan.workers}
 
 
 def gpu_shortfall(ctx):
-    """Workers offering another number of GPUs than assigned (a CPU-only worker must offer 0)."""
+    """Workers offering another number of GPUs than assigned (× time-slicing replicas; a CPU-only
+    worker must offer 0)."""
     have = allocatable_gpus(ctx)
-    return [f"{w.node} offers {have[w.node]} of {len(w.gpus)} GPUs" for w in ctx.plan.workers
-            if have[w.node] != len(w.gpus)]
+    ts = sharing.of(ctx.plan.spec)
+    shared = f" × {ts.replicas} replicas as {ts.resource}" if ts.shared else ""
+    return [f"{w.node} offers {have[w.node]} of {len(w.gpus)}{shared} GPUs" for w in ctx.plan.workers
+            if have[w.node] != ts.allocatable(len(w.gpus))]
 
 
 def plugin_objects(ctx, image):

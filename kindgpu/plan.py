@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import gfd, names, spec as specs
+from . import gfd, names, sharing, spec as specs
 from .errors import KindgpuError, Problem, SpecError
 from .inventory import GPU, Inventory
 
@@ -132,7 +132,8 @@ def make_plan(doc, inventory=None):
             }
         )
         if gfd.enabled(doc):
-            labels.update(gfd.node_labels(gpus, inventory))
+            ts = sharing.of(doc)
+            labels.update(gfd.node_labels(gpus, inventory, replicas=ts.replicas, renamed=ts.renamed))
         plans.append(WorkerPlan(gpu_workers, node, tuple(gpus), labels))
     return Plan(doc, specs.spec_hash(doc), inventory, tuple(plans))
 

@@ -107,6 +107,23 @@ def resolve(config_file=None, env=None, flags=None):
     return doc
 
 
+# Fields `invoke up` changes on a running cluster (the steps apply them); a change of any other
+# field needs `up --recreate`.
+LIVE_FIELDS = (("devicePlugin", "sharing"),)
+
+
+def without_live_fields(doc):
+    """The spec less LIVE_FIELDS: what must match the one a running cluster was made with."""
+    doc = copy.deepcopy(doc)
+    for *parents, key in LIVE_FIELDS:
+        node = doc
+        for parent in parents:
+            node = node.get(parent) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(key, None)
+    return doc
+
+
 def spec_hash(doc):
     """Hash of the normalized spec: what decides whether a cluster matches its spec."""
     canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"))

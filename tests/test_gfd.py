@@ -221,3 +221,30 @@ def test_a_simulated_product_that_makes_no_legal_label_is_refused():
         spec.check(doc(simulate={"gpus": 3, "product": "NVIDIA " + "X" * 60}))
     assert caught.value.problems[0].field == "simulate.product"
     spec.check(doc(simulate={"gpus": 3, "product": "NVIDIA " + "X" * 60}, gpuFeatureLabels=False))
+
+
+def recorded_gfd():
+    import json
+
+    from paths import TESTDATA
+
+    return json.loads((TESTDATA / "gfd" / "gfd-v0.20.0-labels.json").read_text())
+
+
+def test_labels_equal_what_gfds_own_labelers_made_of_the_same_gpus():
+    """tests/testdata/gfd: GFD v0.20.0's labelers run on mock devices of every product in the
+    table (1, 4 and 2 renamed replicas) and the real H200 host."""
+    cases = recorded_gfd()
+    assert len(cases) > 3 * len(gfd.KNOWN_PRODUCTS)
+    for case in cases:
+        d = case["device"]
+        gpus = tuple(gpu(d["name"], index=i, memory=d["memory"], mig="Disabled" if d["mig"] else "[N/A]",
+                         cap=f"{d['major']}.{d['minor']}") for i in range(d["count"]))
+        inv = Inventory(gpus, driver_version=d["driver"], cuda_version=f"{d['cudaMajor']}.{d['cudaMinor']}")
+        ours = gfd.node_labels(gpus, inv, replicas=d["replicas"], renamed=d["rename"])
+        assert ours == case["labels"], d
+
+
+def test_the_real_h200_hosts_labels_are_what_gfd_made_of_it(h200_inventory):
+    (h200,) = [c for c in recorded_gfd() if c["device"]["name"] == "NVIDIA H200" and c["device"]["memory"] == 143771]
+    assert h200["labels"] == H200_LABELS == gfd.node_labels(h200_inventory.gpus, h200_inventory)
