@@ -57,7 +57,8 @@ def check_same_spec(ctx, recreate, reporter):
     diff = spec_differences(recorded, ctx.plan.spec)
     if specs.without_live_fields(recorded) == specs.without_live_fields(ctx.plan.spec):
         # Only what the steps change in place (devicePlugin.sharing): they do, and re-record the spec.
-        reporter.note(f"changing {ctx.plan.name} in place: {'; '.join(diff)}")
+        reporter.note(f"changing {ctx.plan.name} in place: "
+                      f"{'; '.join(specs.live_differences(recorded, ctx.plan.spec))}")
         return
     if not recreate:
         raise KindgpuError(

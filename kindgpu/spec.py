@@ -124,6 +124,17 @@ def without_live_fields(doc):
     return doc
 
 
+def live_differences(recorded, wanted):
+    """`field: old -> new` for each of LIVE_FIELDS that differs between two specs."""
+    def get(doc, path):
+        for key in path:
+            doc = doc.get(key) if isinstance(doc, dict) else None
+        return doc
+
+    return [f"{'.'.join(path)}: {json.dumps(get(recorded, path))} -> {json.dumps(get(wanted, path))}"
+            for path in LIVE_FIELDS if get(recorded, path) != get(wanted, path)]
+
+
 def spec_hash(doc):
     """Hash of the normalized spec: what decides whether a cluster matches its spec."""
     canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"))

@@ -256,7 +256,8 @@ def test_up_changes_sharing_in_place_and_refuses_other_changes(state_dir, monkey
     wanted.kubeconfig.write_text("{}")
     reporter = FakeReporter()
     cluster.check_same_spec(FakeCtx(wanted), False, reporter)
-    assert reporter.notes and "in place" in reporter.notes[0] and "devicePlugin" in reporter.notes[0]
+    assert reporter.notes == ['changing gpu-cluster in place: devicePlugin.sharing: {"timeSlicing": {"replicas": 4}} '
+                              '-> {"timeSlicing": {"replicas": 1}}']
     other = plan.make_plan(with_sharing(spec.resolve(env={}, flags={"simulate": 2, "workers": 1,
                                                                      "gpusPerWorker": 2}), replicas=1))
     with pytest.raises(Exception, match="was made from another spec"):
