@@ -434,8 +434,8 @@ class DevicePlugin(Step):
         def offered():
             short = gpu_shortfall(ctx)
             # A crashing plugin will not offer GPUs: say so now, not after the timeout.
-            return Seen(done=not short, failed="" if not short else diagnostics.plugin_crash(ctx),
-                        last="; ".join(short))
+            failed, fix = diagnostics.plugin_crash(ctx) if short else ("", "")
+            return Seen(done=not short, failed=failed, fix=fix, last="; ".join(short))
 
         wait_for(offered, what="every worker to offer its GPUs", timeout=PLUGIN_READY_TIMEOUT, interval=0.5,
                  transient=transient_errors(), progress=progress,

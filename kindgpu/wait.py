@@ -20,6 +20,7 @@ class WaitFailed(KindgpuError):
 class Seen:
     done: bool = False
     failed: str = ""  # non-empty: stop now, this is why
+    fix: str = ""  # what to do about `failed`
     last: str = ""  # what was seen, for progress and for the timeout message
 
 
@@ -43,7 +44,7 @@ def wait_for(probe, *, what, timeout, interval=1.0, hint="", transient=(), progr
         if progress:
             progress(seen.last)
         if seen.failed:
-            raise WaitFailed(f"{what}: {seen.failed}")
+            raise WaitFailed(f"{what}: {seen.failed}", seen.fix or None)
         if seen.done:
             return seen
         if clock() >= deadline:
