@@ -274,3 +274,17 @@ def test_the_record_is_out_of_date_when_sharing_or_the_plan_changed(state_dir):
     assert pipeline.record_out_of_date(record, new) == "the cluster records another spec (devicePlugin changed)"
     relabelled = {"spec": old.spec, "plan": {**record["plan"], "workers": []}}
     assert pipeline.record_out_of_date(relabelled, old) == "the cluster records an older plan"
+
+
+def test_nvidias_plugin_itself_ran_with_the_config_kindgpu_gives_it():
+    """tests/testdata/gfd: NVIDIA's plugin binary read kindgpu's config file through CONFIG_FILE."""
+    from paths import TESTDATA
+
+    text = (TESTDATA / "gfd" / "nvidia-device-plugin-v0.20.0-reads-config.txt").read_text()
+    given = text.split("\n", 1)[1].split("$ docker run", 1)[0]
+    doc = with_sharing(replicas=4)
+    assert given == sharing.config_text(doc)
+    assert "-e CONFIG_FILE=/config/config.yaml" in text and sharing.CONFIG_FILE == "/config/config.yaml"
+    ran = json.loads(text.split("Running with config:\n", 1)[1].split("\nI1201", 1)[0])
+    assert ran["sharing"] == {"timeSlicing": {"resources": [
+        {"name": "nvidia.com/gpu", "devices": "all", "replicas": 4}]}}
