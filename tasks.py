@@ -1,6 +1,8 @@
 """kindgpu's tasks: `invoke --list`. They live in the package so the `kindgpu` command has them too;
 `bench` is here alone, since it needs the repository."""
 
+import sys
+
 from invoke import task
 
 from kindgpu.tasks import ns
@@ -9,8 +11,6 @@ from kindgpu.tasks import ns
 @task(help={"runs": "runs per cluster measurement (default 3)", "scale": "worker counts, e.g. 1,4,8"})
 def bench(c, runs=3, scale="1,4,8"):
     """Measure kindgpu against bare kind on real clusters (see bench/run.py)."""
-    import sys
-
     c.run(f"{sys.executable} bench/run.py --runs {int(runs)} --scale {scale}", pty=False)
 
 

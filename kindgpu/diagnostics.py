@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-import time
 
 from . import cmd, deviceplugin, names
+from .kube import REQUEST_TIMEOUT
 
 
 def collect(ctx, step_name):
     """Write a diagnostics bundle; never raises (it runs while something already failed)."""
-    where = ctx.plan.state_dir / "diagnostics" / f"{time.strftime('%Y%m%d-%H%M%S')}-{step_name}"
+    where = ctx.plan.state.diagnostics(step_name)
     where.mkdir(parents=True, exist_ok=True)
     cmd.run(["kind", "export", "logs", where / "kind", "--name", ctx.plan.name], check=False, timeout=300)
     try:
         (where / "plugin-pods.txt").write_text(plugin_report(ctx, tail=200))
-        events = ctx.kube.core.list_namespaced_event(names.SYSTEM_NAMESPACE, _request_timeout=10).items
+        events = ctx.kube.core.list_namespaced_event(names.SYSTEM_NAMESPACE, _request_timeout=REQUEST_TIMEOUT).items
         (where / "events.json").write_text(json.dumps(
             [{"object": f"{e.involved_object.kind}/{e.involved_object.name}", "type": e.type,
               "reason": e.reason, "message": e.message} for e in events], indent=2))
@@ -25,8 +25,7 @@ def collect(ctx, step_name):
 
 
 def plugin_pods(ctx):
-    return ctx.kube.core.list_namespaced_pod(
-        names.SYSTEM_NAMESPACE, label_selector=deviceplugin.plugin_selector(ctx.plan.simulated), _request_timeout=10).items
+    return ctx.kube.pods(names.SYSTEM_NAMESPACE, deviceplugin.plugin_selector(ctx.plan.simulated))
 
 
 def pod_summary(ctx, pod, tail=20):

@@ -12,14 +12,22 @@ from __future__ import annotations
 
 import time
 import uuid as uuidlib
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from . import console, gfd, images, names, nodes, payloads, sharing, smoke_checks
+from . import console, gfd, images, names, nodes, payloads, record, sharing, smoke_checks
 from .errors import KindgpuError, Problem, SpecError
+from .flags import parse
 from .kube import Kube
-from .payloads import judge
 from .parallel import concurrently
+from .payloads import judge
+from .plan import Plan
+from .state import StateDir
 from .wait import Seen, WaitFailed, WaitTimeout, wait_for
+
+# The Kubernetes client and simgpu.build (which imports Docker's client) are imported where used:
+# listing the tasks must not pay for them.
 
 NAMESPACE = "kindgpu-smoke"
 SERVICE = "smoke"  # headless: collective pods find rank 0 at w0.smoke.<namespace>
@@ -47,21 +55,19 @@ class Outcome:
                 "sharing": self.sharing, "seconds": round(self.seconds, 2)}
 
 
-def image_for(record, level):
-    spec = record["spec"]
-    if spec.get("simulate"):
+def image_for(plan, level):
+    spec = plan.spec
+    if plan.simulated:
         from .simgpu.build import image_tag
 
         return image_tag()  # its fake nvidia-smi answers like the real one
     return spec["smoke"]["cudaImage"] if level == "visibility" else spec["smoke"]["pytorchImage"]
 
 
-def check_level(record, level):
+def check_level(plan, level):
     """The level against the cluster: simulated GPUs run visibility only."""
-    from .flags import parse
-
     parse(level=level)
-    if record["spec"].get("simulate") and level != "visibility":
+    if plan.simulated and level != "visibility":
         raise SpecError([Problem("--level", f"simulated GPUs run the visibility level only (asked: {level})",
                                  "compute and collective need real GPUs; use --level visibility")],
                         title="invalid task flags")
@@ -75,14 +81,14 @@ def job(run_id, level, image, worker, rank, gpu_counts, gpus=None, extra_env=Non
     cluster's (sharing.TimeSlicing): all its GPUs are then GPUs × replicas of its resource.
     """
     ts = time_slicing or sharing.TimeSlicing()
-    count = ts.allocatable(len(worker["gpus"])) if gpus is None else gpus
-    uuids = [g["uuid"] for g in worker["gpus"]]
-    env = payloads.env(level, worker_name=worker["node"], gpu_uuids=uuids, rank=rank,
+    count = ts.allocatable(len(worker.gpus)) if gpus is None else gpus
+    uuids = [g.uuid for g in worker.gpus]
+    env = payloads.env(level, worker_name=worker.node, gpu_uuids=uuids, rank=rank,
                        world_size=len(gpu_counts), gpu_counts=gpu_counts,
                        master_addr=f"w0.{SERVICE}.{NAMESPACE}.svc.cluster.local")
     env.update(extra_env or {})
-    name = f"smoke-{run_id}-w{worker['number']}" + ("-overask" if gpus is not None else "")
-    return pinned_job(run_id, name, level, image, worker["node"], str(worker["number"]), env, count,
+    name = f"smoke-{run_id}-w{worker.number}" + ("-overask" if gpus is not None else "")
+    return pinned_job(run_id, name, level, image, worker.node, str(worker.number), env, count,
                       hostname=f"w{rank}", pending=gpus is not None, resource=ts.resource)
 
 
@@ -94,10 +100,10 @@ def cpu_key(position):
 def cpu_jobs(run_id, image, worker, key, extra_env=None, resource=names.GPU_RESOURCE):
     """A CPU-only worker's two Jobs: the visibility payload with no GPU limit, which must see no
     GPU, and a pod asking for 1 GPU, which must stay Pending (the worker offers none)."""
-    env = {**payloads.visibility_env(worker["node"], expect_none=True), **(extra_env or {})}
+    env = {**payloads.visibility_env(worker.node, expect_none=True), **(extra_env or {})}
     name = f"smoke-{run_id}-{key}"
-    return [pinned_job(run_id, name, "visibility", image, worker["node"], key, env, None, hostname=key),
-            pinned_job(run_id, f"{name}-gpuask", "visibility", image, worker["node"], key, env, 1,
+    return [pinned_job(run_id, name, "visibility", image, worker.node, key, env, None, hostname=key),
+            pinned_job(run_id, f"{name}-gpuask", "visibility", image, worker.node, key, env, 1,
                        hostname=key, pending=True, resource=resource)]
 
 
@@ -177,18 +183,18 @@ def support_objects(run_id, level):
 
 
 class Smoke:
-    def __init__(self, kube: Kube, record, level, progress=lambda text: None, timeout=300):
-        self.kube, self.record, self.level = kube, record, level
+    def __init__(self, kube: Kube, plan: Plan, level, progress=lambda text: None, timeout=300):
+        self.kube, self.plan, self.level = kube, plan, level
         self.progress, self.timeout = progress, timeout
         self.run_id = uuidlib.uuid4().hex[:6]
-        self.workers = record["plan"]["workers"]
-        # Told apart by their GPUs, not the plan's cpuOnly, so older records read the same.
-        self.gpu_workers = [w for w in self.workers if w["gpus"]]
-        self.cpu_workers = {cpu_key(i): w for i, w in enumerate((w for w in self.workers if not w["gpus"]), 1)}
-        self.ts = sharing.of(record["spec"])  # an older record has none: not shared
+        self.workers = plan.workers
+        # WorkerPlan.cpu_only is told by the GPUs, so older records (no cpuOnly) read the same.
+        self.gpu_workers = list(plan.gpu_workers)
+        self.cpu_workers = {cpu_key(i): w for i, w in enumerate((w for w in self.workers if w.cpu_only), 1)}
+        self.ts = sharing.of(plan.spec)  # an older record has none: not shared
 
     def pods(self, selector):
-        return self.kube.core.list_namespaced_pod(NAMESPACE, label_selector=selector, _request_timeout=10).items
+        return self.kube.pods(NAMESPACE, selector)
 
     def create(self, obj):
         from kubernetes.utils import create_from_dict
@@ -196,30 +202,24 @@ class Smoke:
         create_from_dict(self.kube.api_client, obj, namespace=NAMESPACE)
 
     def ensure_namespace(self):
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            self.kube.core.read_namespace(NAMESPACE)
-        except ApiException as err:
-            if err.status != 404:
-                raise
+        if self.kube.get("Namespace", NAMESPACE) is None:
             self.kube.core.create_namespace({"metadata": {"name": NAMESPACE,
                                                           "labels": {"app.kubernetes.io/managed-by": "kindgpu"}}})
 
     def run(self):
         start = time.monotonic()
-        image = image_for(self.record, self.level)
+        image = image_for(self.plan, self.level)
         # CPU-only workers run the visibility payload at every level, in its (small) image.
-        cpu_image = image_for(self.record, "visibility")
+        cpu_image = image_for(self.plan, "visibility")
         self.load_image(image, self.gpu_workers)
         self.load_image(cpu_image, self.cpu_workers.values())
         self.ensure_namespace()
         try:
             for obj in support_objects(self.run_id, self.level):
                 self.replace_service(obj) if obj["kind"] == "Service" else self.create(obj)
-            counts = [len(w["gpus"]) for w in self.gpu_workers]
+            counts = [len(w.gpus) for w in self.gpu_workers]
             # Every worker's Job and the pods that must stay Pending start at once; the latter wait for nothing.
-            extra_env = self.record["spec"]["smoke"].get("env", {})
+            extra_env = self.plan.spec["smoke"].get("env", {})
             jobs = [job(self.run_id, self.level, image, worker, rank, counts, extra_env=extra_env,
                         time_slicing=self.ts)
                     for rank, worker in enumerate(self.gpu_workers)]
@@ -240,9 +240,9 @@ class Smoke:
     def checks(self):
         """smoke_checks' checks for this cluster: by product (when it sets the feature labels and
         records them), and with time-slicing, two pods sharing a worker's GPU."""
-        gpu_workers = [(w["node"], w.get("labels", {}), [g["uuid"] for g in w["gpus"]]) for w in self.gpu_workers]
+        gpu_workers = [(w.node, w.labels, [g.uuid for g in w.gpus]) for w in self.gpu_workers]
         found = smoke_checks.shared_check(gpu_workers, self.ts.replicas)
-        if gfd.enabled(self.record["spec"]):
+        if gfd.enabled(self.plan.spec):
             found = smoke_checks.product_checks(gpu_workers) + found
         return found
 
@@ -266,22 +266,15 @@ class Smoke:
 
     def load_image(self, image, workers):
         """An image the host's Docker has goes into the workers that lack it: no registry needed."""
-        wanted = {w["node"] for w in workers}
+        wanted = {w.node for w in workers}
         if not wanted:
             return
         client = nodes.docker_client()
-        containers = [c for c in nodes.cluster_containers(client, self.record["plan"]["cluster"])
-                      if c.name in wanted]
-        images.preload(client, containers, image, self.progress)
+        found = [n for n in nodes.cluster_nodes(client, self.plan.name) if n.name in wanted]
+        images.preload(client, found, image, self.progress)
 
     def replace_service(self, obj):
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            self.kube.core.delete_namespaced_service(SERVICE, NAMESPACE)
-        except ApiException as err:
-            if err.status != 404:
-                raise
+        self.kube.delete("Service", SERVICE, NAMESPACE)
         self.create(obj)
 
     def wait_jobs(self):
@@ -324,19 +317,19 @@ class Smoke:
 
     def overask_worker(self):
         """The worker offering the most, and one GPU more than it offers (× replicas when shared)."""
-        worker = max(self.gpu_workers, key=lambda w: len(w["gpus"]))
-        return worker, self.ts.allocatable(len(worker["gpus"])) + 1
+        worker = max(self.gpu_workers, key=lambda w: len(w.gpus))
+        return worker, self.ts.allocatable(len(worker.gpus)) + 1
 
     def overask_job(self, image):
         worker, asked = self.overask_worker()
         return job(self.run_id, "visibility", image, worker, 0, [asked], gpus=asked,
-                   extra_env=self.record["spec"]["smoke"].get("env", {}), time_slicing=self.ts)
+                   extra_env=self.plan.spec["smoke"].get("env", {}), time_slicing=self.ts)
 
     def pending_checks(self):
         """(worker key, node, GPUs asked, GPUs it has): the over-ask pod first, then each CPU-only worker's."""
         worker, asked = self.overask_worker()
-        return [(str(worker["number"]), worker["node"], asked, asked - 1),
-                *((key, w["node"], 1, 0) for key, w in self.cpu_workers.items())]
+        return [(str(worker.number), worker.node, asked, asked - 1),
+                *((key, w.node, 1, 0) for key, w in self.cpu_workers.items())]
 
     def check_pending(self, key, node, asked, has):
         """A pod asking `asked` GPUs of a worker that has fewer must stay Pending."""
@@ -371,21 +364,21 @@ class Smoke:
 
     def verdict(self, logs, failure, limit, asks, seconds, checks=()):
         """asks: CPU-only worker key -> the check of its pod asking for 1 GPU; checks: smoke_checks rows."""
-        assignments = {w["node"]: [g["uuid"] for g in w["gpus"]] for w in self.gpu_workers}
-        cpu_nodes = [w["node"] for w in self.cpu_workers.values()]
+        assignments = {w.node: [g.uuid for g in w.gpus] for w in self.gpu_workers}
+        cpu_nodes = [w.node for w in self.cpu_workers.values()]
         cluster = judge.judge_cluster(self.level, logs, assignments, cpu_only=cpu_nodes)
         rows = []
         for w in self.gpu_workers:
-            v = cluster.workers[w["node"]]
-            result, _ = judge.parse_result(logs.get(w["node"]) or "")
-            rows.append({"node": w["node"], "worker": w["number"], "expected": assignments[w["node"]],
+            v = cluster.workers[w.node]
+            result, _ = judge.parse_result(logs.get(w.node) or "")
+            rows.append({"node": w.node, "worker": w.number, "expected": assignments[w.node],
                          "seen": (result or {}).get("uuids") or [g.get("uuid") for g in (result or {}).get("gpus", [])
                                                                  if isinstance(g, dict)],
                          "ok": v.ok, "message": v.message})
         cpu_rows = []
         for key, w in self.cpu_workers.items():
-            v = cluster.workers[w["node"]]
-            cpu_rows.append({"node": w["node"], "expected": [], "seen": v.details.get("uuids", []),
+            v = cluster.workers[w.node]
+            cpu_rows.append({"node": w.node, "expected": [], "seen": v.details.get("uuids", []),
                              "ok": v.ok, "message": v.message, "gpuAsk": asks[key]})
         ok = (cluster.ok and limit.get("ok", False) and all(a.get("ok") for a in asks.values()) and not failure
               and all(c["ok"] for c in checks))
@@ -413,8 +406,6 @@ def waiting_reason(pod):
 
 def junit_xml(outcome, cluster):
     """A JUnit report: one test case per worker, plus the limit check."""
-    import xml.etree.ElementTree as ET
-
     cases = [(f"{outcome.level}[{w['node']}]", w["ok"], w["message"]) for w in outcome.workers]
     cases.append(("gpu-limit-enforced", outcome.limit.get("ok", False), outcome.limit.get("message", "")))
     for w in outcome.cpu_workers:
@@ -456,16 +447,12 @@ def show(outcome, cluster, as_json):
 
 
 def smoke(name, level, reporter, *, junit=None, as_json=False, timeout=300):
-    from .cluster import read_record
-
     kube = Kube.for_kind_cluster(name)
-    record = read_record(kube, name)
-    check_level(record, level)
-    with reporter.step("smoke", f"{level} Jobs on {len(record['plan']['workers'])} worker(s)") as progress:
-        outcome = Smoke(kube, record, level, progress, timeout).run()
-    path = junit or names.state_dir(name) / f"smoke-{level}-junit.xml"
-    from pathlib import Path
-
+    plan = record.require(kube, name)
+    check_level(plan, level)
+    with reporter.step("smoke", f"{level} Jobs on {len(plan.workers)} worker(s)") as progress:
+        outcome = Smoke(kube, plan, level, progress, timeout).run()
+    path = junit or StateDir.of(name).junit(level)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(junit_xml(outcome, name))
     show(outcome, name, as_json)

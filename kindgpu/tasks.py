@@ -1,11 +1,16 @@
 """The invoke tasks (`invoke --list`, or the `kindgpu` command). Thin: logic lives in the package.
 
-Imports stay inside the tasks so that listing them costs nothing.
+Besides kindgpu.steps, whose list makes a task of each step, and the payloads' default level, the
+tasks import what they need inside them, so that listing them costs little (the Kubernetes client
+alone takes most of a second).
 """
 
 from functools import wraps
 
 from invoke import Collection, Exit, task
+
+from kindgpu import steps
+from kindgpu.payloads import DEFAULT_LEVEL
 
 SPEC_HELP = {
     "config": "spec file (see configs/), e.g. configs/default.yaml",
@@ -16,6 +21,10 @@ SPEC_HELP = {
     "node_image": "kind node image (env KINDGPU_NODE_IMAGE)",
 }
 NAME_HELP = {"config": SPEC_HELP["config"], "name": SPEC_HELP["name"]}
+UP_HELP = {**SPEC_HELP,
+           "dry_run": "print each step and why it would run; change nothing",
+           "force": "run this step even if it is done (repeatable)",
+           "recreate": "delete and remake a cluster made from another spec"}
 
 
 def user_errors(fn):
@@ -83,16 +92,8 @@ def preflight(c, config=None, name=None, workers=None, gpus=None, simulate=None,
         raise Exit(code=code)
 
 
-@task(help={**SPEC_HELP,
-            "dry_run": "print each step and why it would run; change nothing",
-            "force": "run this step even if it is done (repeatable)",
-            "until": "stop after this step",
-            "recreate": "delete and remake a cluster made from another spec"},
-      iterable=["force"])
-@user_errors
-def up(c, config=None, name=None, workers=None, gpus=None, simulate=None, node_image=None,
-       dry_run=False, force=None, until=None, recreate=False):
-    """Create the cluster, or finish it: preflight, config, create, label, isolate, device-plugin."""
+def bring_up(until, *, config, name, workers, gpus, simulate, node_image, dry_run, force, recreate):
+    """`invoke up`, up to the step `until` (None: all of them)."""
     from kindgpu import cluster, flags
     from kindgpu.report import Reporter
 
@@ -104,6 +105,29 @@ def up(c, config=None, name=None, workers=None, gpus=None, simulate=None, node_i
     cluster.up(plan, reporter, force=tuple(force or ()), until=until, dry_run=dry_run, recreate=recreate)
     if not dry_run:
         reporter.note(f"kubeconfig: {plan.kubeconfig}  (export KUBECONFIG={plan.kubeconfig})")
+
+
+def up(c, config=None, name=None, workers=None, gpus=None, simulate=None, node_image=None,
+       dry_run=False, force=None, until=None, recreate=False):
+    bring_up(until, config=config, name=name, workers=workers, gpus=gpus, simulate=simulate,
+             node_image=node_image, dry_run=dry_run, force=force, recreate=recreate)
+
+
+up.__doc__ = f"Create the cluster, or finish it: {', '.join(s.name for s in steps.pipeline())}."
+up = task(help={**UP_HELP, "until": "stop after this step"}, iterable=["force"])(user_errors(up))
+
+
+def step_task(step):
+    """`invoke <step>`: the steps before it first, then the step, with up's flags (up --until <step>)."""
+
+    def run_until(c, config=None, name=None, workers=None, gpus=None, simulate=None, node_image=None,
+                  dry_run=False, force=None, recreate=False):
+        bring_up(step.name, config=config, name=name, workers=workers, gpus=gpus, simulate=simulate,
+                 node_image=node_image, dry_run=dry_run, force=force, recreate=recreate)
+
+    summary = step.__doc__.splitlines()[0].rstrip(".")
+    run_until.__doc__ = f"{summary}, after the steps before it (as `up --until {step.name}`)."
+    return task(name=step.name, help=UP_HELP, iterable=["force"])(user_errors(run_until))
 
 
 @task(help={**NAME_HELP, "force": "also delete a kind cluster kindgpu did not make"})
@@ -132,7 +156,7 @@ def status(c, config=None, name=None, json=False):
             "json": "print the result as JSON", "junit": "where to write the JUnit XML report",
             "timeout": "seconds to wait for the Jobs (default 300)"})
 @user_errors
-def smoke(c, config=None, name=None, level="visibility", json=False, junit=None, timeout=None):
+def smoke(c, config=None, name=None, level=DEFAULT_LEVEL, json=False, junit=None, timeout=None):
     """Run GPU Jobs on every worker; pass only if each sees exactly its own GPUs."""
     from kindgpu import flags, smoke as smoke_test
     from kindgpu.report import Reporter
@@ -143,4 +167,6 @@ def smoke(c, config=None, name=None, level="visibility", json=False, junit=None,
                      timeout=checked["timeout"] or flags.SMOKE_TIMEOUT)
 
 
-ns = Collection(config, preflight, up, down, status, smoke)
+# A step with a task of its own already (preflight, config) keeps it; every other step becomes one.
+STEP_TASKS = [step_task(s) for s in steps.pipeline() if s.name not in ("preflight", "config")]
+ns = Collection(config, preflight, up, down, status, smoke, *STEP_TASKS)

@@ -5,8 +5,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from kubernetes.client import (V1ContainerState, V1ContainerStateTerminated, V1ContainerStateWaiting,
-                               V1ContainerStatus)
+from kubernetes.client import V1ContainerState, V1ContainerStateTerminated, V1ContainerStateWaiting, V1ContainerStatus
 
 from kindgpu import deviceplugin, diagnostics, spec
 

@@ -9,6 +9,7 @@ import yaml
 from kindgpu import cluster, deviceplugin, plan, sharing, spec
 from kindgpu.errors import SpecError
 from kindgpu.simgpu import manifest
+from paths import h200_inventory as read_h200_inventory
 
 # NVIDIA's device plugin config, as k8s-device-plugin v0.20.0 defines it (api/config/v1/): the
 # JSON names of the Go struct tags, and what the UnmarshalJSON methods demand.
@@ -237,18 +238,20 @@ class FakeReporter:
 
 
 class FakeCtx:
-    def __init__(self, plan_, containers=("c",)):
+    def __init__(self, plan_):
         self.plan = plan_
-        self._containers = containers
+        self.kube = None
 
-    def containers(self):
-        return {n: object() for n in self._containers}
+    def nodes(self):
+        return {"c": object()}
 
 
 def test_up_changes_sharing_in_place_and_refuses_other_changes(state_dir, monkeypatch):
+    from types import SimpleNamespace
+
     recorded = with_sharing(spec.resolve(env={}, flags={"simulate": 2, "workers": 2, "gpusPerWorker": 1}),
                             replicas=4)
-    monkeypatch.setattr(cluster.pipeline, "recorded_spec", lambda ctx: recorded)
+    monkeypatch.setattr(cluster.record, "read", lambda kube: SimpleNamespace(spec=recorded))
     monkeypatch.setattr(cluster.nodes, "made_by_kindgpu", lambda found: True)
     wanted = plan.make_plan(with_sharing(spec.resolve(env={}, flags={"simulate": 2, "workers": 2,
                                                                       "gpusPerWorker": 1}), replicas=1))
@@ -265,15 +268,21 @@ def test_up_changes_sharing_in_place_and_refuses_other_changes(state_dir, monkey
 
 
 def test_the_record_is_out_of_date_when_sharing_or_the_plan_changed(state_dir):
-    from kindgpu import pipeline
+    from kindgpu import record
+    from test_record import RecordingKube, stored
 
     old = sim_plan(state_dir, replicas=4)
-    record = {"spec": old.spec, "plan": json.loads(json.dumps(old.to_dict()))}
-    assert pipeline.record_out_of_date(record, old) == ""
+    kube = RecordingKube(stored(record.spec_configmap(old)))
+    assert record.out_of_date(kube, old) == ""
+    assert record.out_of_date(RecordingKube(), old) == "the cluster does not record its spec yet"
     new = sim_plan(state_dir, replicas=1)
-    assert pipeline.record_out_of_date(record, new) == "the cluster records another spec (devicePlugin changed)"
-    relabelled = {"spec": old.spec, "plan": {**record["plan"], "workers": []}}
-    assert pipeline.record_out_of_date(relabelled, old) == "the cluster records an older plan"
+    assert record.out_of_date(kube, new) == "the cluster records another spec (devicePlugin changed)"
+    relabelled = record.spec_configmap(old)
+    relabelled["data"]["plan.json"] = json.dumps({**json.loads(relabelled["data"]["plan.json"]), "workers": []})
+    assert record.out_of_date(RecordingKube(stored(relabelled)), old) == "the cluster records an older plan"
+    # What record.read gives back keeps only the workers' GPUs: a host GPU left out still matches.
+    real = plan.make_plan(spec.resolve(env={}, flags={"workers": 1, "gpusPerWorker": 1}), read_h200_inventory())
+    assert record.out_of_date(RecordingKube(stored(record.spec_configmap(real))), real) == ""
 
 
 def test_nvidias_plugin_itself_ran_with_the_config_kindgpu_gives_it():

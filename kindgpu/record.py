@@ -1,0 +1,110 @@
+"""What a live cluster says about itself: the plan it was made from, which nodes are Ready, and
+how many GPUs each worker offers.
+
+The plan is recorded in the cluster, in the kube-system ConfigMap kindgpu-spec, when `up` has
+made it. `status` and `smoke` read it back from there as a Plan.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from . import names, render, sharing
+from .errors import KindgpuError
+from .kube import Kube
+from .plan import Plan
+
+if TYPE_CHECKING:
+    from kubernetes.client import V1Node, V1NodeCondition
+
+# yaml is imported where used, as everywhere in kindgpu: listing the tasks must not pay for it.
+
+
+def spec_configmap(plan: Plan) -> dict:
+    """The cluster's record of the spec and plan it was made from."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": names.SPEC_CONFIGMAP, "namespace": names.SYSTEM_NAMESPACE,
+                     "labels": {"app.kubernetes.io/managed-by": "kindgpu", names.LABEL_OWNER: plan.name}},
+        "data": {"spec.yaml": render.to_yaml(plan.spec), "spec.sha256": plan.spec_hash,
+                 "plan.json": plan.to_json()},
+    }
+
+
+def read(kube: Kube) -> Plan | None:
+    """The plan the cluster was made from; None before the cluster records it."""
+    import yaml
+
+    cm = kube.get("ConfigMap", names.SPEC_CONFIGMAP, names.SYSTEM_NAMESPACE)
+    if cm is None:
+        return None
+    return Plan.from_dict(yaml.safe_load(cm.data["spec.yaml"]), json.loads(cm.data["plan.json"]))
+
+
+def require(kube: Kube, name: str) -> Plan:
+    """The plan the cluster was made from; an error when it records none."""
+    plan = read(kube)
+    if plan is None:
+        raise KindgpuError(f"cluster {name} has no kindgpu record ({names.SYSTEM_NAMESPACE}/"
+                           f"{names.SPEC_CONFIGMAP})", "finish it with `invoke up`")
+    return plan
+
+
+def out_of_date(kube: Kube, plan: Plan) -> str:
+    """What the cluster's record says otherwise than `plan` ("" when it matches): none yet, a field
+    that `up` changes in place (spec.LIVE_FIELDS), or the labels of a new inventory."""
+    import yaml
+
+    cm = kube.get("ConfigMap", names.SPEC_CONFIGMAP, names.SYSTEM_NAMESPACE)
+    if cm is None:
+        return "the cluster does not record its spec yet"
+    recorded = yaml.safe_load(cm.data["spec.yaml"])
+    if recorded != plan.spec:
+        changed = sorted(k for k in {*recorded, *plan.spec} if recorded.get(k) != plan.spec.get(k))
+        return f"the cluster records another spec ({', '.join(changed)} changed)"
+    # plan.json itself: a plan read back (read) keeps only the workers' GPUs of the inventory.
+    if json.loads(cm.data["plan.json"]) != json.loads(plan.to_json()):
+        return "the cluster records an older plan"
+    return ""
+
+
+def ready_condition(node: V1Node) -> V1NodeCondition | None:
+    """The Ready condition of a Kubernetes Node, or None before its kubelet reports one."""
+    return next((c for c in node.status.conditions or [] if c.type == "Ready"), None)
+
+
+def node_readiness(kube: Kube, plan: Plan, since: dict[str, datetime] | None = None) -> set[str]:
+    """The plan's nodes that are not Ready yet.
+
+    A node restarted at `since[name]` must report again after that time. Until its kubelet posts
+    a fresh status, the API still shows the Ready of the node from before the restart.
+    """
+    expected = {plan.control_plane, *(w.node for w in plan.workers)}
+    ready = set()
+    for node in kube.nodes():
+        cond = ready_condition(node)
+        restarted = since and node.metadata.name in since
+        if cond and cond.status == "True" and (not restarted or cond.last_heartbeat_time >= since[node.metadata.name]):
+            ready.add(node.metadata.name)
+    return expected - ready
+
+
+def allocatable_gpus(kube: Kube, plan: Plan) -> dict[str, int]:
+    """{node: allocatable GPUs} for the plan's workers (nvidia.com/gpu, or the shared resource)."""
+    resource = sharing.of(plan.spec).resource
+    found = {n.metadata.name: n for n in kube.nodes()}
+    return {w.node: int((found[w.node].status.allocatable or {}).get(resource, "0"))
+            if w.node in found else 0 for w in plan.workers}
+
+
+def gpu_shortfall(kube: Kube, plan: Plan) -> list[str]:
+    """A sentence for each worker that does not offer exactly its GPUs (× time-slicing replicas; a
+    CPU-only worker must offer 0)."""
+    have = allocatable_gpus(kube, plan)
+    ts = sharing.of(plan.spec)
+    shared = f" × {ts.replicas} replicas as {ts.resource}" if ts.shared else ""
+    return [f"{w.node} offers {have[w.node]} of {len(w.gpus)}{shared} GPUs" for w in plan.workers
+            if have[w.node] != ts.allocatable(len(w.gpus))]
