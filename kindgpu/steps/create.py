@@ -1,5 +1,6 @@
 """The create step: kind makes the cluster, or its stopped nodes are started; then every node must
-be Ready, and the cluster records the plan it was made from."""
+be Ready, and the cluster records the plan it was made from. A cluster recording another plan
+(a field `up` changes in place, spec.LIVE_FIELDS, or a new inventory) records this one again."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ NODE_READY_TIMEOUT = 300
 
 
 class Create(Step):
-    """Create the kind cluster, or start its stopped nodes."""
+    """Create the kind cluster, or start its stopped nodes; record the plan in the cluster."""
 
     name = "create"
     needs_cluster = False
