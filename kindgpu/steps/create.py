@@ -1,5 +1,6 @@
 """The create step: kind makes the cluster, or its stopped nodes are started; then every node must
-be Ready, and the cluster records the plan it was made from."""
+be Ready, and the cluster records the plan it was made from. A cluster recording another plan
+(a field `up` changes in place, spec.LIVE_FIELDS, or a new inventory) records this one again."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ KIND_DONE = "/kind/kindgpu-created"
 
 
 class Create(Step):
-    """Create the kind cluster, or start its stopped nodes."""
+    """Create the kind cluster, or start its stopped nodes; record the plan in the cluster."""
 
     name = "create"
     needs_cluster = False
@@ -56,16 +57,16 @@ class Create(Step):
             return f"kubeconfig {plan.kubeconfig} is missing: writing it again (kind get kubeconfig)"
         try:
             not_ready = record.node_readiness(ctx.kube, plan)
-            recorded = record.read(ctx.kube)
+            stale = record.out_of_date(ctx.kube, plan)
         except Exception as err:
             if not is_transient(err):
                 raise
             return f"API server not answering: {type(err).__name__}"
         if not_ready:
             return f"node(s) not Ready: {', '.join(sorted(not_ready))}"
-        if recorded is None:
-            return f"finishing cluster {plan.name}: kind made it, but it does not record its spec yet"
-        return ""
+        if stale == record.NOT_RECORDED:  # kind finished (kind_finished above), kindgpu did not
+            return f"finishing cluster {plan.name}: kind made it, but {stale}"
+        return stale  # "" when it records this very plan; running the step records it
 
     def run(self, ctx: Context, progress: Progress) -> None:
         found = ctx.nodes()
