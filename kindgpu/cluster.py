@@ -93,8 +93,10 @@ def delete(name, reporter, *, force=False, keep_lock=False):
     if left:
         raise KindgpuError(f"containers of {name} are still there: {', '.join(c.name for c in left)}")
     if state.root.exists():  # last: a command waiting for the lock locks a new file from here on
+        had_state = any(entry != state.lock for entry in state.root.iterdir())  # not only down's lock
         remove_state(state, keep_lock=keep_lock)
-        removed.append(f"state {state.root}")
+        if had_state:
+            removed.append(f"state {state.root}")
     return removed
 
 

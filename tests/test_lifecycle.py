@@ -98,3 +98,17 @@ def test_spec_differences_name_the_fields():
     diff = cluster.spec_differences({"workers": 2, "gpusPerWorker": 4, "name": "a"},
                                     {"workers": 3, "gpusPerWorker": 4, "name": "a"})
     assert diff == ["workers: 2 -> 3"]
+
+
+def test_down_of_nothing_says_so_and_leaves_no_state_dir_for_its_lock(state_dir, monkeypatch):
+    from types import SimpleNamespace
+
+    from kindgpu import nodes
+
+    empty = SimpleNamespace(containers=SimpleNamespace(list=lambda **kw: []),
+                            networks=SimpleNamespace(list=lambda **kw: []))
+    monkeypatch.setattr(nodes, "docker_client", lambda: empty)  # Docker's client, with no cluster
+    notes = Notes()
+    assert cluster.down("none", notes) == []
+    assert notes.lines == ["nothing to delete: no cluster none"]
+    assert not StateDir.of("none").root.exists()
