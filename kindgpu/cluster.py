@@ -7,7 +7,7 @@ import json
 import shutil
 from contextlib import contextmanager
 
-from . import cmd, console, deviceplugin, names, nodes, pipeline
+from . import cmd, console, deviceplugin, kubeconfig, names, nodes, pipeline
 from .errors import KindgpuError
 from .kube import Kube, transient_errors
 
@@ -35,9 +35,13 @@ def cluster_lock(name):
         yield
 
 
+# Spec fields about this host, not the cluster: a change in them never asks to recreate it.
+HOST_FIELDS = ("mergeKubeconfig",)
+
+
 def spec_differences(recorded, wanted):
     """Field-by-field differences between the spec a cluster was made with and the one asked for."""
-    keys = sorted(set(recorded) | set(wanted))
+    keys = sorted((set(recorded) | set(wanted)) - set(HOST_FIELDS))
     return [f"{k}: {json.dumps(recorded.get(k))} -> {json.dumps(wanted.get(k))}"
             for k in keys if recorded.get(k) != wanted.get(k)]
 
@@ -51,9 +55,9 @@ def check_same_spec(ctx, recreate, reporter):
         recorded = pipeline.recorded_spec(ctx)
     except transient_errors():
         return  # not answering: the create step will say so
-    if recorded is None or recorded == ctx.plan.spec:
+    diff = spec_differences(recorded, ctx.plan.spec) if recorded is not None else []
+    if not diff:
         return
-    diff = spec_differences(recorded, ctx.plan.spec)
     if not recreate:
         raise KindgpuError(
             f"cluster {ctx.plan.name} was made from another spec:\n" + "\n".join(f"  {d}" for d in diff),
@@ -82,11 +86,13 @@ def delete(name, reporter, *, force=False):
     removed = []
     if found:
         with reporter.step("delete", f"kind delete cluster --name {name}"):
-            kubeconfig = state / "kubeconfig"
-            argv = ["kind", "delete", "cluster", "--name", name]
-            # Only the cluster's own kubeconfig is edited, never ~/.kube/config.
-            cmd.run(argv + (["--kubeconfig", kubeconfig] if kubeconfig.exists() else []), timeout=300)
+            # kind edits only the kubeconfig it is given: the cluster's own, even when it is gone
+            # (without one kind would remove kind-<name> from every file kubectl reads).
+            cmd.run(["kind", "delete", "cluster", "--name", name, "--kubeconfig", state / "kubeconfig"],
+                    timeout=300)
         removed.append(f"{len(found)} node container(s)")
+    for path in kubeconfig.unmerge_recorded(name):  # what kindgpu merged, and nothing else
+        removed.append(f"context {kubeconfig.key(name)} from {path}")
     for network in nodes.kind_networks(client, name):
         network.reload()
         if not network.attrs.get("Containers"):

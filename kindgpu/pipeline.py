@@ -261,7 +261,8 @@ def create_cluster(ctx):
         from . import diagnostics
 
         where = diagnostics.collect(ctx, "create")
-        cmd.run(["kind", "delete", "cluster", "--name", plan.name], check=False)
+        # With its own kubeconfig: kind would otherwise edit every file kubectl reads.
+        cmd.run(["kind", "delete", "cluster", "--name", plan.name, "--kubeconfig", plan.kubeconfig], check=False)
         raise StepFailed(
             f"kind create cluster failed (exit {result.returncode}); kind cannot resume a half-made "
             f"cluster, so it was deleted after its logs were saved to {where}\n"

@@ -5,7 +5,16 @@ Imports stay inside the tasks so that listing them costs nothing.
 
 from functools import wraps
 
-from invoke import Collection, Exit, task
+from invoke import Collection, Exit, Task, task
+
+
+class KindgpuTask(Task):
+    """invoke's Task, except that a flag never gets `--` as its short form (invoke 3 gives `-`, the
+    third letter of `no-merge`, when `n` and `o` are taken, and `--` then stops being the remainder)."""
+
+    def arg_opts(self, name, default, taken_names):
+        return super().arg_opts(name, default, {*taken_names, "-"})
+
 
 SPEC_HELP = {
     "config": "spec file (see configs/), e.g. configs/default.yaml",
@@ -43,10 +52,15 @@ def warn_about(doc):
         print(f"WARNING: {w.field}: {w.message}\nfix: {w.fix}", file=sys.stderr)
 
 
-def cluster_name(config, name):
+def cluster_spec(config, name):
+    """The spec as far as a task about an existing cluster needs it (no GPUs looked at)."""
     from kindgpu import flags, spec
 
-    return spec.resolve(config_file=config, flags=flags.to_flags(name=name))["name"]
+    return spec.resolve(config_file=config, flags=flags.to_flags(name=name))
+
+
+def cluster_name(config, name):
+    return cluster_spec(config, name)["name"]
 
 
 @task(help={**SPEC_HELP, "json": "print the plan as JSON", "dry_run": "write nothing"})
@@ -87,23 +101,30 @@ def preflight(c, config=None, name=None, workers=None, gpus=None, simulate=None,
             "dry_run": "print each step and why it would run; change nothing",
             "force": "run this step even if it is done (repeatable)",
             "until": "stop after this step",
-            "recreate": "delete and remake a cluster made from another spec"},
-      iterable=["force"])
+            "recreate": "delete and remake a cluster made from another spec",
+            "merge": "merge context kind-<name> into kubectl's kubeconfig (the default; spec mergeKubeconfig)",
+            "no_merge": "leave kubectl's kubeconfig alone (spec mergeKubeconfig: false)"},
+      iterable=["force"], klass=KindgpuTask)
 @user_errors
 def up(c, config=None, name=None, workers=None, gpus=None, simulate=None, node_image=None,
-       dry_run=False, force=None, until=None, recreate=False):
+       dry_run=False, force=None, until=None, recreate=False, merge=False, no_merge=False):
     """Create the cluster, or finish it: preflight, config, create, label, isolate, device-plugin."""
-    from kindgpu import cluster, flags
+    from kindgpu import cluster, flags, kubeconfig
     from kindgpu.report import Reporter
 
     flags.parse(workers=workers, gpus=gpus, simulate=simulate, force=force, until=until)
+    kubeconfig.wants_merge({}, merge, no_merge)  # a contradiction exits 2 before anything is looked at
     plan = flags.plan_from_flags(config, name=name, workers=workers, gpus=gpus,
                                  simulate=simulate, node_image=node_image)
     warn_about(plan.spec)
+    merging = kubeconfig.wants_merge(plan.spec, merge, no_merge)
     reporter = Reporter()
     cluster.up(plan, reporter, force=tuple(force or ()), until=until, dry_run=dry_run, recreate=recreate)
-    if not dry_run:
-        reporter.note(f"kubeconfig: {plan.kubeconfig}  (export KUBECONFIG={plan.kubeconfig})")
+    if dry_run:
+        if merging:
+            reporter.note(f"would merge context {kubeconfig.key(plan.name)} into {kubeconfig.merge_target()}")
+        return
+    kubeconfig.after_up(plan.name, plan.kubeconfig, reporter, merging)
 
 
 @task(help={**NAME_HELP, "force": "also delete a kind cluster kindgpu did not make"})
@@ -120,12 +141,47 @@ def down(c, config=None, name=None, force=False):
 @user_errors
 def status(c, config=None, name=None, json=False):
     """Show nodes, labels, assigned vs allocatable GPUs and device plugin health."""
-    from kindgpu import cluster
+    from kindgpu import cluster, kubeconfig
 
-    doc = cluster.status(cluster_name(config, name))
+    spec = cluster_spec(config, name)
+    doc = cluster.status(spec["name"])
+    private = kubeconfig.private_path(spec)
+    doc["kubeconfig"] = str(private)
+    doc["next"] = kubeconfig.reach_command(spec["name"], private)
     cluster.show_status(doc, json)
+    if not json:
+        print(f"next: {doc['next']}")
     if not doc["healthy"]:
         raise Exit(code=1)
+
+
+@task(help={**NAME_HELP,
+            "merge": "add or refresh context kind-<name> in $KUBECONFIG or ~/.kube/config, and make it current",
+            "unmerge": "remove context kind-<name> (and its cluster and user) from those files"})
+@user_errors
+def kubeconfig(c, config=None, name=None, merge=False, unmerge=False):
+    """Print the cluster's own kubeconfig; --merge or --unmerge its context where kubectl looks."""
+    from kindgpu import kubeconfig as kc
+    from kindgpu.errors import Problem, SpecError
+
+    if merge and unmerge:
+        raise SpecError([Problem("--merge", "cannot be given with --unmerge", "give one of them")],
+                        title="invalid task flags")
+    spec = cluster_spec(config, name)
+    cluster, private = spec["name"], kc.private_path(spec)
+    if merge:
+        change = kc.merge(cluster, private)
+        print(f"{'merged' if change.changed else 'already merged:'} context {kc.key(cluster)} into {change.path}"
+              + (" (now the current context)" if change.current else ""))
+        print(f"next: {kc.reach_command(cluster, private)}")
+    elif unmerge:
+        changed = kc.unmerge(cluster, private)
+        where = ", ".join(str(p) for p in kc.kubectl_paths())
+        print(f"removed context {kc.key(cluster)} from {', '.join(map(str, changed))}" if changed
+              else f"no context {kc.key(cluster)} in {where}: nothing to remove")
+    else:
+        kc.own_entries(cluster, private)  # an error, with the fix, when the cluster has none
+        print(private)
 
 
 @task(help={**NAME_HELP, "level": "visibility (default), compute or collective",
@@ -143,4 +199,4 @@ def smoke(c, config=None, name=None, level="visibility", json=False, junit=None,
                      timeout=checked["timeout"] or flags.SMOKE_TIMEOUT)
 
 
-ns = Collection(config, preflight, up, down, status, smoke)
+ns = Collection(config, preflight, up, down, status, smoke, kubeconfig)
