@@ -199,4 +199,18 @@ def smoke(c, config=None, name=None, level="visibility", json=False, junit=None,
                      timeout=checked["timeout"] or flags.SMOKE_TIMEOUT)
 
 
-ns = Collection(config, preflight, up, down, status, smoke, kubeconfig)
+@task(help={"images": "IMAGE[,IMAGE...]: images in this host's Docker (commas between them)",
+            **NAME_HELP, "workers": "only these workers, e.g. 1,3 (1 is <name>-worker); default every node",
+            "json": "print what went where as JSON"})
+@user_errors
+def load(c, images, config=None, name=None, workers=None, json=False):
+    """Put local Docker images into the cluster's nodes at once, skipping nodes that have them."""
+    from kindgpu import load as loading
+    from kindgpu.report import Reporter
+
+    listed, numbers = loading.parse_images(images), loading.parse_worker_numbers(workers)
+    results = loading.load(cluster_name(config, name), listed, Reporter(quiet=json), workers=numbers)
+    loading.show(results, json)
+
+
+ns = Collection(config, preflight, up, down, status, smoke, kubeconfig, load)
