@@ -69,7 +69,7 @@ def job(run_id, level, image, worker, rank, gpu_counts, gpus=None, extra_env=Non
     extra_env: the spec's smoke.env, added after kindgpu's own variables.
     """
     count = len(worker["gpus"]) if gpus is None else gpus
-    uuids = [g["uuid"] for g in worker["gpus"]]
+    uuids = [g["uuid"] for g in worker["gpus"] if g.get("uuid")]  # none known on a cluster kindgpu did not make
     env = payloads.env(level, worker_name=worker["node"], gpu_uuids=uuids, rank=rank,
                        world_size=len(gpu_counts), gpu_counts=gpu_counts,
                        master_addr=f"w0.{SERVICE}.{NAMESPACE}.svc.cluster.local")
@@ -152,8 +152,12 @@ def support_objects(run_id, level):
 
 
 class Smoke:
-    def __init__(self, kube: Kube, record, level, progress=lambda text: None, timeout=300):
-        self.kube, self.record, self.level = kube, record, level
+    def __init__(self, kube: Kube, record, level, progress=lambda text: None, timeout=300, foreign=False,
+                 image=None):
+        """foreign: a cluster kindgpu did not make (kindgpu.foreign): no images are loaded into
+        its nodes, which pull them as the cluster is set up to. image: what every pod runs,
+        instead of the level's image (invoke smoke --image)."""
+        self.kube, self.record, self.level, self.foreign, self.image = kube, record, level, foreign, image
         self.progress, self.timeout = progress, timeout
         self.run_id = uuidlib.uuid4().hex[:6]
         self.workers = record["plan"]["workers"]
@@ -182,9 +186,9 @@ class Smoke:
 
     def run(self):
         start = time.monotonic()
-        image = image_for(self.record, self.level)
+        image = self.image or image_for(self.record, self.level)
         # CPU-only workers run the visibility payload at every level, in its (small) image.
-        cpu_image = image_for(self.record, "visibility")
+        cpu_image = self.image or image_for(self.record, "visibility")
         self.load_image(image, self.gpu_workers)
         self.load_image(cpu_image, self.cpu_workers.values())
         self.ensure_namespace()
@@ -208,7 +212,7 @@ class Smoke:
     def load_image(self, image, workers):
         """An image the host's Docker has goes into the workers that lack it: no registry needed."""
         wanted = {w["node"] for w in workers}
-        if not wanted:
+        if not wanted or self.foreign:
             return
         client = nodes.docker_client()
         containers = [c for c in nodes.cluster_containers(client, self.record["plan"]["cluster"])
@@ -311,14 +315,19 @@ class Smoke:
 
     def verdict(self, logs, failure, limit, asks, seconds):
         """asks: CPU-only worker key -> the check of its pod asking for 1 GPU."""
-        assignments = {w["node"]: [g["uuid"] for g in w["gpus"]] for w in self.gpu_workers}
+        # Where the UUIDs are not known (a cluster kindgpu did not make), the node's GPU count is.
+        assignments = {w["node"]: [g["uuid"] for g in w["gpus"]] if all(g.get("uuid") for g in w["gpus"])
+                       else len(w["gpus"]) for w in self.gpu_workers}
         cpu_nodes = [w["node"] for w in self.cpu_workers.values()]
         cluster = judge.judge_cluster(self.level, logs, assignments, cpu_only=cpu_nodes)
         rows = []
         for w in self.gpu_workers:
             v = cluster.workers[w["node"]]
             result, _ = judge.parse_result(logs.get(w["node"]) or "")
-            rows.append({"node": w["node"], "worker": w["number"], "expected": assignments[w["node"]],
+            expected = assignments[w["node"]]
+            rows.append({"node": w["node"], "worker": w["number"],
+                         "expected": expected if isinstance(expected, list) else [],
+                         "expectedCount": len(w["gpus"]),
                          "seen": (result or {}).get("uuids") or [g.get("uuid") for g in (result or {}).get("gpus", [])
                                                                  if isinstance(g, dict)],
                          "ok": v.ok, "message": v.message})
@@ -370,7 +379,8 @@ def show(outcome, cluster, as_json):
         return
     console.table(f"Smoke ({outcome.level}) on {cluster}: {'PASS' if outcome.ok else 'FAIL'}",
                   ["worker", "node", "expected GPUs", "seen GPUs", "result"],
-                  [(w["worker"], w["node"], "\n".join(w["expected"]), "\n".join(u for u in w["seen"] if u),
+                  [(w["worker"], w["node"], "\n".join(w["expected"]) or f"{w['expectedCount']} (as the node offers)",
+                    "\n".join(u for u in w["seen"] if u),
                     "pass" if w["ok"] else w["message"]) for w in outcome.workers]
                   + [("cpu-only", w["node"], "(none)", "\n".join(w["seen"]) or "(none)",
                       "pass" if w["ok"] else w["message"]) for w in outcome.cpu_workers])
@@ -384,15 +394,22 @@ def show(outcome, cluster, as_json):
         print(outcome.message)
 
 
-def smoke(name, level, reporter, *, junit=None, as_json=False, timeout=300):
+def smoke(name, level, reporter, *, junit=None, as_json=False, timeout=300, image=None):
     from .cluster import read_record
 
     kube = Kube.for_kind_cluster(name)
     record = read_record(kube, name)
     check_level(record, level)
+    return run_and_report(kube, record, level, reporter, junit or names.state_dir(name) / f"smoke-{level}-junit.xml",
+                          as_json=as_json, timeout=timeout, image=image)
+
+
+def run_and_report(kube, record, level, reporter, junit, *, as_json=False, timeout=300, foreign=False, image=None):
+    """Run the level's Jobs on the record's workers, write the JUnit report, show the outcome."""
+    name = record["plan"]["cluster"]
     with reporter.step("smoke", f"{level} Jobs on {len(record['plan']['workers'])} worker(s)") as progress:
-        outcome = Smoke(kube, record, level, progress, timeout).run()
-    path = junit or names.state_dir(name) / f"smoke-{level}-junit.xml"
+        outcome = Smoke(kube, record, level, progress, timeout, foreign=foreign, image=image).run()
+    path = junit
     from pathlib import Path
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -186,17 +186,30 @@ def kubeconfig(c, config=None, name=None, merge=False, unmerge=False):
 
 @task(help={**NAME_HELP, "level": "visibility (default), compute or collective",
             "json": "print the result as JSON", "junit": "where to write the JUnit XML report",
-            "timeout": "seconds to wait for the Jobs (default 300)"})
+            "timeout": "seconds to wait for the Jobs (default 300)",
+            "kubeconfig": "a GPU cluster kindgpu did not make: every node offering nvidia.com/gpu is checked",
+            "image": "the image every smoke pod runs (default: the spec's smoke images)"})
 @user_errors
-def smoke(c, config=None, name=None, level="visibility", json=False, junit=None, timeout=None):
+def smoke(c, config=None, name=None, level="visibility", json=False, junit=None, timeout=None,
+          kubeconfig=None, image=None):
     """Run GPU Jobs on every worker; pass only if each sees exactly its own GPUs."""
-    from kindgpu import flags, smoke as smoke_test
+    from kindgpu import flags, foreign, smoke as smoke_test
+    from kindgpu.errors import Problem, SpecError
     from kindgpu.report import Reporter
 
     # timeout defaults to None, not 300: invoke would parse `--timeout x` itself, with a traceback.
     checked = flags.parse(level=level, timeout=timeout)
+    if kubeconfig and name:
+        raise SpecError([Problem("--name", "cannot be given with --kubeconfig",
+                                 "--kubeconfig names the cluster (its current context); drop --name")],
+                        title="invalid task flags")
+    timeout = checked["timeout"] or flags.SMOKE_TIMEOUT
+    if kubeconfig:
+        foreign.smoke(kubeconfig, level, Reporter(quiet=json), doc=cluster_spec(config, None), image=image,
+                      junit=junit, as_json=json, timeout=timeout)
+        return
     smoke_test.smoke(cluster_name(config, name), level, Reporter(quiet=json), junit=junit, as_json=json,
-                     timeout=checked["timeout"] or flags.SMOKE_TIMEOUT)
+                     timeout=timeout, image=image)
 
 
 @task(help={"images": "IMAGE[,IMAGE...]: images in this host's Docker (commas between them)",
