@@ -87,9 +87,10 @@ def kubeconfig_doc(path):
 
 
 def unrelated(doc):
-    """The user's entries: everything but kindgpu's (kubectl, switching context, rewrites the file
-    in its own form, so formatting and its `preferences: {}` are not compared)."""
-    return {s: [e for e in doc.get(s) or [] if e["name"] != KEY] for s in ("clusters", "users", "contexts")}
+    """The user's entries: everything but kindgpu's. kubectl, switching context, rewrites the file
+    in its own form (entries sorted by name, `preferences: {}`), so only the entries are compared."""
+    return {s: sorted((e for e in doc.get(s) or [] if e["name"] != KEY), key=lambda e: e["name"])
+            for s in ("clusters", "users", "contexts")}
 
 
 def ours(doc):
