@@ -146,8 +146,8 @@ def bench_load(runs, workers, mib, log):
     return [
         row(f"`kind load docker-image`, a new {mib} MiB image into {nodes} nodes", times["kind"]),
         row(f"`invoke load`, a new {mib} MiB image into {nodes} nodes", times["kindgpu"]),
-        row(f"`kind load docker-image` again (in every node already)", times["kind-again"]),
-        row(f"`invoke load` again (in every node already)", times["kindgpu-again"]),
+        row("`kind load docker-image` again (in every node already)", times["kind-again"]),
+        row("`invoke load` again (in every node already)", times["kindgpu-again"]),
         "",
         "| ratio | value | target |",
         "|---|---|---|",

@@ -1,23 +1,25 @@
-"""Cluster lifecycle around the pipeline: up (locked, spec-checked), down, status."""
+"""Cluster lifecycle around the steps: up (locked, spec-checked), down, status."""
 
 from __future__ import annotations
 
 import fcntl
 import json
+import os
+import re
 import shutil
 from contextlib import contextmanager
 
-from . import cmd, console, deviceplugin, kubeconfig, names, nodes, pipeline
+from . import cmd, console, deviceplugin, kubeconfig, names, nodes, record, runner, steps
 from .errors import KindgpuError
-from .kube import Kube, transient_errors
+from .kube import Kube, is_transient
+from .state import StateDir
 
 
 @contextmanager
 def cluster_lock(name):
     """One kindgpu command changes a cluster at a time; a second one is refused, never interleaved."""
-    root = names.state_root()
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / f".{name}.lock"
+    path = StateDir.of(name).lock
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -26,8 +28,6 @@ def cluster_lock(name):
             holder = handle.read().strip() or "another process"
             raise KindgpuError(f"cluster {name} is being changed by {holder} right now",
                                "wait for it to finish, then run this again")
-        import os
-
         handle.seek(0)
         handle.truncate()
         handle.write(f"kindgpu (pid {os.getpid()})")
@@ -48,14 +48,16 @@ def spec_differences(recorded, wanted):
 
 def check_same_spec(ctx, recreate, reporter):
     """Refuse to change a cluster made from another spec, unless asked to recreate it."""
-    found = ctx.containers()
+    found = ctx.nodes()
     if not found or not ctx.plan.kubeconfig.exists() or not nodes.made_by_kindgpu(found.values()):
         return
     try:
-        recorded = pipeline.recorded_spec(ctx)
-    except transient_errors():
+        recorded = record.read(ctx.kube)
+    except Exception as err:
+        if not is_transient(err):
+            raise
         return  # not answering: the create step will say so
-    diff = spec_differences(recorded, ctx.plan.spec) if recorded is not None else []
+    diff = spec_differences(recorded.spec, ctx.plan.spec) if recorded is not None else []
     if not diff:
         return
     if not recreate:
@@ -68,28 +70,27 @@ def check_same_spec(ctx, recreate, reporter):
 
 def up(plan, reporter, *, force=(), until=None, dry_run=False, recreate=False):
     with cluster_lock(plan.name):
-        ctx = pipeline.Context(plan, reporter)
+        ctx = steps.Context(plan, reporter)
         if not dry_run:
             check_same_spec(ctx, recreate, reporter)
-        return pipeline.run(ctx, force=force, until=until, dry_run=dry_run)
+        return runner.run(ctx, steps.pipeline(), force=force, until=until, dry_run=dry_run)
 
 
 def delete(name, reporter, *, force=False):
     """Delete the cluster, its network and state; fine when nothing is there."""
     client = nodes.docker_client()
-    found = nodes.cluster_containers(client, name)
+    found = nodes.cluster_nodes(client, name)
     if found and not nodes.made_by_kindgpu(found) and not force:
         raise KindgpuError(
             f"kind cluster {name} was not made by kindgpu; refusing to delete it",
             f"`invoke down --name {name} --force` if you are sure")
-    state = names.state_dir(name)
+    state = StateDir.of(name)
     removed = []
     if found:
         with reporter.step("delete", f"kind delete cluster --name {name}"):
             # kind edits only the kubeconfig it is given: the cluster's own, even when it is gone
             # (without one kind would remove kind-<name> from every file kubectl reads).
-            cmd.run(["kind", "delete", "cluster", "--name", name, "--kubeconfig", state / "kubeconfig"],
-                    timeout=300)
+            cmd.run(["kind", "delete", "cluster", "--name", name, "--kubeconfig", state.kubeconfig], timeout=300)
         removed.append(f"{len(found)} node container(s)")
     for path in kubeconfig.unmerge_recorded(name):  # what kindgpu merged, and nothing else
         removed.append(f"context {kubeconfig.key(name)} from {path}")
@@ -98,10 +99,10 @@ def delete(name, reporter, *, force=False):
         if not network.attrs.get("Containers"):
             network.remove()
             removed.append(f"network {network.name}")
-    if state.exists():
-        shutil.rmtree(state)
-        removed.append(f"state {state}")
-    left = nodes.cluster_containers(client, name)
+    if state.root.exists():
+        shutil.rmtree(state.root)
+        removed.append(f"state {state.root}")
+    left = nodes.cluster_nodes(client, name)
     if left:
         raise KindgpuError(f"containers of {name} are still there: {', '.join(c.name for c in left)}")
     return removed
@@ -114,51 +115,39 @@ def down(name, reporter, *, force=False):
     return removed
 
 
-def read_record(kube, name):
-    """The spec and plan the cluster records; an error when it records none."""
-    record = pipeline.cluster_record(kube)
-    if record is None:
-        raise KindgpuError(f"cluster {name} has no kindgpu record ({names.SYSTEM_NAMESPACE}/"
-                           f"{names.SPEC_CONFIGMAP})", "finish it with `invoke up`")
-    return record
-
-
 def status(name):
     """Nodes, roles, labels, assigned vs allocatable GPUs and plugin pods, as one document."""
     kube = Kube.for_kind_cluster(name)
-    record = read_record(kube, name)
-    assigned = {w["node"]: w for w in record["plan"]["workers"]}
-    sim = bool(record["spec"].get("simulate"))
+    plan = record.require(kube, name)
+    assigned = {w.node: w for w in plan.workers}
+    sim = plan.simulated
     selector = deviceplugin.plugin_selector(sim)
-    pods = {p.spec.node_name: p for p in kube.core.list_namespaced_pod(
-        names.SYSTEM_NAMESPACE, label_selector=selector, _request_timeout=10).items}
+    pods = {p.spec.node_name: p for p in kube.pods(names.SYSTEM_NAMESPACE, selector)}
     rows = []
     for node in sorted(kube.nodes(), key=lambda n: node_order(n.metadata.name)):
         labels = node.metadata.labels or {}
         worker = assigned.get(node.metadata.name)
-        cpu_only = bool(worker) and not worker["gpus"]
+        cpu_only = bool(worker) and not worker.gpus
         pod = pods.get(node.metadata.name)
         rows.append({
             "node": node.metadata.name,
             "role": "control-plane" if "node-role.kubernetes.io/control-plane" in labels else "worker",
-            "ready": getattr(pipeline.ready_condition(node), "status", "") == "True",
+            "ready": getattr(record.ready_condition(node), "status", "") == "True",
             "gpuWorker": labels.get(names.LABEL_GPU_WORKER, ""),
             "gpuIds": labels.get(names.LABEL_GPU_IDS, ""),
             "cpuOnly": cpu_only,
-            "assignedGPUs": len(worker["gpus"]) if worker else 0,
+            "assignedGPUs": len(worker.gpus) if worker else 0,
             "allocatableGPUs": int((node.status.allocatable or {}).get(names.GPU_RESOURCE, "0")),
-            "uuids": [g["uuid"] for g in worker["gpus"]] if worker else [],
+            "uuids": [g.uuid for g in worker.gpus] if worker else [],
             "plugin": worker_plugin(worker, cpu_only, pod),
         })
     healthy = all(r["ready"] and r["assignedGPUs"] == r["allocatableGPUs"] for r in rows)
-    return {"cluster": name, "simulated": sim, "specHash": record["plan"]["specHash"],
+    return {"cluster": name, "simulated": sim, "specHash": plan.spec_hash,
             "healthy": healthy, "nodes": rows}
 
 
 def node_order(node_name):
     """worker2 before worker10: numbers compare as numbers."""
-    import re
-
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", node_name)]
 
 

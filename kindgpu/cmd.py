@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .errors import CommandError
@@ -17,7 +19,8 @@ class Result:
     stderr: str
 
 
-def run(argv, *, check=True, timeout=None, input=None, env=None) -> Result:
+def run(argv: Sequence[str | os.PathLike], *, check: bool = True, timeout: float | None = None,
+        input: str | None = None, env: Mapping[str, str] | None = None) -> Result:
     """Run argv without a shell; raise CommandError on non-zero exit when check is set.
 
     A missing executable is reported as exit 127, like a shell would.

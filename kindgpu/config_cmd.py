@@ -9,7 +9,7 @@ def show_plan(plan, written, dry_run, as_json):
     if as_json:
         doc = plan.to_dict()
         doc["dryRun"] = dry_run
-        doc["kindConfig"] = str(render.kind_config_path(plan))
+        doc["kindConfig"] = str(plan.state.kind_config)
         doc["written"] = [str(p) for p in written]
         console.print_json(doc)
         return
@@ -25,9 +25,9 @@ def show_plan(plan, written, dry_run, as_json):
         rows,
     )
     if dry_run:
-        print(f"dry run: would write {render.kind_config_path(plan)}")
+        print(f"dry run: would write {plan.state.kind_config}")
     else:
-        print(f"kind config: {render.kind_config_path(plan)}"
+        print(f"kind config: {plan.state.kind_config}"
               + ("" if written else " (unchanged)"))
 
 

@@ -6,6 +6,8 @@ import json
 import os
 import sys
 
+# rich is imported where used: tasks that print no table do not pay for it.
+
 
 def is_terminal(stream=None):
     stream = stream or sys.stdout

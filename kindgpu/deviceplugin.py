@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import NamedTuple
 
-from . import names
+from . import images, names
 from .errors import KindgpuError
+from .simgpu.manifest import APP_NAME, sim_device_plugin_objects
+
+# simgpu.build is imported where used: it imports Docker's client, which listing the tasks must not pay for.
 
 NVIDIA_APP = "nvidia-device-plugin-ds"  # the label the seed's troubleshooting commands select on
 NVIDIA_DAEMONSET = "nvidia-device-plugin-daemonset"
@@ -64,24 +68,20 @@ class DriverLayout(NamedTuple):
 
 
 def node_driver_layout(node):
-    """The driver's place in a GPU worker: NVML from the node's ldcache, nvidia-smi from its PATH."""
-    from . import nodes
-
-    _, out = nodes.exec_in(node, ["ldconfig", "-p"], check=False)
+    """The driver's place in a GPU worker (a nodes.Node): NVML from its ldcache, nvidia-smi from its PATH."""
+    out = node.run(["ldconfig", "-p"], check=False).stdout
     found = nvml_dir(out)
     if found is None:
         raise KindgpuError(
             f"{node.name} has no {NVML} in its ldcache: the host's NVIDIA runtime did not give it the "
             "driver's libraries",
             "run `invoke preflight` (Docker's default runtime must be nvidia), then `invoke up --recreate`")
-    _, bin_dir = nodes.sh_in(node, FIND_NVIDIA_SMI, check=False)
+    bin_dir = node.sh(FIND_NVIDIA_SMI, check=False).stdout
     return DriverLayout(found, bin_dir.strip() or None)
 
 
 def cdi_enabled(crictl_info):
     """Whether a node's containerd injects CDI devices, from `crictl info` (None: cannot tell)."""
-    import json
-
     def find(doc):
         if isinstance(doc, dict):
             if isinstance(doc.get("enableCDI"), bool):
@@ -97,9 +97,7 @@ def cdi_enabled(crictl_info):
 
 def check_node_cdi(node):
     """cdi-cri hands GPUs to pods through the node's containerd: it must have CDI on."""
-    from . import nodes
-
-    _, out = nodes.exec_in(node, ["crictl", "info"], check=False)
+    out = node.run(["crictl", "info"], check=False).stdout
     if cdi_enabled(out) is False:
         raise KindgpuError(
             f"containerd in {node.name} has CDI off, so pods would get no GPU; kindgpu turns it on "
@@ -171,16 +169,12 @@ def nvidia_daemonset(spec, driver: DriverLayout):
 
 def plugin_selector(simulated):
     """Label selector of the plugin pods, for status and diagnostics."""
-    from .simgpu.manifest import APP_NAME
-
     return f"app.kubernetes.io/name={APP_NAME}" if simulated else f"name={NVIDIA_APP}"
 
 
 def objects(plan, sim_image=None, driver=None):
     """The plugin's objects; real GPUs need the workers' driver layout (node_driver_layout)."""
     if plan.simulated:
-        from .simgpu.manifest import sim_device_plugin_objects
-
         sim = plan.spec["simulate"]
         return sim_device_plugin_objects(sim_image, sim["product"], sim["memoryMiB"])
     return [nvidia_daemonset(plan.spec, driver)]
@@ -193,3 +187,19 @@ def image(plan):
 
         return image_tag()
     return nvidia_image(plan.spec)
+
+
+def load_image(plan, docker, workers, progress):
+    """Build (simulated GPUs, first time only) and preload the device plugin's image; its tag.
+
+    workers: the Nodes to load it into. The create step preloads it, the device-plugin step
+    loads what is still missing.
+    """
+    tag = image(plan)
+    if plan.simulated:
+        from .simgpu.build import ensure_image
+
+        progress(f"building {tag} (first time only)")
+        ensure_image(docker)
+    images.preload(docker, workers, tag, progress)
+    return tag

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-import time
 
 from . import cmd, deviceplugin, names
+from .kube import REQUEST_TIMEOUT
 
 
 def collect(ctx, step_name):
     """Write a diagnostics bundle; never raises (it runs while something already failed)."""
-    where = ctx.plan.state_dir / "diagnostics" / f"{time.strftime('%Y%m%d-%H%M%S')}-{step_name}"
+    where = ctx.plan.state.diagnostics(step_name)
     where.mkdir(parents=True, exist_ok=True)
     cmd.run(["kind", "export", "logs", where / "kind", "--name", ctx.plan.name], check=False, timeout=300)
     try:
         (where / "plugin-pods.txt").write_text(plugin_report(ctx, tail=200))
-        events = ctx.kube.core.list_namespaced_event(names.SYSTEM_NAMESPACE, _request_timeout=10).items
+        events = ctx.kube.core.list_namespaced_event(names.SYSTEM_NAMESPACE, _request_timeout=REQUEST_TIMEOUT).items
         (where / "events.json").write_text(json.dumps(
             [{"object": f"{e.involved_object.kind}/{e.involved_object.name}", "type": e.type,
               "reason": e.reason, "message": e.message} for e in events], indent=2))
@@ -25,8 +25,7 @@ def collect(ctx, step_name):
 
 
 def plugin_pods(ctx):
-    return ctx.kube.core.list_namespaced_pod(
-        names.SYSTEM_NAMESPACE, label_selector=deviceplugin.plugin_selector(ctx.plan.simulated), _request_timeout=10).items
+    return ctx.kube.pods(names.SYSTEM_NAMESPACE, deviceplugin.plugin_selector(ctx.plan.simulated))
 
 
 def pod_summary(ctx, pod, tail=20):
@@ -55,14 +54,18 @@ def plugin_report(ctx, tail=20):
     return "\n".join(pod_summary(ctx, p, tail) for p in pods)
 
 
+# Exit codes of a container killed from outside (SIGKILL, SIGTERM, its node gone): not a crash of
+# its own; were it one, CrashLoopBackOff says so seconds later.
+KILLED = (137, 143, 255)
+
+
 def crash(pod):
     """(container, what happened) of a plugin container that keeps failing; None if none does."""
     for cs in pod.status.container_statuses or []:
-        waiting = cs.state.waiting
-        ended = cs.state.terminated or (cs.last_state.terminated if cs.last_state else None)
+        waiting, ended = cs.state.waiting, cs.state.terminated
         if waiting and waiting.reason in ("CrashLoopBackOff", "RunContainerError", "CreateContainerError"):
             return cs.name, waiting.reason
-        if ended and ended.exit_code and (cs.restart_count or 0) >= 1:
+        if ended and ended.exit_code and ended.exit_code not in KILLED and (cs.restart_count or 0) >= 1:
             return cs.name, f"exited {ended.exit_code} ({ended.reason}) {cs.restart_count} time(s)"
     return None
 
@@ -95,20 +98,30 @@ def last_error_line(log):
     return (errors or lines or ["(empty log)"])[-1]
 
 
+def crash_log(ctx, pod):
+    """The log of the run that failed: the current container's, or (restarted since) the one before."""
+    for previous in (False, True):
+        try:
+            log = ctx.kube.pod_log(pod.metadata.name, pod.metadata.namespace, tail_lines=50, previous=previous)
+        except Exception:  # that container is gone, or none started yet
+            continue
+        if log.strip() and not log.startswith("unable to retrieve container logs"):
+            return log
+    return ""
+
+
 def plugin_crash(ctx):
-    """Why the wait for the plugin should stop now: a plugin pod that keeps crashing ("" if none)."""
+    """Why the wait for the plugin should stop now, and the fix: a plugin pod that keeps crashing
+    (("", "") if none does)."""
     for pod in plugin_pods(ctx):
         found = crash(pod)
         if not found:
             continue
         container, what = found
-        try:
-            log = ctx.kube.pod_log(pod.metadata.name, pod.metadata.namespace, tail_lines=50, previous=True)
-        except Exception:  # no previous container: read the current one
-            log = ctx.kube.pod_log(pod.metadata.name, pod.metadata.namespace, tail_lines=50)
+        log = crash_log(ctx, pod)
         return (f"device plugin pod {pod.metadata.name} on {pod.spec.node_name}: {container} {what}; "
-                f"its log says: {last_error_line(log)}\nfix: {crash_fix(log, pod.spec.node_name)}")
-    return ""
+                f"its log says: {last_error_line(log)}", crash_fix(log, pod.spec.node_name))
+    return "", ""
 
 
 def plugin_hint(ctx):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 
 
@@ -50,8 +51,6 @@ class CommandError(KindgpuError):
     """An external command failed; keeps the quoted command and its output."""
 
     def __init__(self, argv, returncode, output):
-        import shlex
-
         self.argv = list(argv)
         self.returncode = returncode
         self.output = output

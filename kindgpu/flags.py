@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 
+from . import plan, runner, spec
 from .errors import Problem, SpecError
+from .steps import pipeline
 
 # task flag -> spec field
 FLAG_FIELDS = {"name": "name", "workers": "workers", "gpus": "gpusPerWorker",
@@ -47,17 +49,15 @@ def level(flag, value):
     return value, []
 
 
-def steps(flag, value):
+def step_names(flag, value):
     """--force (repeatable) and --until name steps of `invoke up`."""
-    from . import pipeline
-
     names = [value] if isinstance(value, str) else list(value)
-    return value, pipeline.step_problems(flag, names, [s.name for s in pipeline.steps()])
+    return value, runner.step_problems(flag, names, [s.name for s in pipeline()])
 
 
 # task flag -> check(flag as typed, value) -> (value as used, problems)
 CHECKS = {"workers": count, "gpus": count, "simulate": count, "timeout": seconds, "level": level,
-          "force": steps, "until": steps}
+          "force": step_names, "until": step_names}
 
 
 def parse(**given):
@@ -83,7 +83,5 @@ def to_flags(**given):
 
 
 def plan_from_flags(config=None, **given):
-    from . import plan, spec
-
     doc = spec.resolve(config_file=config, flags=to_flags(**given))
     return plan.make_plan(doc)

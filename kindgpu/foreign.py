@@ -16,8 +16,9 @@ from pathlib import Path
 from . import names, spec as specs
 from .errors import KindgpuError
 from .inventory import GPU, Inventory
-from .kube import Kube, transient_errors
+from .kube import Kube, is_transient
 from .plan import Plan, WorkerPlan
+from .state import state_root
 
 PRODUCT_LABEL = "nvidia.com/gpu.product"  # set by NVIDIA's GPU feature discovery, where it runs
 MEMORY_LABEL = "nvidia.com/gpu.memory"  # MiB, same
@@ -70,7 +71,7 @@ def observed_plan(kube, name, doc=None):
             f"no node of cluster {name} offers allocatable {names.GPU_RESOURCE}"
             + (f" (cordoned: {', '.join(cordoned)})" if cordoned else ""),
             "install NVIDIA's device plugin or GPU operator there, and wait for the nodes to offer their GPUs "
-            f"(kubectl get nodes -o custom-columns=NODE:.metadata.name,GPU:.status.allocatable.nvidia\\.com/gpu)")
+            "(kubectl get nodes -o custom-columns=NODE:.metadata.name,GPU:.status.allocatable.nvidia\\.com/gpu)")
     doc = dict(doc or specs.defaults())
     doc.update(name=name, simulate=None, workers=len(offering))
     workers, every_gpu = [], []
@@ -91,10 +92,11 @@ def smoke(path, level, reporter, *, doc=None, image=None, junit=None, as_json=Fa
     name = cluster_label(path)
     try:
         plan = observed_plan(kube, name, doc)
-    except transient_errors() as err:
+    except Exception as err:
+        if not is_transient(err):
+            raise
         raise KindgpuError(f"cannot reach the cluster in {path}: {type(err).__name__}: {err}",
                            f"check it with `kubectl --kubeconfig {path} get nodes`") from err
-    record = {"spec": plan.spec, "plan": {"cluster": name, "workers": [w.to_dict() for w in plan.workers]}}
-    junit = junit or names.state_root() / "foreign" / name / f"smoke-{level}-junit.xml"
-    return smoke_test.run_and_report(kube, record, level, reporter, junit, as_json=as_json, timeout=timeout,
+    junit = junit or state_root() / "foreign" / name / f"smoke-{level}-junit.xml"
+    return smoke_test.run_and_report(kube, plan, level, reporter, junit, as_json=as_json, timeout=timeout,
                                      foreign=True, image=image)

@@ -101,12 +101,6 @@ def parse_gpu_information(text):
     }
 
 
-def parse_information_dump(text):
-    """Parse the concatenation of information files, each after a `== path` line (a fixture format)."""
-    chunks = re.split(r"^== .*$", text, flags=re.M)
-    return [parse_gpu_information(c) for c in chunks if "GPU UUID" in c]
-
-
 def parse_driver_versions(nvidia_smi_banner):
     """Driver and CUDA version from the banner of plain `nvidia-smi`."""
     driver = re.search(r"Driver Version:\s*([0-9.]+)", nvidia_smi_banner)

@@ -4,29 +4,39 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from . import cmd
 from .errors import KindgpuError
 
+if TYPE_CHECKING:
+    from kubernetes.client import V1Node, V1Pod
+
+# kubernetes, urllib3 and yaml are imported where used: the Kubernetes client alone takes most of
+# a second to import, which tasks that do not talk to a cluster must not pay.
+
 HASH_ANNOTATION = "kindgpu.dev/manifest-hash"
+REQUEST_TIMEOUT = 10  # seconds for one API call; the waits around calls retry them
+T = TypeVar("T")
 
 
-def manifest_hash(obj):
+def manifest_hash(obj: dict) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class Kube:
     """Lazily built API clients for one cluster."""
 
-    def __init__(self, kubeconfig):
+    def __init__(self, kubeconfig: Path | dict):
         self.kubeconfig = kubeconfig  # a path, or the parsed kubeconfig itself
 
     @classmethod
-    def for_kind_cluster(cls, name):
+    def for_kind_cluster(cls, name: str) -> Kube:
         """The API of a running kind cluster, whatever kubeconfig it was written to."""
         import yaml
-
-        from . import cmd
 
         result = cmd.run(["kind", "get", "kubeconfig", "--name", name], check=False)
         if result.returncode != 0:
@@ -63,67 +73,98 @@ class Kube:
 
         return client.BatchV1Api(self.api_client)
 
-    def nodes(self):
-        return self.core.list_node(_request_timeout=10).items
+    def nodes(self) -> list[V1Node]:
+        """The cluster's Kubernetes Node objects (nodes.py's Nodes are their containers)."""
+        return self.core.list_node(_request_timeout=REQUEST_TIMEOUT).items
 
-    def pod_log(self, name, namespace, tail_lines=None, previous=False):
+    def pods(self, namespace: str, selector: str) -> list[V1Pod]:
+        return self.core.list_namespaced_pod(namespace, label_selector=selector,
+                                             _request_timeout=REQUEST_TIMEOUT).items
+
+    def pod_log(self, name: str, namespace: str, tail_lines: int | None = None, previous: bool = False) -> str:
         """A pod's log as the container wrote it: the client's own decoding mangles JSON lines.
         `previous`: the log of the container that ran before the current one (a crash's)."""
         kwargs = {"tail_lines": tail_lines} if tail_lines else {}
         if previous:
             kwargs["previous"] = True
         response = self.core.read_namespaced_pod_log(name, namespace, _preload_content=False,
-                                                     _request_timeout=10, **kwargs)
+                                                     _request_timeout=REQUEST_TIMEOUT, **kwargs)
         return response.data.decode(errors="replace")
 
-    def apply(self, obj):
-        """Create, or replace when what kindgpu wrote last differs: idempotent, no needless writes.
+    def get(self, kind: str, name: str, namespace: str | None = None) -> Any | None:
+        """The object, or None when it does not exist."""
+        return none_if_absent(self._verbs(kind).read, name, namespace, _request_timeout=REQUEST_TIMEOUT)
 
-        Returns "created", "updated" or "unchanged".
-        """
-        from kubernetes.client.exceptions import ApiException
+    def delete(self, kind: str, name: str, namespace: str | None = None) -> None:
+        """Delete the object; fine when it is not there."""
+        none_if_absent(self._verbs(kind).delete, name, namespace, _request_timeout=REQUEST_TIMEOUT)
 
+    def apply(self, obj: dict) -> None:
+        """Create, or replace when what kindgpu wrote last differs: idempotent, no needless writes."""
         obj = json.loads(json.dumps(obj))
         digest = manifest_hash(obj)
         obj["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = digest
         kind, meta = obj["kind"], obj["metadata"]
-        read, create, replace = self._verbs(kind)
-        try:
-            current = read(meta["name"], meta["namespace"])
-        except ApiException as err:
-            if err.status != 404:
-                raise
-            create(meta["namespace"], obj)
-            return "created"
-        if (current.metadata.annotations or {}).get(HASH_ANNOTATION) == digest:
-            return "unchanged"
-        replace(meta["name"], meta["namespace"], obj)
-        return "updated"
+        verbs = self._verbs(kind)
+        current = self.get(kind, meta["name"], meta["namespace"])
+        if current is None:
+            verbs.create(meta["namespace"], obj)
+        elif (current.metadata.annotations or {}).get(HASH_ANNOTATION) != digest:
+            verbs.replace(meta["name"], meta["namespace"], obj)
 
-    def current_hash(self, kind, name, namespace):
-        from kubernetes.client.exceptions import ApiException
+    def current_hash(self, kind: str, name: str, namespace: str) -> str | None:
+        """The manifest hash kindgpu wrote on the object ("" when none); None when it does not exist."""
+        obj = self.get(kind, name, namespace)
+        return None if obj is None else (obj.metadata.annotations or {}).get(HASH_ANNOTATION, "")
 
-        try:
-            obj = self._verbs(kind)[0](name, namespace)
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise
-        return (obj.metadata.annotations or {}).get(HASH_ANNOTATION, "")
-
-    def _verbs(self, kind):
-        verbs = {
-            "ConfigMap": (self.core.read_namespaced_config_map, self.core.create_namespaced_config_map,
-                          self.core.replace_namespaced_config_map),
-            "DaemonSet": (self.apps.read_namespaced_daemon_set, self.apps.create_namespaced_daemon_set,
-                          self.apps.replace_namespaced_daemon_set),
+    def _verbs(self, kind: str) -> Verbs:
+        core, apps = self.core, self.apps
+        if kind == "Namespace":  # not namespaced: the namespace arguments are ignored
+            return Verbs(lambda name, _, **kw: core.read_namespace(name, **kw),
+                         lambda _, body: core.create_namespace(body),
+                         lambda name, _, body: core.replace_namespace(name, body),
+                         lambda name, _, **kw: core.delete_namespace(name, **kw))
+        return {
+            "ConfigMap": Verbs(core.read_namespaced_config_map, core.create_namespaced_config_map,
+                               core.replace_namespaced_config_map, core.delete_namespaced_config_map),
+            "DaemonSet": Verbs(apps.read_namespaced_daemon_set, apps.create_namespaced_daemon_set,
+                               apps.replace_namespaced_daemon_set, apps.delete_namespaced_daemon_set),
+            "Service": Verbs(core.read_namespaced_service, core.create_namespaced_service,
+                             core.replace_namespaced_service, core.delete_namespaced_service),
         }[kind]
-        return verbs  # (read(name, ns), create(ns, body), replace(name, ns, body))
 
 
-def transient_errors():
-    """Errors that mean "not yet" while a cluster starts: connection refused, 5xx, timeouts."""
+class Verbs(NamedTuple):
+    """The calls of one kind: read(name, ns), create(ns, body), replace(name, ns, body), delete(name, ns)."""
+
+    read: Callable
+    create: Callable
+    replace: Callable
+    delete: Callable
+
+
+def none_if_absent(call: Callable[..., T], *args, **kwargs) -> T | None:
+    """call(*args), or None when the API answers 404: "not found" is None, written once."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return call(*args, **kwargs)
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+
+
+def is_transient(err: BaseException) -> bool:
+    """Whether an error means "not yet" while a cluster starts.
+
+    Those errors are: no connection or a timeout (the kubernetes client raises urllib3's errors,
+    Docker's client raises OSErrors), and HTTP 5xx or 429 from an API server that is starting.
+    Any other answer from the API server is final. A 401 or 403 in particular is never waited out.
+    """
     import urllib3
     from kubernetes.client.exceptions import ApiException
 
-    return (urllib3.exceptions.HTTPError, ApiException, ConnectionError, TimeoutError, OSError)
+    if isinstance(err, ApiException):
+        return not err.status or err.status == 429 or err.status >= 500  # status 0: no HTTP answer
+    return isinstance(err, (urllib3.exceptions.HTTPError, OSError))

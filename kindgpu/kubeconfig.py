@@ -27,12 +27,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import names
 from .errors import KindgpuError, Problem, SpecError
+from .state import StateDir
 
 ENV = "KUBECONFIG"
 LOCK_WAIT_SECONDS = 5.0
-RECORD = "merged-kubeconfig.json"  # in the cluster's state directory
 SECTIONS = ("clusters", "users", "contexts")
 
 
@@ -64,7 +63,7 @@ def merge_target(env=None):
 
 def private_path(doc):
     """The cluster's own kubeconfig, from its resolved spec (what plan.Plan.kubeconfig says)."""
-    return Path(doc["kubeconfig"]).expanduser() if doc.get("kubeconfig") else names.state_dir(doc["name"]) / "kubeconfig"
+    return Path(doc["kubeconfig"]).expanduser() if doc.get("kubeconfig") else StateDir.of(doc["name"]).kubeconfig
 
 
 # ---------------------------------------------------------------- reading and writing
@@ -278,7 +277,7 @@ def unmerge(cluster, private=None, *, paths=None, env=None):
 
 
 def record_path(cluster):
-    return names.state_dir(cluster) / RECORD
+    return StateDir.of(cluster).merged
 
 
 def recorded(cluster):

@@ -61,9 +61,9 @@ def parse_worker_numbers(value):
     return sorted({int(p) for p in parts})
 
 
-def worker_number(container, cluster):
+def worker_number(node, cluster):
     """kind's ordinal of a worker node: <cluster>-worker is 1, <cluster>-worker3 is 3."""
-    suffix = container.name.removeprefix(f"{cluster}-worker")
+    suffix = node.name.removeprefix(f"{cluster}-worker")
     return int(suffix) if suffix.isdigit() else 1
 
 
@@ -78,11 +78,11 @@ def normalized(reference):
     return f"{name}:{tag}"
 
 
-def node_image_ids(container):
+def node_image_ids(node):
     """{image name: image ID} of what a node's containerd holds for Kubernetes."""
     import json
 
-    _, out = nodes.exec_in(container, ["crictl", "images", "-o", "json"], check=False)
+    out = node.run(["crictl", "images", "-o", "json"], check=False).stdout
     try:
         listed = json.loads(out).get("images", [])
     except ValueError:
@@ -91,21 +91,21 @@ def node_image_ids(container):
 
 
 def cluster_nodes(client, cluster, workers=None):
-    """The node containers to load into: every node, or the workers numbered in `workers`."""
-    found = sorted(nodes.cluster_containers(client, cluster), key=lambda c: c.name)
+    """The nodes to load into: every node, or the workers numbered in `workers`."""
+    found = sorted(nodes.cluster_nodes(client, cluster), key=lambda n: n.name)
     if not found:
         raise KindgpuError(f"cluster {cluster} does not exist", f"create it first: invoke up --name {cluster}")
     if not nodes.made_by_kindgpu(found):
         raise KindgpuError(f"kind cluster {cluster} was not made by kindgpu, so its nodes cannot see the "
                            "directory kindgpu loads images through",
                            f"use kind's own: kind load docker-image IMAGE --name {cluster}")
-    stopped = [c.name for c in found if c.status != "running"]
+    stopped = [n.name for n in found if not n.running]
     if stopped:
         raise KindgpuError(f"node container(s) of {cluster} not running: {', '.join(stopped)}",
                            f"start them with `invoke up --name {cluster}`")
     if workers is None:
         return found
-    by_number = {worker_number(c, cluster): c for c in found if nodes.role(c) == "worker"}
+    by_number = {worker_number(n, cluster): n for n in found if n.role == "worker"}
     unknown = [n for n in workers if n not in by_number]
     if unknown:
         raise SpecError([Problem("--workers", f"cluster {cluster} has no worker {', '.join(map(str, unknown))}",
@@ -135,19 +135,19 @@ def load(cluster, listed, reporter, workers=None):
     client = nodes.docker_client()
     targets = cluster_nodes(client, cluster, workers)
     ids = local_images(client, listed)
-    held = dict(zip((c.name for c in targets), concurrently(node_image_ids, targets)))
+    held = dict(zip((n.name for n in targets), concurrently(node_image_ids, targets)))
     results = []
     for image, image_id in ids.items():
         ref = normalized(image)
-        lacking = [c for c in targets if held[c.name].get(ref) != image_id]
-        result = Loaded(image, [c.name for c in lacking], [c.name for c in targets if c not in lacking])
+        lacking = [n for n in targets if held[n.name].get(ref) != image_id]
+        result = Loaded(image, [n.name for n in lacking], [n.name for n in targets if n not in lacking])
         if lacking:
             start = time.monotonic()
             with reporter.step("load", f"{image} into {len(lacking)} node(s)"):
                 node_images.import_into(lacking, image)
                 after = concurrently(node_image_ids, lacking)
             result.seconds = time.monotonic() - start
-            still = [c.name for c, have in zip(lacking, after) if have.get(ref) != image_id]
+            still = [n.name for n, have in zip(lacking, after) if have.get(ref) != image_id]
             if still:
                 raise KindgpuError(f"{image} ({image_id[:19]}) is still not in {', '.join(still)} after the import",
                                    f"see `docker exec {still[0]} crictl images`")

@@ -1,8 +1,5 @@
 """Names shared by every part of kindgpu: labels, paths inside nodes, resource names."""
 
-import os
-from pathlib import Path
-
 API_VERSION = "kindgpu.dev/v1alpha1"
 SPEC_KIND = "GPUCluster"
 
@@ -27,15 +24,3 @@ SIM_DEVICE_MOUNT_DIR = "/var/run/kindgpu/sim-gpus"
 
 SPEC_CONFIGMAP = "kindgpu-spec"  # kube-system ConfigMap: the spec the cluster was made with
 SYSTEM_NAMESPACE = "kube-system"
-
-
-def state_root() -> Path:
-    """Where per-cluster state directories live ($KINDGPU_STATE_DIR overrides)."""
-    base = os.environ.get("KINDGPU_STATE_DIR") or os.path.join(
-        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "kindgpu"
-    )
-    return Path(base)
-
-
-def state_dir(cluster_name: str) -> Path:
-    return state_root() / cluster_name

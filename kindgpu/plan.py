@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import names, spec as specs
 from .errors import KindgpuError, Problem, SpecError
-from .inventory import GPU, Inventory
+from .inventory import GPU, Inventory, read_host_inventory, simulated_inventory
+from .state import StateDir
 
 
 @dataclass(frozen=True)
@@ -18,10 +21,10 @@ class WorkerPlan:
     labels: dict
 
     @property
-    def cpu_only(self):
+    def cpu_only(self) -> bool:
         return not self.gpus
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return {
             "number": self.number,
             "node": self.node,
@@ -39,67 +42,81 @@ class Plan:
     workers: tuple[WorkerPlan, ...]
 
     @property
-    def name(self):
+    def name(self) -> str:
         return self.spec["name"]
 
     @property
-    def simulated(self):
+    def simulated(self) -> bool:
         return bool(self.spec.get("simulate"))
 
     @property
-    def gpu_workers(self):
+    def gpu_workers(self) -> tuple[WorkerPlan, ...]:
         return tuple(w for w in self.workers if not w.cpu_only)
 
     @property
-    def control_plane(self):
+    def control_plane(self) -> str:
         return f"{self.name}-control-plane"
 
     @property
-    def state_dir(self) -> Path:
-        return names.state_dir(self.name)
+    def state(self) -> StateDir:
+        return StateDir.of(self.name)
 
     @property
     def kubeconfig(self) -> Path:
-        return Path(self.spec["kubeconfig"]).expanduser() if self.spec["kubeconfig"] else self.state_dir / "kubeconfig"
+        return Path(self.spec["kubeconfig"]).expanduser() if self.spec["kubeconfig"] else self.state.kubeconfig
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
+        """What plan.json holds: in the state directory, in every node, in the cluster's record."""
         return {
             "cluster": self.name,
             "simulated": self.simulated,
             "specHash": self.spec_hash,
-            "stateDir": str(self.state_dir),
+            "stateDir": str(self.state.root),
             "kubeconfig": str(self.kubeconfig),
             "hostGPUs": len(self.inventory.gpus),
             "workers": [w.to_dict() for w in self.workers],
         }
 
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
 
-def kind_node_name(cluster, role, ordinal):
+    @classmethod
+    def from_dict(cls, spec: dict, doc: dict) -> Plan:
+        """The plan that to_dict() wrote, made with `spec`.
+
+        plan.json keeps only the host's GPU count, so the inventory of a plan read back holds the
+        workers' GPUs alone.
+        """
+        workers = tuple(WorkerPlan(w["number"], w["node"], tuple(GPU(**g) for g in w["gpus"]), dict(w["labels"]))
+                        for w in doc["workers"])
+        gpus = tuple(sorted({g for w in workers for g in w.gpus}, key=lambda g: g.index))
+        return cls(spec, doc["specHash"], Inventory(gpus, simulated=doc["simulated"]), workers)
+
+
+def kind_node_name(cluster: str, role: str, ordinal: int) -> str:
     """kind names nodes per role in config order: worker, worker2, ..., worker10."""
     return f"{cluster}-{role}{ordinal if ordinal > 1 else ''}"
 
 
-def load_inventory(doc):
+def load_inventory(doc: dict) -> Inventory:
     """The simulated inventory, or the host's real one."""
-    from . import inventory
-
     sim = doc.get("simulate")
     if sim:
-        return inventory.simulated_inventory(sim["gpus"], sim["product"], sim["memoryMiB"])
+        return simulated_inventory(sim["gpus"], sim["product"], sim["memoryMiB"])
     try:
-        return inventory.read_host_inventory()
+        return read_host_inventory()
     except KindgpuError as err:
         raise KindgpuError(f"cannot read this host's GPUs: {err}",
                            "run `invoke preflight` to see what is missing, or try kindgpu without "
                            "GPUs: --simulate 8") from err
 
 
-def gpu_label_value(gpus):
+def gpu_label_value(gpus: Iterable[GPU]) -> str:
     """The seed's gpu-ids label, legal: indices joined with '_' (label values cannot hold commas)."""
     return "_".join(str(g.index) for g in gpus)
 
 
-def make_plan(doc, inventory=None):
+def make_plan(doc: dict, inventory: Inventory | None = None) -> Plan:
     """Validate the spec and allocate; SpecError lists every problem.
 
     What needs no host is checked first (spec.check), so a bad spec exits 2 on any host;
@@ -135,13 +152,13 @@ def make_plan(doc, inventory=None):
     return Plan(doc, specs.spec_hash(doc), inventory, tuple(plans))
 
 
-def cpu_worker_labels(doc, wspec):
+def cpu_worker_labels(doc: dict, wspec: dict) -> dict:
     """A CPU-only worker: its own labels, no GPU labels (so no device plugin lands there) and
     not the spec's top-level labels, which are for GPU workers."""
     return {**wspec.get("labels", {}), names.LABEL_CPU_ONLY: "true", names.LABEL_OWNER: doc["name"]}
 
 
-def allocate(doc, inventory):
+def allocate(doc: dict, inventory: Inventory) -> tuple[list[list[GPU]], list[Problem]]:
     """Per-worker GPU lists and the problems found: contiguous by default, or explicit refs."""
     host = len(inventory.gpus)
     where = "simulated host" if inventory.simulated else "host"

@@ -125,21 +125,37 @@ def live_output(request):
     return capture.global_and_fixture_disabled() if capture else nullcontext()
 
 
+def readable_record(kube):
+    """The cluster's kindgpu record, if it has one this kubeconfig may read (None otherwise)."""
+    from kubernetes.client.exceptions import ApiException
+
+    from kindgpu import record
+
+    try:
+        return record.read(kube)
+    except ApiException as err:
+        if err.status in (401, 403):
+            return None  # not allowed to read kube-system: no record for us
+        raise
+
+
 def existing_cluster(path):
     """--kindgpu-kubeconfig: the plan from the nodes; simulated only when a kindgpu record says so."""
-    from kindgpu import foreign, pipeline
+    from kindgpu import foreign
     from kindgpu.errors import KindgpuError
-    from kindgpu.kube import transient_errors
+    from kindgpu.kube import is_transient
 
     kube = foreign.kube_for(path)
     name = foreign.cluster_label(path)
     try:
         plan = foreign.observed_plan(kube, name)
-        record = pipeline.cluster_record(kube)
-    except transient_errors() as err:
+        recorded = readable_record(kube)
+    except Exception as err:
+        if not is_transient(err):
+            raise
         raise KindgpuError(f"cannot reach the cluster in {path}: {type(err).__name__}: {err}",
                            f"check it with `kubectl --kubeconfig {path} get nodes`") from err
-    simulated = bool(record and record["spec"].get("simulate"))
+    simulated = bool(recorded and recorded.simulated)
     return GPUCluster(name, Path(path).expanduser(), plan, simulated, False, kube)
 
 

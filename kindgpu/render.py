@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 import os
 from functools import lru_cache
-from pathlib import Path
 
 from . import names
 from .errors import KindgpuError
 from .spec import SCHEMA_PATH
+
+# jsonschema and yaml are imported where used: listing the tasks must not pay for them.
 
 KIND_SCHEMA_PATH = SCHEMA_PATH.with_name("kind-config.schema.json")
 # The host's toolkit CLI, mounted read-only into GPU workers (not CPU-only ones): CDI specs name it as their hook.
@@ -39,7 +40,7 @@ NVIDIA_CDI_MOUNT_PREFIX = "cdi/runtime.nvidia.com/gpu"
 
 
 def owner_mount(plan):
-    return {"hostPath": str(plan.state_dir / "node"), "containerPath": names.OWNER_MOUNT, "readOnly": True}
+    return {"hostPath": str(plan.state.node), "containerPath": names.OWNER_MOUNT, "readOnly": True}
 
 
 def gpu_mounts(plan, worker):
@@ -121,20 +122,21 @@ def to_yaml(doc):
 
 def state_files(plan):
     """Every file `config` writes, relative to the state directory, with its content."""
-    spec_text = to_yaml(plan.spec)
-    plan_json = json.dumps(plan.to_dict(), indent=2) + "\n"
-    return {
-        "kind-config.yaml": to_yaml(kind_config(plan)),
-        "spec.yaml": spec_text,
-        "spec.sha256": plan.spec_hash + "\n",
-        "plan.json": plan_json,
-        "node/plan.json": plan_json,  # mounted into every node at names.OWNER_MOUNT
+    state = plan.state
+    plan_json = plan.to_json()
+    files = {
+        state.kind_config: to_yaml(kind_config(plan)),
+        state.spec: to_yaml(plan.spec),
+        state.spec_hash: plan.spec_hash + "\n",
+        state.plan: plan_json,
+        state.node / "plan.json": plan_json,  # mounted into every node at names.OWNER_MOUNT
     }
+    return {str(path.relative_to(state.root)): content for path, content in files.items()}
 
 
 def write_state(plan):
     """Write the state files; unchanged files are left alone so their mtimes stay meaningful."""
-    root = plan.state_dir
+    root = plan.state.root
     written = []
     for rel, content in state_files(plan).items():
         path = root / rel
@@ -146,7 +148,3 @@ def write_state(plan):
         os.replace(tmp, path)
         written.append(path)
     return written
-
-
-def kind_config_path(plan) -> Path:
-    return plan.state_dir / "kind-config.yaml"

@@ -10,14 +10,22 @@ from __future__ import annotations
 
 import time
 import uuid as uuidlib
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from . import console, images, names, nodes, payloads
+from . import console, images, names, nodes, payloads, record
 from .errors import KindgpuError, Problem, SpecError
+from .flags import parse
 from .kube import Kube
-from .payloads import judge
 from .parallel import concurrently
+from .payloads import judge
+from .plan import Plan
+from .state import StateDir
 from .wait import Seen, WaitFailed, WaitTimeout, wait_for
+
+# The Kubernetes client and simgpu.build (which imports Docker's client) are imported where used:
+# listing the tasks must not pay for them.
 
 NAMESPACE = "kindgpu-smoke"
 SERVICE = "smoke"  # headless: collective pods find rank 0 at w0.smoke.<namespace>
@@ -42,21 +50,19 @@ class Outcome:
                 "cpuWorkers": self.cpu_workers, "limitEnforced": self.limit, "seconds": round(self.seconds, 2)}
 
 
-def image_for(record, level):
-    spec = record["spec"]
-    if spec.get("simulate"):
+def image_for(plan, level):
+    spec = plan.spec
+    if plan.simulated:
         from .simgpu.build import image_tag
 
         return image_tag()  # its fake nvidia-smi answers like the real one
     return spec["smoke"]["cudaImage"] if level == "visibility" else spec["smoke"]["pytorchImage"]
 
 
-def check_level(record, level):
+def check_level(plan, level):
     """The level against the cluster: simulated GPUs run visibility only."""
-    from .flags import parse
-
     parse(level=level)
-    if record["spec"].get("simulate") and level != "visibility":
+    if plan.simulated and level != "visibility":
         raise SpecError([Problem("--level", f"simulated GPUs run the visibility level only (asked: {level})",
                                  "compute and collective need real GPUs; use --level visibility")],
                         title="invalid task flags")
@@ -68,14 +74,14 @@ def job(run_id, level, image, worker, rank, gpu_counts, gpus=None, extra_env=Non
     gpu_counts: every GPU worker's GPU count in rank order (the collective level numbers its ranks);
     extra_env: the spec's smoke.env, added after kindgpu's own variables.
     """
-    count = len(worker["gpus"]) if gpus is None else gpus
-    uuids = [g["uuid"] for g in worker["gpus"] if g.get("uuid")]  # none known on a cluster kindgpu did not make
-    env = payloads.env(level, worker_name=worker["node"], gpu_uuids=uuids, rank=rank,
+    count = len(worker.gpus) if gpus is None else gpus
+    uuids = [g.uuid for g in worker.gpus if g.uuid]  # none known on a cluster kindgpu did not make
+    env = payloads.env(level, worker_name=worker.node, gpu_uuids=uuids, rank=rank,
                        world_size=len(gpu_counts), gpu_counts=gpu_counts,
                        master_addr=f"w0.{SERVICE}.{NAMESPACE}.svc.cluster.local")
     env.update(extra_env or {})
-    name = f"smoke-{run_id}-w{worker['number']}" + ("-overask" if gpus is not None else "")
-    return pinned_job(run_id, name, level, image, worker["node"], str(worker["number"]), env, count,
+    name = f"smoke-{run_id}-w{worker.number}" + ("-overask" if gpus is not None else "")
+    return pinned_job(run_id, name, level, image, worker.node, str(worker.number), env, count,
                       hostname=f"w{rank}", pending=gpus is not None)
 
 
@@ -87,10 +93,10 @@ def cpu_key(position):
 def cpu_jobs(run_id, image, worker, key, extra_env=None):
     """A CPU-only worker's two Jobs: the visibility payload with no GPU limit, which must see no
     GPU, and a pod asking for 1 GPU, which must stay Pending (the worker offers none)."""
-    env = {**payloads.visibility_env(worker["node"], expect_none=True), **(extra_env or {})}
+    env = {**payloads.visibility_env(worker.node, expect_none=True), **(extra_env or {})}
     name = f"smoke-{run_id}-{key}"
-    return [pinned_job(run_id, name, "visibility", image, worker["node"], key, env, None, hostname=key),
-            pinned_job(run_id, f"{name}-gpuask", "visibility", image, worker["node"], key, env, 1,
+    return [pinned_job(run_id, name, "visibility", image, worker.node, key, env, None, hostname=key),
+            pinned_job(run_id, f"{name}-gpuask", "visibility", image, worker.node, key, env, 1,
                        hostname=key, pending=True)]
 
 
@@ -152,21 +158,21 @@ def support_objects(run_id, level):
 
 
 class Smoke:
-    def __init__(self, kube: Kube, record, level, progress=lambda text: None, timeout=300, foreign=False,
-                 image=None):
+    def __init__(self, kube: Kube, plan: Plan, level, progress=lambda text: None, timeout=300, *,
+                 foreign=False, image=None):
         """foreign: a cluster kindgpu did not make (kindgpu.foreign): no images are loaded into
         its nodes, which pull them as the cluster is set up to. image: what every pod runs,
         instead of the level's image (invoke smoke --image)."""
-        self.kube, self.record, self.level, self.foreign, self.image = kube, record, level, foreign, image
+        self.kube, self.plan, self.level, self.foreign, self.image = kube, plan, level, foreign, image
         self.progress, self.timeout = progress, timeout
         self.run_id = uuidlib.uuid4().hex[:6]
-        self.workers = record["plan"]["workers"]
-        # Told apart by their GPUs, not the plan's cpuOnly, so older records read the same.
-        self.gpu_workers = [w for w in self.workers if w["gpus"]]
-        self.cpu_workers = {cpu_key(i): w for i, w in enumerate((w for w in self.workers if not w["gpus"]), 1)}
+        self.workers = plan.workers
+        # WorkerPlan.cpu_only is told by the GPUs, so older records (no cpuOnly) read the same.
+        self.gpu_workers = list(plan.gpu_workers)
+        self.cpu_workers = {cpu_key(i): w for i, w in enumerate((w for w in self.workers if w.cpu_only), 1)}
 
     def pods(self, selector):
-        return self.kube.core.list_namespaced_pod(NAMESPACE, label_selector=selector, _request_timeout=10).items
+        return self.kube.pods(NAMESPACE, selector)
 
     def create(self, obj):
         from kubernetes.utils import create_from_dict
@@ -174,30 +180,24 @@ class Smoke:
         create_from_dict(self.kube.api_client, obj, namespace=NAMESPACE)
 
     def ensure_namespace(self):
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            self.kube.core.read_namespace(NAMESPACE)
-        except ApiException as err:
-            if err.status != 404:
-                raise
+        if self.kube.get("Namespace", NAMESPACE) is None:
             self.kube.core.create_namespace({"metadata": {"name": NAMESPACE,
                                                           "labels": {"app.kubernetes.io/managed-by": "kindgpu"}}})
 
     def run(self):
         start = time.monotonic()
-        image = self.image or image_for(self.record, self.level)
+        image = self.image or image_for(self.plan, self.level)
         # CPU-only workers run the visibility payload at every level, in its (small) image.
-        cpu_image = self.image or image_for(self.record, "visibility")
+        cpu_image = self.image or image_for(self.plan, "visibility")
         self.load_image(image, self.gpu_workers)
         self.load_image(cpu_image, self.cpu_workers.values())
         self.ensure_namespace()
         try:
             for obj in support_objects(self.run_id, self.level):
                 self.replace_service(obj) if obj["kind"] == "Service" else self.create(obj)
-            counts = [len(w["gpus"]) for w in self.gpu_workers]
+            counts = [len(w.gpus) for w in self.gpu_workers]
             # Every worker's Job and the pods that must stay Pending start at once; the latter wait for nothing.
-            extra_env = self.record["spec"]["smoke"].get("env", {})
+            extra_env = self.plan.spec["smoke"].get("env", {})
             jobs = [job(self.run_id, self.level, image, worker, rank, counts, extra_env=extra_env)
                     for rank, worker in enumerate(self.gpu_workers)]
             jobs += [j for key, w in self.cpu_workers.items()
@@ -211,22 +211,15 @@ class Smoke:
 
     def load_image(self, image, workers):
         """An image the host's Docker has goes into the workers that lack it: no registry needed."""
-        wanted = {w["node"] for w in workers}
+        wanted = {w.node for w in workers}
         if not wanted or self.foreign:
             return
         client = nodes.docker_client()
-        containers = [c for c in nodes.cluster_containers(client, self.record["plan"]["cluster"])
-                      if c.name in wanted]
-        images.preload(client, containers, image, self.progress)
+        found = [n for n in nodes.cluster_nodes(client, self.plan.name) if n.name in wanted]
+        images.preload(client, found, image, self.progress)
 
     def replace_service(self, obj):
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            self.kube.core.delete_namespaced_service(SERVICE, NAMESPACE)
-        except ApiException as err:
-            if err.status != 404:
-                raise
+        self.kube.delete("Service", SERVICE, NAMESPACE)
         self.create(obj)
 
     def wait_jobs(self):
@@ -268,19 +261,19 @@ class Smoke:
         return "\n".join(f"  | {line}" for line in text.splitlines()[-lines:])
 
     def overask_worker(self):
-        worker = max(self.gpu_workers, key=lambda w: len(w["gpus"]))
-        return worker, len(worker["gpus"]) + 1
+        worker = max(self.gpu_workers, key=lambda w: len(w.gpus))
+        return worker, len(worker.gpus) + 1
 
     def overask_job(self, image):
         worker, asked = self.overask_worker()
         return job(self.run_id, "visibility", image, worker, 0, [asked], gpus=asked,
-                   extra_env=self.record["spec"]["smoke"].get("env", {}))
+                   extra_env=self.plan.spec["smoke"].get("env", {}))
 
     def pending_checks(self):
         """(worker key, node, GPUs asked, GPUs it has): the over-ask pod first, then each CPU-only worker's."""
         worker, asked = self.overask_worker()
-        return [(str(worker["number"]), worker["node"], asked, asked - 1),
-                *((key, w["node"], 1, 0) for key, w in self.cpu_workers.items())]
+        return [(str(worker.number), worker.node, asked, asked - 1),
+                *((key, w.node, 1, 0) for key, w in self.cpu_workers.items())]
 
     def check_pending(self, key, node, asked, has):
         """A pod asking `asked` GPUs of a worker that has fewer must stay Pending."""
@@ -316,25 +309,25 @@ class Smoke:
     def verdict(self, logs, failure, limit, asks, seconds):
         """asks: CPU-only worker key -> the check of its pod asking for 1 GPU."""
         # Where the UUIDs are not known (a cluster kindgpu did not make), the node's GPU count is.
-        assignments = {w["node"]: [g["uuid"] for g in w["gpus"]] if all(g.get("uuid") for g in w["gpus"])
-                       else len(w["gpus"]) for w in self.gpu_workers}
-        cpu_nodes = [w["node"] for w in self.cpu_workers.values()]
+        assignments = {w.node: [g.uuid for g in w.gpus] if all(g.uuid for g in w.gpus) else len(w.gpus)
+                       for w in self.gpu_workers}
+        cpu_nodes = [w.node for w in self.cpu_workers.values()]
         cluster = judge.judge_cluster(self.level, logs, assignments, cpu_only=cpu_nodes)
         rows = []
         for w in self.gpu_workers:
-            v = cluster.workers[w["node"]]
-            result, _ = judge.parse_result(logs.get(w["node"]) or "")
-            expected = assignments[w["node"]]
-            rows.append({"node": w["node"], "worker": w["number"],
+            v = cluster.workers[w.node]
+            result, _ = judge.parse_result(logs.get(w.node) or "")
+            expected = assignments[w.node]
+            rows.append({"node": w.node, "worker": w.number,
                          "expected": expected if isinstance(expected, list) else [],
-                         "expectedCount": len(w["gpus"]),
+                         "expectedCount": len(w.gpus),
                          "seen": (result or {}).get("uuids") or [g.get("uuid") for g in (result or {}).get("gpus", [])
                                                                  if isinstance(g, dict)],
                          "ok": v.ok, "message": v.message})
         cpu_rows = []
         for key, w in self.cpu_workers.items():
-            v = cluster.workers[w["node"]]
-            cpu_rows.append({"node": w["node"], "expected": [], "seen": v.details.get("uuids", []),
+            v = cluster.workers[w.node]
+            cpu_rows.append({"node": w.node, "expected": [], "seen": v.details.get("uuids", []),
                              "ok": v.ok, "message": v.message, "gpuAsk": asks[key]})
         ok = cluster.ok and limit.get("ok", False) and all(a.get("ok") for a in asks.values()) and not failure
         message = failure or cluster.message
@@ -356,8 +349,6 @@ def waiting_reason(pod):
 
 def junit_xml(outcome, cluster):
     """A JUnit report: one test case per worker, plus the limit check."""
-    import xml.etree.ElementTree as ET
-
     cases = [(f"{outcome.level}[{w['node']}]", w["ok"], w["message"]) for w in outcome.workers]
     cases.append(("gpu-limit-enforced", outcome.limit.get("ok", False), outcome.limit.get("message", "")))
     for w in outcome.cpu_workers:
@@ -395,23 +386,19 @@ def show(outcome, cluster, as_json):
 
 
 def smoke(name, level, reporter, *, junit=None, as_json=False, timeout=300, image=None):
-    from .cluster import read_record
-
     kube = Kube.for_kind_cluster(name)
-    record = read_record(kube, name)
-    check_level(record, level)
-    return run_and_report(kube, record, level, reporter, junit or names.state_dir(name) / f"smoke-{level}-junit.xml",
+    plan = record.require(kube, name)
+    check_level(plan, level)
+    return run_and_report(kube, plan, level, reporter, junit or StateDir.of(name).junit(level),
                           as_json=as_json, timeout=timeout, image=image)
 
 
-def run_and_report(kube, record, level, reporter, junit, *, as_json=False, timeout=300, foreign=False, image=None):
-    """Run the level's Jobs on the record's workers, write the JUnit report, show the outcome."""
-    name = record["plan"]["cluster"]
-    with reporter.step("smoke", f"{level} Jobs on {len(record['plan']['workers'])} worker(s)") as progress:
-        outcome = Smoke(kube, record, level, progress, timeout, foreign=foreign, image=image).run()
+def run_and_report(kube, plan, level, reporter, junit, *, as_json=False, timeout=300, foreign=False, image=None):
+    """Run the level's Jobs on the plan's workers, write the JUnit report, show the outcome."""
+    name = plan.name
+    with reporter.step("smoke", f"{level} Jobs on {len(plan.workers)} worker(s)") as progress:
+        outcome = Smoke(kube, plan, level, progress, timeout, foreign=foreign, image=image).run()
     path = junit
-    from pathlib import Path
-
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(junit_xml(outcome, name))
     show(outcome, name, as_json)

@@ -15,11 +15,14 @@ import ipaddress
 import json
 import os
 import re
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 
 from .errors import Problem, SpecError
 from .names import API_VERSION, LABEL_GPU_IDS, LABEL_GPU_PRESENT, LABEL_GPU_WORKER, SPEC_KIND
+
+# yaml and jsonschema are imported where used: listing the tasks must not pay for them.
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "cluster.schema.json"
 
@@ -31,11 +34,11 @@ RESERVED_LABEL_PREFIX = "kindgpu.dev/"
 
 
 @lru_cache(maxsize=1)
-def schema():
+def schema() -> dict:
     return json.loads(SCHEMA_PATH.read_text())
 
 
-def defaults():
+def defaults() -> dict:
     """The built-in spec: every top-level default of the schema, objects filled in."""
     doc = {"apiVersion": API_VERSION, "kind": SPEC_KIND}
     for key, prop in schema()["properties"].items():
@@ -44,7 +47,7 @@ def defaults():
     return fill_object_defaults(doc)
 
 
-def fill_object_defaults(doc):
+def fill_object_defaults(doc: dict) -> dict:
     """Fill defaults inside the nested objects (apiServer, devicePlugin, simulate, smoke)."""
     props = schema()["properties"]
     for key in ("apiServer", "devicePlugin", "smoke", "simulate"):
@@ -56,7 +59,7 @@ def fill_object_defaults(doc):
     return doc
 
 
-def load_file(path):
+def load_file(path: str | Path) -> tuple[dict, list[Problem]]:
     """Read a spec file: (doc, problems). A file that cannot be read at all stops here."""
     import yaml
 
@@ -76,7 +79,8 @@ def load_file(path):
     return doc, missing
 
 
-def resolve(config_file=None, env=None, flags=None):
+def resolve(config_file: str | Path | None = None, env: Mapping[str, str] | None = None,
+            flags: dict | None = None) -> dict:
     """Merge the layers, lowest first, and check everything that needs no host.
 
     flags holds only what the user passed (None = unset). Raises SpecError with every
@@ -106,20 +110,21 @@ def resolve(config_file=None, env=None, flags=None):
     return doc
 
 
-def spec_hash(doc):
-    """Hash of the normalized spec: what decides whether a cluster matches its spec."""
+def spec_hash(doc: dict) -> str:
+    """Hash of the normalized spec, recorded beside it. (Whether a cluster matches its spec is
+    decided by comparing the whole recorded spec: cluster.check_same_spec.)"""
     canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def field_path(parts):
+def field_path(parts: Iterable[str | int]) -> str:
     out = ""
     for part in parts:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "(spec)"
 
 
-def schema_problems(doc):
+def schema_problems(doc: dict) -> list[Problem]:
     from jsonschema import Draft202012Validator
 
     validator = Draft202012Validator(schema())
@@ -129,7 +134,7 @@ def schema_problems(doc):
     return found
 
 
-def describe(error):
+def describe(error) -> list[Problem]:
     """Problems for one schema error, descending into oneOf/anyOf to the branch the user meant."""
     if error.validator in ("oneOf", "anyOf") and error.context:
         branches = {}
@@ -180,18 +185,18 @@ KUBELET_LABELS = (
 KUBELET_LABEL_NAMESPACES = ("kubelet.kubernetes.io", "node.kubernetes.io")
 
 
-def in_namespace(namespace, domains):
+def in_namespace(namespace: str, domains: Iterable[str]) -> bool:
     return any(namespace == d or namespace.endswith("." + d) for d in domains)
 
 
-def kubelet_refuses(key):
+def kubelet_refuses(key: str) -> bool:
     """Kubelet's rule: a kubernetes.io or k8s.io key that is not one kubelet may set itself."""
     namespace = key.split("/", 1)[0] if "/" in key else ""
     return (in_namespace(namespace, ("kubernetes.io", "k8s.io")) and key not in KUBELET_LABELS
             and not in_namespace(namespace, KUBELET_LABEL_NAMESPACES))
 
 
-def label_key_problem(key):
+def label_key_problem(key: str) -> str | None:
     """What is wrong with a label key, as kubelet would say it; None when it is legal."""
     parts = key.split("/")
     if len(parts) > 2:
@@ -214,7 +219,7 @@ def label_key_problem(key):
     return None
 
 
-def label_problems(labels, where):
+def label_problems(labels, where: str) -> list[Problem]:
     found = []
     if not isinstance(labels, dict):
         return found
@@ -245,7 +250,7 @@ def label_problems(labels, where):
     return found
 
 
-def is_loopback(address):
+def is_loopback(address: str) -> bool:
     """True for a loopback IP address (127.0.0.0/8, ::1): reachable from this host only."""
     try:
         return ipaddress.ip_address(address).is_loopback
@@ -253,14 +258,14 @@ def is_loopback(address):
         return False
 
 
-def remote_api_address(doc):
+def remote_api_address(doc: dict) -> str | None:
     """The API server's address when it is not loopback; None when it is (or is not set)."""
     api = doc.get("apiServer")
     address = api.get("address") if isinstance(api, dict) else None
     return address if isinstance(address, str) and not is_loopback(address) else None
 
 
-def api_server_problems(doc):
+def api_server_problems(doc: dict) -> list[Problem]:
     """A non-loopback address opens the cluster's admin API to the network: only when asked."""
     api = doc.get("apiServer")
     if not isinstance(api, dict) or not isinstance(api.get("address"), str):
@@ -279,7 +284,7 @@ def api_server_problems(doc):
     return []
 
 
-def warnings(doc):
+def warnings(doc: dict) -> list[Problem]:
     """What a valid spec still asks for at the user's risk; printed by config and up."""
     address = remote_api_address(doc)
     if not address:
@@ -291,7 +296,7 @@ def warnings(doc):
                     "use apiServer.address: 127.0.0.1 unless other machines must reach the API")]
 
 
-def problems(doc):
+def problems(doc: dict) -> list[Problem]:
     """Everything wrong with the spec that needs no host: the schema, labels, apiServer."""
     found = schema_problems(doc)
     found += label_problems(doc.get("labels"), "labels")
@@ -309,7 +314,7 @@ def problems(doc):
     return found
 
 
-def check(doc):
+def check(doc: dict) -> None:
     """Raise SpecError listing every problem that needs no host (see problems)."""
     found = problems(doc)
     if found:

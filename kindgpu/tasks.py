@@ -1,20 +1,16 @@
 """The invoke tasks (`invoke --list`, or the `kindgpu` command). Thin: logic lives in the package.
 
-Imports stay inside the tasks so that listing them costs nothing.
+Besides kindgpu.steps, whose list makes a task of each step, and the payloads' default level, the
+tasks import what they need inside them, so that listing them costs little (the Kubernetes client
+alone takes most of a second).
 """
 
 from functools import wraps
 
 from invoke import Collection, Exit, Task, task
 
-
-class KindgpuTask(Task):
-    """invoke's Task, except that a flag never gets `--` as its short form (invoke 3 gives `-`, the
-    third letter of `no-merge`, when `n` and `o` are taken, and `--` then stops being the remainder)."""
-
-    def arg_opts(self, name, default, taken_names):
-        return super().arg_opts(name, default, {*taken_names, "-"})
-
+from kindgpu import steps
+from kindgpu.payloads import DEFAULT_LEVEL
 
 SPEC_HELP = {
     "config": "spec file (see configs/), e.g. configs/default.yaml",
@@ -25,6 +21,20 @@ SPEC_HELP = {
     "node_image": "kind node image (env KINDGPU_NODE_IMAGE)",
 }
 NAME_HELP = {"config": SPEC_HELP["config"], "name": SPEC_HELP["name"]}
+UP_HELP = {**SPEC_HELP,
+           "dry_run": "print each step and why it would run; change nothing",
+           "force": "run this step even if it is done (repeatable)",
+           "recreate": "delete and remake a cluster made from another spec",
+           "merge": "merge context kind-<name> into kubectl's kubeconfig (the default; spec mergeKubeconfig)",
+           "no_merge": "leave kubectl's kubeconfig alone (spec mergeKubeconfig: false)"}
+
+
+class KindgpuTask(Task):
+    """invoke's Task, except that a flag never gets `--` as its short form (invoke 3 gives `-`, the
+    third letter of `no-merge`, when `n` and `o` are taken, and `--` then stops being the remainder)."""
+
+    def arg_opts(self, name, default, taken_names):
+        return super().arg_opts(name, default, {*taken_names, "-"})
 
 
 def user_errors(fn):
@@ -97,18 +107,10 @@ def preflight(c, config=None, name=None, workers=None, gpus=None, simulate=None,
         raise Exit(code=code)
 
 
-@task(help={**SPEC_HELP,
-            "dry_run": "print each step and why it would run; change nothing",
-            "force": "run this step even if it is done (repeatable)",
-            "until": "stop after this step",
-            "recreate": "delete and remake a cluster made from another spec",
-            "merge": "merge context kind-<name> into kubectl's kubeconfig (the default; spec mergeKubeconfig)",
-            "no_merge": "leave kubectl's kubeconfig alone (spec mergeKubeconfig: false)"},
-      iterable=["force"], klass=KindgpuTask)
-@user_errors
-def up(c, config=None, name=None, workers=None, gpus=None, simulate=None, node_image=None,
-       dry_run=False, force=None, until=None, recreate=False, merge=False, no_merge=False):
-    """Create the cluster, or finish it: preflight, config, create, label, isolate, device-plugin."""
+def bring_up(until, *, config, name, workers, gpus, simulate, node_image, dry_run, force, recreate,
+             merge=False, no_merge=False):
+    """`invoke up`, up to the step `until` (None: all of them); then kubectl's kubeconfig is merged
+    (unless --no-merge or spec mergeKubeconfig: false) and the command that reaches the cluster shown."""
     from kindgpu import cluster, flags, kubeconfig
     from kindgpu.report import Reporter
 
@@ -122,9 +124,35 @@ def up(c, config=None, name=None, workers=None, gpus=None, simulate=None, node_i
     cluster.up(plan, reporter, force=tuple(force or ()), until=until, dry_run=dry_run, recreate=recreate)
     if dry_run:
         if merging:
-            reporter.note(f"would merge context {kubeconfig.key(plan.name)} into {kubeconfig.merge_target()}")
+            reporter.skipped("kubeconfig", f"would merge context {kubeconfig.key(plan.name)} "
+                                           f"into {kubeconfig.merge_target()}")
         return
     kubeconfig.after_up(plan.name, plan.kubeconfig, reporter, merging)
+
+
+def up(c, config=None, name=None, workers=None, gpus=None, simulate=None, node_image=None,
+       dry_run=False, force=None, until=None, recreate=False, merge=False, no_merge=False):
+    bring_up(until, config=config, name=name, workers=workers, gpus=gpus, simulate=simulate,
+             node_image=node_image, dry_run=dry_run, force=force, recreate=recreate, merge=merge,
+             no_merge=no_merge)
+
+
+up.__doc__ = f"Create the cluster, or finish it: {', '.join(s.name for s in steps.pipeline())}."
+up = task(help={**UP_HELP, "until": "stop after this step"}, iterable=["force"], klass=KindgpuTask)(user_errors(up))
+
+
+def step_task(step):
+    """`invoke <step>`: the steps before it first, then the step, with up's flags (up --until <step>)."""
+
+    def run_until(c, config=None, name=None, workers=None, gpus=None, simulate=None, node_image=None,
+                  dry_run=False, force=None, recreate=False, merge=False, no_merge=False):
+        bring_up(step.name, config=config, name=name, workers=workers, gpus=gpus, simulate=simulate,
+                 node_image=node_image, dry_run=dry_run, force=force, recreate=recreate, merge=merge,
+                 no_merge=no_merge)
+
+    summary = step.__doc__.splitlines()[0].rstrip(".")
+    run_until.__doc__ = f"{summary}, after the steps before it (as `up --until {step.name}`)."
+    return task(name=step.name, help=UP_HELP, iterable=["force"], klass=KindgpuTask)(user_errors(run_until))
 
 
 @task(help={**NAME_HELP, "force": "also delete a kind cluster kindgpu did not make"})
@@ -184,13 +212,27 @@ def kubeconfig(c, config=None, name=None, merge=False, unmerge=False):
         print(private)
 
 
+@task(help={"images": "IMAGE[,IMAGE...]: images in this host's Docker (commas between them)",
+            **NAME_HELP, "workers": "only these workers, e.g. 1,3 (1 is <name>-worker); default every node",
+            "json": "print what went where as JSON"})
+@user_errors
+def load(c, images, config=None, name=None, workers=None, json=False):
+    """Put local Docker images into the cluster's nodes at once, skipping nodes that have them."""
+    from kindgpu import load as loading
+    from kindgpu.report import Reporter
+
+    listed, numbers = loading.parse_images(images), loading.parse_worker_numbers(workers)
+    results = loading.load(cluster_name(config, name), listed, Reporter(quiet=json), workers=numbers)
+    loading.show(results, json)
+
+
 @task(help={**NAME_HELP, "level": "visibility (default), compute or collective",
             "json": "print the result as JSON", "junit": "where to write the JUnit XML report",
             "timeout": "seconds to wait for the Jobs (default 300)",
             "kubeconfig": "a GPU cluster kindgpu did not make: every node offering nvidia.com/gpu is checked",
             "image": "the image every smoke pod runs (default: the spec's smoke images)"})
 @user_errors
-def smoke(c, config=None, name=None, level="visibility", json=False, junit=None, timeout=None,
+def smoke(c, config=None, name=None, level=DEFAULT_LEVEL, json=False, junit=None, timeout=None,
           kubeconfig=None, image=None):
     """Run GPU Jobs on every worker; pass only if each sees exactly its own GPUs."""
     from kindgpu import flags, foreign, smoke as smoke_test
@@ -212,18 +254,6 @@ def smoke(c, config=None, name=None, level="visibility", json=False, junit=None,
                      timeout=timeout, image=image)
 
 
-@task(help={"images": "IMAGE[,IMAGE...]: images in this host's Docker (commas between them)",
-            **NAME_HELP, "workers": "only these workers, e.g. 1,3 (1 is <name>-worker); default every node",
-            "json": "print what went where as JSON"})
-@user_errors
-def load(c, images, config=None, name=None, workers=None, json=False):
-    """Put local Docker images into the cluster's nodes at once, skipping nodes that have them."""
-    from kindgpu import load as loading
-    from kindgpu.report import Reporter
-
-    listed, numbers = loading.parse_images(images), loading.parse_worker_numbers(workers)
-    results = loading.load(cluster_name(config, name), listed, Reporter(quiet=json), workers=numbers)
-    loading.show(results, json)
-
-
-ns = Collection(config, preflight, up, down, status, smoke, kubeconfig, load)
+# A step with a task of its own already (preflight, config) keeps it; every other step becomes one.
+STEP_TASKS = [step_task(s) for s in steps.pipeline() if s.name not in ("preflight", "config")]
+ns = Collection(config, preflight, up, down, status, smoke, kubeconfig, load, *STEP_TASKS)

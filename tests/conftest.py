@@ -1,19 +1,17 @@
-import pytest
+import importlib
+import sys
+import tempfile
 
-from paths import H200_FIXTURES
+import pytest
+from grpc_tools import protoc
+
+import paths
+from fake_kubelet import SIMGPU_DIR
 
 
 @pytest.fixture
 def h200_inventory():
-    from kindgpu import inventory
-
-    return inventory.merge(
-        inventory.parse_query_csv((H200_FIXTURES / "query-gpu.csv").read_text()),
-        inventory.parse_information_dump(
-            (H200_FIXTURES / "proc-driver-nvidia-gpus-information.txt").read_text()
-        ),
-        *inventory.parse_driver_versions((H200_FIXTURES / "nvidia-smi.txt").read_text()),
-    )
+    return paths.h200_inventory()
 
 
 @pytest.fixture
@@ -27,3 +25,29 @@ def state_dir(tmp_path, monkeypatch):
 
 def pytest_addoption(parser):
     parser.addoption("--update-golden", action="store_true", help="rewrite tests/testdata/golden")
+
+
+# The device plugin's gRPC API and a node directory, for tests/fake_kubelet.py's fakes.
+
+
+@pytest.fixture(scope="module")
+def plugin_api(tmp_path_factory):
+    """Generate the gRPC code from api.proto with the host's grpcio-tools, as the image does."""
+    out = tmp_path_factory.mktemp("deviceplugin-api")
+    args = ["protoc", f"-I{SIMGPU_DIR}", f"--python_out={out}", f"--grpc_python_out={out}", "api.proto"]
+    assert protoc.main(args) == 0
+    sys.path.insert(0, str(out))
+    yield importlib.import_module("api_pb2"), importlib.import_module("api_pb2_grpc")
+    sys.path.remove(str(out))
+
+
+@pytest.fixture(scope="module")
+def plugin(plugin_api):
+    return importlib.import_module("kindgpu.simgpu.plugin")
+
+
+@pytest.fixture
+def node_dir():
+    # Short path: unix socket paths are limited to about 100 bytes.
+    with tempfile.TemporaryDirectory(prefix="simgpu-") as root:
+        yield root

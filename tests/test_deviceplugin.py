@@ -5,8 +5,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from kubernetes.client import (V1ContainerState, V1ContainerStateTerminated, V1ContainerStateWaiting,
-                               V1ContainerStatus)
+from kubernetes.client import V1ContainerState, V1ContainerStateTerminated, V1ContainerStateWaiting, V1ContainerStatus
 
 from kindgpu import deviceplugin, diagnostics, spec
 
@@ -117,9 +116,12 @@ class Pod:
 @pytest.mark.parametrize("st, expected", [
     (status(waiting="CrashLoopBackOff", restarts=2), "CrashLoopBackOff"),
     (status(waiting="ContainerCreating"), None),
-    (status(last=V1ContainerStateTerminated(exit_code=1, reason="Error"), restarts=1),
+    (status(terminated=V1ContainerStateTerminated(exit_code=1, reason="Error"), restarts=1),
      "exited 1 (Error) 1 time(s)"),
+    (status(last=V1ContainerStateTerminated(exit_code=1, reason="Error"), restarts=1), None),  # running again
     (status(terminated=V1ContainerStateTerminated(exit_code=0, reason="Completed")), None),
+    # Killed with its node (the node restarts, kubelet starts it again): not a crash.
+    (status(terminated=V1ContainerStateTerminated(exit_code=255, reason="Unknown"), restarts=1), None),
 ])
 def test_a_crashing_plugin_is_seen_at_once(st, expected):
     found = diagnostics.crash(Pod(st))

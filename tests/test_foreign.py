@@ -41,8 +41,7 @@ def test_a_cluster_without_gpu_nodes_says_what_to_install():
 
 def test_jobs_on_such_a_node_ask_its_count_and_expect_no_uuids():
     plan = foreign.observed_plan(Kube([node("gpu-a", 2)]), "prod")
-    worker = plan.workers[0].to_dict()
-    job = smoke.job("r1", "visibility", "img", worker, 0, [2])
+    job = smoke.job("r1", "visibility", "img", plan.workers[0], 0, [2])
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["resources"]["limits"] == {"nvidia.com/gpu": "2"}
     assert "KINDGPU_EXPECTED_UUIDS" not in {e["name"] for e in container["env"]}

@@ -1,8 +1,7 @@
 """The inventory parsers against the real 2×H200 host's output."""
 
 from kindgpu import inventory
-
-from paths import H200_FIXTURES
+from paths import H200_FIXTURES, parse_information_dump
 
 
 def test_h200_inventory_has_real_uuids_and_minors(h200_inventory):
@@ -18,7 +17,7 @@ def test_h200_inventory_has_real_uuids_and_minors(h200_inventory):
 
 def test_minor_is_joined_by_uuid_not_position():
     rows = inventory.parse_query_csv((H200_FIXTURES / "query-gpu.csv").read_text())
-    proc = inventory.parse_information_dump(
+    proc = parse_information_dump(
         (H200_FIXTURES / "proc-driver-nvidia-gpus-information.txt").read_text())
     # A host where index and minor differ: swap the minors the driver reports.
     proc[0]["minor"], proc[1]["minor"] = 1, 0

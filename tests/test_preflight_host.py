@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from kindgpu.errors import SpecError
-from kindgpu.preflight import Request, Status, main, overall
-from kindgpu.preflight import host
+from kindgpu.preflight import Request, Status, host, main, overall
 
 WATCHES = "fs.inotify.max_user_watches"
 INSTANCES = "fs.inotify.max_user_instances"
@@ -124,7 +123,9 @@ def test_memory_on_this_host():
 
 def fixed_request(fix, simulate):
     args = shlex.split(fix)
-    get = lambda flag: int(args[args.index(flag) + 1])
+    def get(flag):
+        return int(args[args.index(flag) + 1])
+
     return Request(workers=get("--workers"), gpus=get("--gpus"),
                    simulate=get("--simulate") if "--simulate" in args else simulate)
 
@@ -175,7 +176,9 @@ def test_invalid_request():
 
 def test_overall():
     from kindgpu.preflight import Check
-    mk = lambda s: Check("x", "x", s, "")
+    def mk(status):
+        return Check("x", "x", status, "")
+
     assert overall([mk(Status.PASS), mk(Status.SKIP)]) is Status.PASS
     assert overall([mk(Status.PASS), mk(Status.WARN)]) is Status.WARN
     assert overall([mk(Status.WARN), mk(Status.FAIL)]) is Status.FAIL

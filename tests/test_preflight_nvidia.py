@@ -8,13 +8,11 @@ import os
 import re
 import shutil
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from kindgpu.preflight import Request, Status
-from kindgpu.preflight import nvidia
+from kindgpu.preflight import Request, Status, nvidia
 from kindgpu.preflight.model import TOOLKIT_CONFIG
 
 H200 = Path(__file__).resolve().parent / "testdata" / "h200x2"

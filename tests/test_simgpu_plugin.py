@@ -1,104 +1,25 @@
 """The device plugin against a fake kubelet speaking real gRPC over unix sockets."""
 
-import importlib
 import json
 import os
-import queue
 import subprocess
 import sys
-import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import docker
 import grpc
 import pytest
-from grpc_tools import protoc
 
+from fake_kubelet import UUIDS, FakeKubelet, Node
 from kindgpu import inventory
-from kindgpu.simgpu import build, manifest
-
-SIMGPU_DIR = Path(manifest.__file__).parent
-UUIDS = [g.uuid for g in inventory.simulated_inventory(3).gpus]
-
-
-@pytest.fixture(scope="module")
-def api(tmp_path_factory):
-    """Generate the gRPC code from api.proto with the host's grpcio-tools, as the image does."""
-    out = tmp_path_factory.mktemp("deviceplugin-api")
-    args = ["protoc", f"-I{SIMGPU_DIR}", f"--python_out={out}", f"--grpc_python_out={out}", "api.proto"]
-    assert protoc.main(args) == 0
-    sys.path.insert(0, str(out))
-    yield importlib.import_module("api_pb2"), importlib.import_module("api_pb2_grpc")
-    sys.path.remove(str(out))
-
-
-@pytest.fixture(scope="module")
-def plugin(api):
-    return importlib.import_module("kindgpu.simgpu.plugin")
-
-
-class FakeKubelet:
-    """kubelet's Registration service on <plugin dir>/kubelet.sock; remembers each Register."""
-
-    def __init__(self, api, plugin_dir):
-        api_pb2, api_pb2_grpc = api
-        self.registrations = queue.Queue()
-        self.socket = Path(plugin_dir) / "kubelet.sock"
-        kubelet = self
-
-        class Registration(api_pb2_grpc.RegistrationServicer):
-            def Register(self, request, context):
-                kubelet.registrations.put(request)
-                return api_pb2.Empty()
-
-        self.server = grpc.server(ThreadPoolExecutor(max_workers=2))
-        api_pb2_grpc.add_RegistrationServicer_to_server(Registration(), self.server)
-        self.server.add_insecure_port(f"unix://{self.socket}")
-        self.server.start()
-
-    def stop(self):
-        self.server.stop(grace=None).wait()
-        self.socket.unlink(missing_ok=True)
-
-
-class Node:
-    """A node's directories under `root` and its fake kubelet; the plugin runs beside them."""
-
-    def __init__(self, api, plugin, root):
-        self.api_pb2, self.api_pb2_grpc = api
-        self.settings = plugin.Settings(
-            product="NVIDIA H200", memory_mib=143771, device_dir=Path(root) / "sim-gpus",
-            share_dir=Path(root) / "share", plugin_dir=Path(root) / "device-plugins",
-        )
-        self.settings.device_dir.mkdir()
-        self.settings.plugin_dir.mkdir()
-        for uuid in UUIDS[:2]:
-            (self.settings.device_dir / uuid).touch()
-        self.kubelet = FakeKubelet(api, self.settings.plugin_dir)
-
-    def registered(self, timeout=15):
-        return self.kubelet.registrations.get(timeout=timeout)
-
-    def connect(self, request):
-        """Call the plugin back on the endpoint it registered, as kubelet does."""
-        channel = grpc.insecure_channel(f"unix://{self.settings.plugin_dir / request.endpoint}")
-        return self.api_pb2_grpc.DevicePluginStub(channel)
+from kindgpu.simgpu import manifest
 
 
 @pytest.fixture
-def node_dir():
-    # Short path: unix socket paths are limited to about 100 bytes.
-    with tempfile.TemporaryDirectory(prefix="simgpu-") as root:
-        yield root
-
-
-@pytest.fixture
-def node(api, plugin, node_dir, monkeypatch):
+def node(plugin_api, plugin, node_dir, monkeypatch):
     """A node with the plugin running in a thread of this process."""
     monkeypatch.setattr(plugin, "POLL_SECONDS", 0.2)
-    node = Node(api, plugin, node_dir)
+    node = Node(plugin_api, plugin, node_dir)
     stop = threading.Event()
     thread = threading.Thread(target=plugin.run, args=(node.settings, stop))
     thread.start()
@@ -168,12 +89,12 @@ def test_allocate_refuses_unknown_gpus(node):
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_registers_again_when_kubelet_restarts(node, api):
+def test_registers_again_when_kubelet_restarts(node, plugin_api):
     first = node.registered()
     # A restarting kubelet removes the plugin sockets and makes a new kubelet.sock.
     node.kubelet.stop()
     (node.settings.plugin_dir / first.endpoint).unlink()
-    node.kubelet = FakeKubelet(api, node.settings.plugin_dir)
+    node.kubelet = FakeKubelet(plugin_api, node.settings.plugin_dir)
 
     again = node.registered()
 
@@ -191,34 +112,3 @@ def test_manifest_env_names_are_the_ones_the_plugin_reads(plugin):
     assert str(settings.device_dir) == "/var/run/kindgpu/sim-gpus"
     assert str(settings.plugin_dir) == "/var/lib/kubelet/device-plugins"
     assert str(settings.share_dir) == manifest.SHARE_DIR
-
-
-@pytest.mark.e2e
-def test_plugin_in_the_offline_image_serves_kubelet(api, plugin, node_dir):
-    """The image's own grpcio, protobuf and generated code, on the wire with a kubelet."""
-    client = docker.from_env()
-    tag = build.ensure_image(client, offline=True)
-    node = Node(api, plugin, node_dir)
-    settings = node.settings
-    env = {plugin.ENV_PRODUCT: settings.product, plugin.ENV_MEMORY_MIB: str(settings.memory_mib),
-           plugin.ENV_DEVICE_DIR: str(settings.device_dir), plugin.ENV_SHARE_DIR: str(settings.share_dir),
-           plugin.ENV_PLUGIN_DIR: str(settings.plugin_dir)}
-    container = client.containers.run(tag, detach=True, environment=env, network_disabled=True,
-                                      volumes={node_dir: {"bind": node_dir, "mode": "rw"}})
-    try:
-        stub = node.connect(node.registered(timeout=60))
-        devices = next(stub.ListAndWatch(node.api_pb2.Empty(), timeout=15)).devices
-        assert sorted(d.ID for d in devices) == sorted(UUIDS[:2])
-        request = node.api_pb2.AllocateRequest(
-            container_requests=[node.api_pb2.ContainerAllocateRequest(devices_ids=UUIDS[:1])])
-        (response,) = stub.Allocate(request, timeout=5).container_responses
-        assert response.envs["NVIDIA_VISIBLE_DEVICES"] == UUIDS[0]
-        assert (settings.share_dir / "nvidia-smi").is_file()
-        # SIGTERM (a DaemonSet rollout, a delete) ends it at once, not after the grace period.
-        container.stop(timeout=20)
-        assert container.wait(timeout=5)["StatusCode"] == 0
-    finally:
-        logs = container.logs().decode()
-        container.remove(force=True)
-        node.kubelet.stop()
-    assert "advertising 2 GPU(s)" in logs

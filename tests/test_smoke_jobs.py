@@ -4,10 +4,13 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from kindgpu import smoke
+from kindgpu import inventory, plan, smoke, spec
 from kindgpu.errors import SpecError
+from kindgpu.inventory import GPU
+from paths import REPO, TESTDATA, parse_information_dump
 
-WORKER = {"node": "c-worker2", "number": 2, "gpus": [{"uuid": "GPU-a"}, {"uuid": "GPU-b"}]}
+WORKER = plan.WorkerPlan(2, "c-worker2", tuple(GPU(i, uuid, "NVIDIA H200", "", 143771, i) for i, uuid in
+                                               enumerate(("GPU-a", "GPU-b"))), {})
 
 
 def pod(job):
@@ -47,7 +50,7 @@ def test_over_asking_job_asks_one_more():
 
 
 def test_simulated_clusters_run_visibility_only():
-    record = {"spec": {"simulate": {"gpus": 8}}}
+    record = plan.make_plan(spec.resolve(env={}, flags={"simulate": 8}))
     smoke.check_level(record, "visibility")
     with pytest.raises(SpecError, match="simulated GPUs run the visibility level only"):
         smoke.check_level(record, "compute")
@@ -78,17 +81,15 @@ def test_spec_smoke_env_reaches_every_smoke_pod(level):
 
 
 def test_smoke_env_names_are_checked_by_the_schema():
-    from kindgpu import spec as specs
-
-    doc = specs.resolve(env={}, flags={})
+    doc = spec.resolve(env={}, flags={})
     doc["smoke"]["env"] = {"NCCL_NVLS_ENABLE": "0", "BAD-NAME": "1", "N": 1}
-    found = "\n".join(map(str, specs.problems(doc)))
+    found = "\n".join(map(str, spec.problems(doc)))
     assert "BAD-NAME" in found and "smoke.env.N" in found
 
 
 # ---------------------------------------------------------------- CPU-only workers
 
-CPU_WORKER = {"node": "c-worker2", "number": None, "cpuOnly": True, "gpus": []}
+CPU_WORKER = plan.WorkerPlan(None, "c-worker2", (), {})
 
 
 def env_of(job):
@@ -112,18 +113,14 @@ def test_cpu_only_worker_gets_a_job_without_gpu_limit_and_a_one_gpu_ask():
 
 def mixed_run(level="visibility"):
     """A Smoke run on a plan with a CPU-only worker between two GPU workers (no cluster needed)."""
-    from kindgpu import plan, spec
-    from paths import REPO
-
     doc = spec.resolve(REPO / "configs" / "cpu-worker.yaml", env={}, flags={"simulate": 8})
-    p = plan.make_plan(doc)
-    return smoke.Smoke(None, {"spec": p.spec, "plan": p.to_dict()}, level)
+    return smoke.Smoke(None, plan.make_plan(doc), level)
 
 
 def test_cpu_only_workers_take_no_rank_and_are_not_over_asked(state_dir):
     run = mixed_run()
-    assert [w["node"] for w in run.gpu_workers] == ["gpu-cluster-worker", "gpu-cluster-worker3"]
-    assert {k: w["node"] for k, w in run.cpu_workers.items()} == {"cpu1": "gpu-cluster-worker2"}
+    assert [w.node for w in run.gpu_workers] == ["gpu-cluster-worker", "gpu-cluster-worker3"]
+    assert {k: w.node for k, w in run.cpu_workers.items()} == {"cpu1": "gpu-cluster-worker2"}
     assert run.pending_checks() == [("1", "gpu-cluster-worker", 5, 4), ("cpu1", "gpu-cluster-worker2", 1, 0)]
     # The collective's ranks are the GPU workers': world size 2, 8 GPUs.
     jobs = [smoke.job("r", "collective", "t:1", w, r, [4, 4]) for r, w in enumerate(run.gpu_workers)]
@@ -132,22 +129,17 @@ def test_cpu_only_workers_take_no_rank_and_are_not_over_asked(state_dir):
 
 
 def recorded(name):
-    from paths import TESTDATA
-
     return (TESTDATA / "payloads" / name).read_text()
 
 
 def h200_mixed_run():
     """The GPUs of the 2×H200 host that recorded the payload output, given to two GPU workers
     around a CPU-only one: worker has GPU 1, worker2 none, worker3 GPU 0."""
-    from kindgpu import inventory, plan, spec
-
     host = recorded("h200x2/host.txt")
     query = host.split("$ ", 2)[1].split("\n", 1)[1].split("(exit")[0]
-    inv = inventory.merge(inventory.parse_query_csv(query), inventory.parse_information_dump(host))
+    inv = inventory.merge(inventory.parse_query_csv(query), parse_information_dump(host))
     doc = spec.resolve(env={}, flags={"name": "mixed", "workers": [{"gpus": [1]}, {"gpus": []}, {"gpus": [0]}]})
-    p = plan.make_plan(doc, inv)
-    return smoke.Smoke(None, {"spec": p.spec, "plan": p.to_dict()}, "visibility")
+    return smoke.Smoke(None, plan.make_plan(doc, inv), "visibility")
 
 
 PENDING = {"ok": True, "node": "x", "asked": 1, "message": "stays Pending: 0/4 nodes: Insufficient nvidia.com/gpu"}

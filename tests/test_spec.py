@@ -10,7 +10,6 @@ import yaml
 
 from kindgpu import inventory, plan, render, spec
 from kindgpu.errors import Problem, SpecError
-
 from paths import REPO, TESTDATA
 
 SPECS = TESTDATA / "specs"
@@ -102,7 +101,8 @@ def test_h200_inventory_real_mode_mounts_by_uuid_and_records_minor(h200_inventor
     cfg = render.kind_config(p)
     paths = [m["containerPath"] for m in cfg["nodes"][1]["extraMounts"]]
     # The CDI form the toolkit honours from v1.17 (the plain UUID form needs v1.18).
-    assert "/var/run/nvidia-container-devices/cdi/runtime.nvidia.com/gpu/GPU-6ecd4567-d6bf-079a-0073-a3e5ae679589" in paths
+    assert ("/var/run/nvidia-container-devices/cdi/runtime.nvidia.com/gpu/"
+            "GPU-6ecd4567-d6bf-079a-0073-a3e5ae679589") in paths
     assert cfg["nodes"][1]["labels"]["pool"] == "b"
 
 
@@ -152,7 +152,8 @@ def test_cpu_only_worker_node_gets_no_gpu_mounts_in_either_mode(h200_inventory, 
 def test_a_cluster_needs_one_gpu_worker_and_the_number_form_stays_gpu_workers(state_dir):
     with pytest.raises(SpecError) as caught:
         make(SPECS / "invalid" / "all-cpu.yaml", simulate=2)
-    assert caught.value.problems == [Problem("workers", "every worker has `gpus: []`", "give at least one worker a GPU")]
+    assert caught.value.problems == [
+        Problem("workers", "every worker has `gpus: []`", "give at least one worker a GPU")]
     with pytest.raises(SpecError, match="workers"):
         make(workers=0, simulate=2)
     assert all(w.gpus for w in make(workers=2, gpusPerWorker=1, simulate=2).workers)

@@ -1,18 +1,20 @@
 """The tasks as users run them (`invoke ...` in a subprocess) on a bare host: no nvidia-smi, kind,
 kubectl or Docker. Flags and spec are checked before any of those is looked at; errors read
-`ERROR: <message>`, then the fix on a line of its own."""
+`ERROR: <message>`, then the fix on a line of its own. And every step is a task of its own, made
+from the one list: asking for one runs what it needs first."""
 
 import json
 import os
 import re
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
+from invoke import Context
 
-from kindgpu import flags
+from kindgpu import flags, nodes, steps, tasks
 from kindgpu.errors import SpecError
-
 from paths import REPO, TESTDATA
 
 SPECS = TESTDATA / "specs"
@@ -43,7 +45,8 @@ def test_spec_problems_exit_2_all_together_on_a_host_without_nvidia_smi(task, ba
     out = invoke(task, "--config", SPECS / "invalid" / "apiversion-and-unknown-key.yaml", env=bare)
     assert out.returncode == 2, out.stderr
     assert sorted(named(out.stderr)) == ["apiVersion", "gpuCount"]
-    assert "  - apiVersion: 'kindgpu.dev/v1' is not supported\n    fix: use `apiVersion: kindgpu.dev/v1alpha1`" in out.stderr
+    assert ("  - apiVersion: 'kindgpu.dev/v1' is not supported\n"
+            "    fix: use `apiVersion: kindgpu.dev/v1alpha1`") in out.stderr
     assert "cannot read this host's GPUs" not in out.stderr
 
 
@@ -108,7 +111,8 @@ def test_remote_api_is_refused_without_allow_remote_api(bare):
     out = invoke("config", "--config", SPECS / "invalid" / "remote-api.yaml", "--simulate", "8", env=bare)
     assert out.returncode == 2, out.stderr
     assert named(out.stderr) == ["apiServer.address"]
-    assert "fix: use 127.0.0.1; if other machines must reach the API, also set apiServer.allowRemoteAPI: true" in out.stderr
+    assert ("fix: use 127.0.0.1; if other machines must reach the API, also set "
+            "apiServer.allowRemoteAPI: true") in out.stderr
     assert not os.path.exists(bare["KINDGPU_STATE_DIR"])  # nothing written
 
 
@@ -146,3 +150,26 @@ def test_preflight_shows_the_api_server_address(spec, status, bare):
     check = {c["id"]: c for c in json.loads(out.stdout)["checks"]}["api-server"]
     assert check["status"] == status
     assert check["details"]["address"] == ("0.0.0.0" if status == "WARN" else "127.0.0.1")
+
+
+def test_each_step_without_a_task_of_its_own_becomes_one_in_pipeline_order():
+    names = [s.name for s in steps.pipeline()]
+    assert [t.name for t in tasks.STEP_TASKS] == ["create", "label", "isolate", "device-plugin"]
+    assert set(names) <= set(tasks.ns.task_names)
+    assert ", ".join(names) in tasks.ns["up"].__doc__
+
+
+def test_a_step_task_runs_the_steps_before_it_first_and_stops_after_it(state_dir, monkeypatch, capsys):
+    """No cluster yet: Docker (faked at its client) has no node containers."""
+    no_containers = SimpleNamespace(containers=SimpleNamespace(list=lambda **filters: []))
+    monkeypatch.setattr(nodes, "docker_client", lambda: no_containers)
+    monkeypatch.setenv("KUBECONFIG", str(state_dir.parent / "kubectl-config"))
+    tasks.ns["label"](Context(), name="t", simulate="8", dry_run=True)
+    out = capsys.readouterr().out
+    assert [line.split()[1] for line in out.splitlines()] == ["preflight", "config", "create", "label", "kubeconfig"]
+    assert "would run: cluster t does not exist" in out and "label  would run: the cluster is not up yet" in out
+    assert f"kubeconfig  would merge context kind-t into {state_dir.parent / 'kubectl-config'}" in out
+    assert not (state_dir / "t").exists()  # a dry run writes no state
+    assert not (state_dir.parent / "kubectl-config").exists()  # nor merges
+    tasks.ns["label"](Context(), name="t", simulate="8", dry_run=True, no_merge=True)
+    assert "kubeconfig" not in capsys.readouterr().out

@@ -64,7 +64,7 @@ torch_image() {
 }
 
 plugin_pod() { kubectl --kubeconfig "$1" -n kube-system get pods -l name=nvidia-device-plugin-ds -o name | head -n 1; }
-kubeconfig() { python3 -c "from kindgpu import names; print(names.state_dir('$1') / 'kubeconfig')"; }
+kubeconfig() { python3 -c "from kindgpu.state import StateDir; print(StateDir.of('$1').kubeconfig)"; }
 
 # One GPU worker, real mode: preflight, up, status, the plugin's NVML path and params mask, smoke.
 gpu1() {
@@ -119,7 +119,7 @@ bench() {
   local spec=$SPECS/one-gpu.yaml cfg=/tmp/kindgpu-bench-kind.yaml
   rec down-before inv down --config "$SPECS/gpu-and-cpu.yaml"
   rec config inv config --config "$spec"
-  sed -e 's/^name: rig$/name: rig-bare/' "$(python3 -c "from kindgpu import names; print(names.state_dir('rig') / 'kind-config.yaml')")" >"$cfg"
+  sed -e 's/^name: rig$/name: rig-bare/' "$(python3 -c "from kindgpu.state import StateDir; print(StateDir.of('rig').kind_config)")" >"$cfg"
   rec kind-create kind create cluster --config "$cfg" --image "$KINDGPU_NODE_IMAGE" --kubeconfig /tmp/kindgpu-bench-kc
   rec kind-delete kind delete cluster --name rig-bare
   rec up inv up --config "$spec"
@@ -129,7 +129,7 @@ down() {
   rec down inv down --config "$SPECS/one-gpu.yaml"
   rec containers docker ps -a --format '{{.Names}} {{.Status}}'
   rec networks docker network ls --format '{{.Name}}'
-  rec state sh -c "ls -la $(python3 -c "from kindgpu import names; print(names.state_dir('rig'))") 2>&1; true"
+  rec state sh -c "ls -la $(python3 -c "from kindgpu.state import StateDir; print(StateDir.of('rig').root)") 2>&1; true"
 }
 
 for PHASE in "$@"; do

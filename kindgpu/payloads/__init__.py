@@ -25,7 +25,6 @@ Stdlib only: imported by the smoke task on hosts without torch.
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 LEVELS = ("visibility", "compute", "collective")
@@ -40,8 +39,6 @@ SCRIPTS = {
     "compute": "compute.py",
     "collective": "collective.py",
 }
-# Levels that need python3 + torch in the image (visibility runs in a CUDA base image).
-NEEDS_TORCH = {"visibility": False, "compute": True, "collective": True}
 
 DEFAULT_MASTER_PORT = 29500
 DEFAULT_TIMEOUT_S = 300  # collective: NCCL / rendezvous timeout inside the payload
@@ -215,8 +212,3 @@ def pod_volumes(level) -> tuple[list[dict], list[dict]]:
     volumes = [{"name": SHM_VOLUME_NAME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}}]
     mounts = [{"name": SHM_VOLUME_NAME, "mountPath": "/dev/shm"}]
     return volumes, mounts
-
-
-def shell_exports(env_vars) -> str:
-    """`export K=V` lines for a shell (used by the GPU host check to run payloads as in the pod)."""
-    return "\n".join(f"export {k}={shlex.quote(str(v))}" for k, v in sorted(env_vars.items()))

@@ -18,6 +18,7 @@ KINDGPU_ALLREDUCE_ITERS (default 20), and NCCL_* settings.
 KINDGPU_DIST_BACKEND=gloo runs it on CPUs, to test this script without GPUs.
 """
 
+import datetime
 import json
 import os
 import socket
@@ -26,6 +27,8 @@ import sys
 import threading
 import time
 import traceback
+
+# torch is imported where used: the launcher, which only starts the ranks, never loads it.
 
 RESULT_TAG = "KINDGPU-RESULT"
 RANK_TAG = "KINDGPU-RANK"
@@ -53,8 +56,6 @@ def gpu_uuid(torch, index):
 
 
 def rank_main():
-    import datetime
-
     import torch
     import torch.distributed as dist
 

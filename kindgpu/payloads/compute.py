@@ -17,6 +17,8 @@ import sys
 import time
 import traceback
 
+# torch is imported where used: a failed import is reported in the result line, not as a crash.
+
 RESULT_TAG = "KINDGPU-RESULT"
 SEED = 20240611
 # float64 products of N x N matrices with entries in [-0.5, 0.5): rounding error

@@ -361,8 +361,9 @@ def judge_collective(log, world_size=None, local_gpus=None, nnodes=None, worker=
             if expected_nodes is not None and any(v[1] != expected_nodes for v in topo.values()):
                 problems.add(f"NCCL counted {details['nccl_nodes']} node(s), expected {expected_nodes} "
                              "(one per worker: NCCL_HOSTID not distinct?)")
+    transports = details.get("cross_worker_transports")
     ok_msg = (f"sum exact over {details.get('world_size')} rank(s), busbw {details.get('busbw_gbps')} GB/s"
-              + (f" via {', '.join(details['cross_worker_transports'])}" if details.get("cross_worker_transports") else ""))
+              + (f" via {', '.join(transports)}" if transports else ""))
     return problems.verdict(_label("collective", worker, result), details, ok_msg)
 
 

@@ -35,7 +35,7 @@ class DockerFacts:
 def probe(request) -> DockerFacts:
     """One client, two API calls: /info and the containers labelled with the cluster name."""
     try:
-        import docker
+        import docker  # here, not at the top: a host without Docker's client is a finding, not a crash
     except ModuleNotFoundError as e:
         return DockerFacts(error=e)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,11 +84,6 @@ class Check:
     hint: str = ""  # one sentence of why, or what else to try
     details: dict = field(default_factory=dict)
 
-    @property
-    def name(self) -> str:
-        """The title, for callers that print `FAIL <name>: <found>`."""
-        return self.title
-
     def to_dict(self):
         return {
             "id": self.id,
@@ -128,9 +124,6 @@ class Report:
     def exit_code(self) -> int:
         return 0 if self.ok else 1
 
-    def check(self, check_id) -> Check:
-        return next(c for c in self.checks if c.id == check_id)
-
     def to_dict(self):
         return {
             "result": self.result.value,
@@ -145,8 +138,6 @@ class Report:
 
 def version_tuple(text):
     """'v1.32.4-dispatcher' -> (1, 32, 4); missing parts are 0; None when there is no number."""
-    import re
-
     m = re.search(r"(\d+)(?:\.(\d+))?(?:\.(\d+))?", text or "")
     if not m:
         return None

@@ -116,7 +116,7 @@ def driver_check(request, inv, error) -> Check:
                 "using simulated ones"
             )
             return Check("nvidia-driver", title, Status.FAIL, found, simulate_fix, hint)
-        first = next((l for l in error.output.splitlines() if l.strip()), "no output")
+        first = next((line for line in error.output.splitlines() if line.strip()), "no output")
         return Check(
             "nvidia-driver",
             title,

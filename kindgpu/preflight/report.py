@@ -6,6 +6,8 @@ import json
 
 from .model import Status
 
+# rich is imported where used: JSON output does not pay for it.
+
 STYLE = {Status.PASS: "green", Status.WARN: "yellow", Status.FAIL: "bold red", Status.SKIP: "dim"}
 MARK = {Status.PASS: "✓", Status.WARN: "!", Status.FAIL: "✗", Status.SKIP: "-"}
 

@@ -1,4 +1,5 @@
-"""Real kind clusters for the e2e suite: dockerd, kind and the node image come from hack/harness.
+"""The e2e suite: tests on a real dockerd and real kind clusters; dockerd, kind and the node image
+come from hack/harness. A test is e2e by living in this folder (marked here), never by a marker.
 
 The suite never skips: without dockerd, kind or KINDGPU_NODE_IMAGE it fails and says how to set
 them up (`hack/test.sh` does).

@@ -127,6 +127,14 @@ def test_second_up_has_nothing_to_do(state):
     print(f"no-op up took {time.monotonic() - start:.2f}s")
 
 
+def test_a_step_task_makes_what_it_needs_first_and_nothing_after(state):
+    result = invoke("label", *SPEC, check=True)
+    assert "Nothing to be done." in result.stdout
+    forced = invoke("isolate", *SPEC, "--force", "label", check=True)
+    assert "✓ label  forced" in forced.stdout and "– isolate  up to date" in forced.stdout
+    assert "device-plugin" not in forced.stdout
+
+
 def test_status_shows_assigned_equals_allocatable(state):
     result = invoke("status", "--name", CLUSTER, "--json", check=True)
     doc = json.loads(result.stdout)
@@ -137,20 +145,13 @@ def test_status_shows_assigned_equals_allocatable(state):
 
 def real_gpu_context(**plugin):
     """A real-GPU plan (the H200 host's inventory) for this simulated cluster's two first workers."""
-    import sys
-
-    from kindgpu import inventory, pipeline, plan, spec
+    from kindgpu import plan, spec, steps
     from kindgpu.report import Reporter
+    from paths import h200_inventory
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from paths import H200_FIXTURES
-
-    h200 = inventory.merge(
-        inventory.parse_query_csv((H200_FIXTURES / "query-gpu.csv").read_text()),
-        inventory.parse_information_dump((H200_FIXTURES / "proc-driver-nvidia-gpus-information.txt").read_text()))
     doc = spec.resolve(env={}, flags={"name": CLUSTER, "workers": 2, "gpusPerWorker": 1})
     doc["devicePlugin"].update(plugin)
-    return pipeline.Context(plan.make_plan(doc, h200), Reporter())
+    return steps.Context(plan.make_plan(doc, h200_inventory()), Reporter())
 
 
 @pytest.fixture
@@ -166,7 +167,8 @@ def driver_in_workers(state, tmp_path):
     for node in workers:
         assert docker("exec", node, "mkdir", "-p", "/usr/local/nvidia/lib64").returncode == 0
         assert docker("cp", str(lib), f"{node}:/usr/local/nvidia/lib64/").returncode == 0
-        docker("exec", node, "sh", "-c", "echo /usr/local/nvidia/lib64 > /etc/ld.so.conf.d/kindgpu-e2e.conf && ldconfig")
+        docker("exec", node, "sh", "-c",
+               "echo /usr/local/nvidia/lib64 > /etc/ld.so.conf.d/kindgpu-e2e.conf && ldconfig")
     yield
     for node in workers:
         docker("exec", node, "sh", "-c", "rm -rf /usr/local/nvidia /etc/ld.so.conf.d/kindgpu-e2e.conf && ldconfig")
@@ -179,14 +181,15 @@ def nvidia_plugin_env(ctx):
 
 def test_real_gpu_plugin_that_cannot_pull_is_diagnosed(driver_in_workers, monkeypatch):
     """NVIDIA's DaemonSet on this cluster: no registry, so the wait must say which pod and why."""
-    from kindgpu import pipeline
+    from kindgpu import steps
+    from kindgpu.steps import device_plugin
     from kindgpu.wait import WaitTimeout
 
     ctx = real_gpu_context(version="v0.20.0-kindgpu-absent")  # in no local Docker
-    monkeypatch.setattr(pipeline, "PLUGIN_READY_TIMEOUT", 40)
+    monkeypatch.setattr(device_plugin, "PLUGIN_READY_TIMEOUT", 40)
     try:
         with pytest.raises(WaitTimeout) as caught:
-            pipeline.DevicePlugin().run(ctx, progress=lambda text: None)
+            steps.DevicePlugin().run(ctx, progress=lambda text: None)
         # Told where the node's NVML is, which the plugin does not search by itself.
         assert nvidia_plugin_env(ctx)["LD_LIBRARY_PATH"] == "/driver-root/usr/local/nvidia/lib64"
     finally:
@@ -200,8 +203,9 @@ def test_real_gpu_plugin_that_cannot_pull_is_diagnosed(driver_in_workers, monkey
 
 def test_crashing_real_gpu_plugin_fails_at_once_with_its_log(driver_in_workers):
     """A plugin that exits as NVIDIA's does without NVML: known within seconds, not after 300 s."""
-    from kindgpu import pipeline
+    from kindgpu import steps
     from kindgpu.simgpu.build import image_tag
+    from kindgpu.steps import device_plugin
     from kindgpu.wait import WaitFailed
 
     image = "kindgpu-e2e/crashing-device-plugin:v0.0.1"
@@ -209,23 +213,24 @@ def test_crashing_real_gpu_plugin_fails_at_once_with_its_log(driver_in_workers):
              "CDI --device-list-strategy options are only supported on NVML-based systems")
     dockerfile = (f"FROM {image_tag()}\nRUN printf '#!/bin/sh\\necho \"{error}\" >&2\\nexit 1\\n' "
                   "> /usr/bin/nvidia-device-plugin && chmod 755 /usr/bin/nvidia-device-plugin\n")
-    built = subprocess.run(["docker", "build", "-q", "-t", image, "-"], input=dockerfile, capture_output=True, text=True)
+    built = subprocess.run(["docker", "build", "-q", "-t", image, "-"], input=dockerfile, capture_output=True,
+                           text=True)
     assert built.returncode == 0, built.stderr
     ctx = real_gpu_context(image=image.split(":")[0], version="v0.0.1")
     start = time.monotonic()
     try:
         with pytest.raises(WaitFailed) as caught:
-            pipeline.DevicePlugin().run(ctx, progress=lambda text: None)
+            steps.DevicePlugin().run(ctx, progress=lambda text: None)
     finally:
         ctx.kube.apps.delete_namespaced_daemon_set("nvidia-device-plugin-daemonset", "kube-system")
         docker("rmi", image)
     took = time.monotonic() - start
     message = str(caught.value)
     print(message)
-    assert took < 90, f"took {took:.0f}s; the wait's timeout is {pipeline.PLUGIN_READY_TIMEOUT}s"
+    assert took < 90, f"took {took:.0f}s; the wait's timeout is {device_plugin.PLUGIN_READY_TIMEOUT}s"
     assert "only supported on NVML-based systems" in message and f"on {CLUSTER}-worker" in message
-    assert "ldconfig -p | grep nvidia-ml" in message  # the fix that fits this log
-    assert "docker pull" not in message
+    assert "ldconfig -p | grep nvidia-ml" in caught.value.fix  # the fix that fits this log
+    assert "docker pull" not in message + caught.value.fix
 
 
 def test_up_with_another_spec_is_refused_and_names_the_difference(state):

@@ -250,7 +250,8 @@ def tokens_seen_by_pods(private):
                 break
             time.sleep(1)
         else:
-            pytest.fail(f"pods not done: {[(p.metadata.name, p.status.phase, p.status.container_statuses) for p in pods]}")
+            states = [(p.metadata.name, p.status.phase, p.status.container_statuses) for p in pods]
+            pytest.fail(f"pods not done: {states}")
         return {p.spec.node_name: kube.pod_log(p.metadata.name, "default").strip() for p in pods}
     finally:
         for name in names:

@@ -7,12 +7,12 @@ import io
 
 import pytest
 
-from kindgpu import cluster, parallel, pipeline
-from kindgpu.errors import KindgpuError, SpecError
+from kindgpu import runner, steps
+from kindgpu.errors import SpecError
 from kindgpu.report import Reporter
 
 
-class FakeStep(pipeline.Step):
+class FakeStep(steps.Step):
     needs_cluster = False
 
     def __init__(self, name, state, fixes=True, boom=None):
@@ -34,11 +34,11 @@ class Ctx:
         self.out = io.StringIO()
         self.reporter = Reporter(stream=self.out)
 
-    def containers(self):
+    def nodes(self):
         return {"node": None}  # a cluster exists, so failures write a diagnostics bundle
 
 
-class FakePreflight(pipeline.Preflight):
+class FakePreflight(steps.Preflight):
     """The real step's reasons; its checks replaced by a note that it ran."""
 
     def __init__(self, state):
@@ -62,17 +62,17 @@ def no_diagnostics(monkeypatch):
 
 def test_runs_what_is_due_then_nothing_to_be_done():
     state, ctx = {}, Ctx()
-    assert pipeline.run(ctx, pipeline=pipe(state)) == 4
+    assert runner.run(ctx, pipe(state)) == 4
     assert state["ran"] == ["preflight", "config", "create", "label"]
     ctx2 = Ctx()
-    assert pipeline.run(ctx2, pipeline=pipe(state)) == 0
+    assert runner.run(ctx2, pipe(state)) == 0
     assert "Nothing to be done." in ctx2.out.getvalue()
     assert state["ran"] == ["preflight", "config", "create", "label"]
 
 
 def test_skips_done_steps_and_runs_preflight_only_when_work_remains():
     state, ctx = {"config": True, "create": True}, Ctx()
-    pipeline.run(ctx, pipeline=pipe(state))
+    runner.run(ctx, pipe(state))
     assert state["ran"] == ["preflight", "label"]
     out = ctx.out.getvalue()
     assert "– config  up to date" in out and "✓ label  label not done" in out
@@ -80,7 +80,7 @@ def test_skips_done_steps_and_runs_preflight_only_when_work_remains():
 
 def test_dry_run_prints_reasons_and_changes_nothing():
     state, ctx = {"config": True}, Ctx()
-    assert pipeline.run(ctx, pipeline=pipe(state), dry_run=True) == 0
+    assert runner.run(ctx, pipe(state), dry_run=True) == 0
     assert "ran" not in state
     assert "would run: create not done" in ctx.out.getvalue()
 
@@ -88,64 +88,51 @@ def test_dry_run_prints_reasons_and_changes_nothing():
 def test_force_reruns_a_done_step_and_until_stops():
     state = {"preflight": True, "config": True, "create": True, "label": True}
     ctx = Ctx()
-    pipeline.run(ctx, pipeline=pipe(state), force=("config",))
+    runner.run(ctx, pipe(state), force=("config",))
     assert state["ran"] == ["preflight", "config"]
     state2 = {}
-    pipeline.run(Ctx(), pipeline=pipe(state2), until="config")
+    runner.run(Ctx(), pipe(state2), until="config")
     assert state2["ran"] == ["preflight", "config"]
 
 
 def test_unknown_step_names_are_spec_errors():
     with pytest.raises(SpecError, match="unknown step 'lable'"):
-        pipeline.run(Ctx(), pipeline=pipe({}), force=("lable",))
+        runner.run(Ctx(), pipe({}), force=("lable",))
 
 
 def test_step_still_not_done_after_running_fails_with_what_is_wrong():
     state, ctx = {}, Ctx()
-    with pytest.raises(pipeline.StepFailed, match="ran but is still not done: create not done"):
-        pipeline.run(ctx, pipeline=pipe(state, create={"fixes": False}))
+    with pytest.raises(steps.StepFailed, match="ran but is still not done: create not done"):
+        runner.run(ctx, pipe(state, create={"fixes": False}))
     assert state["ran"] == ["preflight", "config", "create"]
     assert "✗ create" in ctx.out.getvalue()
 
 
 def test_failing_step_stops_the_pipeline_and_names_the_bundle():
     state, ctx = {}, Ctx()
-    with pytest.raises(pipeline.StepFailed) as caught:
-        pipeline.run(ctx, pipeline=pipe(state, create={"boom": RuntimeError("disk full")}))
+    with pytest.raises(steps.StepFailed) as caught:
+        runner.run(ctx, pipe(state, create={"boom": RuntimeError("disk full")}))
     assert "disk full" in str(caught.value) and "<bundle for create>" in str(caught.value)
     assert "label" not in state["ran"]
     # The next run resumes where it stopped.
-    pipeline.run(Ctx(), pipeline=pipe(state))
+    runner.run(Ctx(), pipe(state))
     assert state["ran"][-3:] == ["preflight", "create", "label"]
 
 
-def test_a_second_command_on_the_same_cluster_is_refused(state_dir):
-    with cluster.cluster_lock("busy"):
-        with pytest.raises(KindgpuError, match="being changed by kindgpu"):
-            with cluster.cluster_lock("busy"):
-                pass
-    with cluster.cluster_lock("busy"):  # released after the first
-        pass
+def test_a_guard_is_known_by_its_attribute_not_its_name_or_place():
+    class Check(FakeStep):
+        guard = True
+
+    state = {"config": True}
+    pipeline = [FakeStep("config", state), Check("check", state), FakeStep("create", state)]
+    runner.run(Ctx(), pipeline)
+    assert state["ran"] == ["check", "create"]  # due because create was
+    ctx = Ctx()
+    assert runner.run(ctx, pipeline) == 0
+    assert "Nothing to be done." in ctx.out.getvalue() and state["ran"] == ["check", "create"]
 
 
-def test_spec_differences_name_the_fields():
-    diff = cluster.spec_differences({"workers": 2, "gpusPerWorker": 4, "name": "a"},
-                                    {"workers": 3, "gpusPerWorker": 4, "name": "a"})
-    assert diff == ["workers: 2 -> 3"]
-
-
-def test_concurrently_keeps_order_and_raises_first_error():
-    assert parallel.concurrently(lambda x: x * 2, [3, 1, 2]) == [6, 2, 4]
-    with pytest.raises(ValueError):
-        parallel.concurrently(lambda x: (_ for _ in ()).throw(ValueError(x)), [1])
-
-
-def test_gpu_device_nodes_of_the_host_are_character_devices_named_nvidia_and_a_number(tmp_path):
-    import os
-    import stat
-
-    (tmp_path / "nvidia0").write_text("")  # a file, not a device
-    os.mknod(tmp_path / "nvidiactl", stat.S_IFCHR | 0o600, os.makedev(195, 255))
-    assert not pipeline.host_has_gpu_devices(tmp_path)
-    os.mknod(tmp_path / "nvidia3", stat.S_IFCHR | 0o600, os.makedev(195, 3))
-    assert pipeline.host_has_gpu_devices(tmp_path)
+def test_the_real_pipeline_has_one_guard_first_and_unique_names():
+    pipeline = steps.pipeline()
+    assert [s.name for s in pipeline if s.guard] == ["preflight"] and pipeline[0].guard
+    assert len({s.name for s in pipeline}) == len(pipeline)

@@ -18,7 +18,7 @@ What the emulation cannot copy from a pod, and what it does instead:
 - the pod interface eth0 may not exist: the first interface with an IPv4
   address stands in (lo at worst), and MASTER_ADDR is its address.
 
-Usage: python3 kindgpu/payloads/gpu_host_check.py [--quick]
+Usage: python3 hack/gpu-host-check/gpu_host_check.py [--quick]
 Keep NCCL_NVLS_ENABLE=0 (collective_env sets it too).
 """
 
@@ -43,8 +43,9 @@ sys.path.insert(0, str(ROOT))
 
 from kindgpu import payloads  # noqa: E402
 from kindgpu.payloads import judge  # noqa: E402
+from kindgpu.plan import kind_node_name  # noqa: E402
 
-SAFETY = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
+SAFETY = payloads.NCCL_SAFETY_ENV
 DEADLINE_S = float(os.environ.get("KINDGPU_CHECK_DEADLINE_S", "480"))
 T0 = time.monotonic()
 
@@ -67,7 +68,8 @@ def sh(cmd):
 
 def host_facts():
     parts = [
-        sh("nvidia-smi --query-gpu=index,uuid,name,pci.bus_id,memory.total,driver_version,mig.mode.current --format=csv"),
+        sh("nvidia-smi --query-gpu=index,uuid,name,pci.bus_id,memory.total,driver_version,mig.mode.current"
+           " --format=csv"),
         sh("for f in /proc/driver/nvidia/gpus/*/information; do echo \"== $f\"; cat \"$f\"; done"),
         sh("nvidia-smi"),
         sh("nvidia-smi topo -m"),
@@ -186,7 +188,7 @@ def time_left():
 
 
 def worker_name(i):
-    return "kindgpu-worker" if i == 0 else f"kindgpu-worker{i + 1}"
+    return kind_node_name("kindgpu", "worker", i + 1)
 
 
 def level_visibility(mount, inv):

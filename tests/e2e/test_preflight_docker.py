@@ -8,10 +8,7 @@ import tarfile
 import pytest
 
 from kindgpu import cmd, names
-from kindgpu.preflight import Request, Status, main
-from kindgpu.preflight import dockerhost
-
-pytestmark = pytest.mark.e2e
+from kindgpu.preflight import Request, Status, dockerhost, main
 
 
 @pytest.fixture(scope="module")
@@ -136,23 +133,24 @@ def test_someone_elses_kind_cluster_fails(make_node):
     assert c.details["foreign"] == [f"{name}-control-plane"]
 
 
-def test_kindgpu_cluster_passes_and_will_be_resumed(make_node):
+def two_node_check(make_node, worker_owned):
+    """The name check of a two-node cluster whose control plane is kindgpu's."""
     name = random_name()
     make_node(name, "control-plane", owned=True)
-    make_node(name, "worker", owned=True)
+    make_node(name, "worker", owned=worker_owned)
     req = Request(cluster_name=name)
-    c = dockerhost.cluster_name_check(req, dockerhost.probe(req))
+    return name, dockerhost.cluster_name_check(req, dockerhost.probe(req))
+
+
+def test_kindgpu_cluster_passes_and_will_be_resumed(make_node):
+    name, c = two_node_check(make_node, worker_owned=True)
     assert c.status is Status.PASS
     assert "made by kindgpu" in c.found and "resume" in c.found
     assert sorted(c.details["nodes"]) == [f"{name}-control-plane", f"{name}-worker"]
 
 
 def test_one_foreign_node_makes_the_cluster_foreign(make_node):
-    name = random_name()
-    make_node(name, "control-plane", owned=True)
-    make_node(name, "worker", owned=False)
-    req = Request(cluster_name=name)
-    c = dockerhost.cluster_name_check(req, dockerhost.probe(req))
+    name, c = two_node_check(make_node, worker_owned=False)
     assert c.status is Status.FAIL and c.details["foreign"] == [f"{name}-worker"]
 
 

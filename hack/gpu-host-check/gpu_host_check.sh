@@ -1,6 +1,6 @@
 #!/bin/sh
 # The command run on the GPU machine (2 GPUs, no Docker) to prove the smoke payloads:
-#   sh kindgpu/payloads/gpu_host_check.sh
+#   sh hack/gpu-host-check/gpu_host_check.sh
 # Keeps NVLink multicast off, runs gpu_host_check.py (every level, emulated workers),
 # leaves run.log, summary.json, host.txt and payload-logs.tar.gz in $OUT (default ./out),
 # and prints the summary. Exit status: that of gpu_host_check.py.

@@ -1,19 +1,18 @@
-"""The plugin image, built offline with real docker, runs its plugin code and fake nvidia-smi."""
+"""The plugin image, built offline with real docker, runs its plugin code and fake nvidia-smi, and
+serves a fake kubelet (tests/fake_kubelet.py) on the wire."""
 
 import json
 import shutil
 
 import docker
-import pytest
 
+from fake_kubelet import UUIDS, Node
 from kindgpu import inventory
-from kindgpu.simgpu import build
-from kindgpu.simgpu import nvidia_smi as nvidia_smi_program
+from kindgpu.simgpu import build, nvidia_smi as nvidia_smi_program
 
 FIELDS = ("index", "uuid", "name", "pci.bus_id", "memory.total", "mig.mode.current")
 
 
-@pytest.mark.e2e
 def test_offline_image_runs_the_fake_nvidia_smi(tmp_path):
     client = docker.from_env()
     tag = build.ensure_image(client, offline=True)
@@ -51,3 +50,33 @@ def test_offline_image_runs_the_fake_nvidia_smi(tmp_path):
     listing = run("sh", "-c", "ls /usr/share/doc/bash /usr/share/man /usr/lib/python3/dist-packages 2>&1; true")
     assert "copyright" in listing and "grpc_tools" not in listing and "grpc\n" in listing
     assert "No such file" in listing  # /usr/share/man
+
+
+def test_plugin_in_the_offline_image_serves_kubelet(plugin_api, plugin, node_dir):
+    """The image's own grpcio, protobuf and generated code, on the wire with a kubelet."""
+    client = docker.from_env()
+    tag = build.ensure_image(client, offline=True)
+    node = Node(plugin_api, plugin, node_dir)
+    settings = node.settings
+    env = {plugin.ENV_PRODUCT: settings.product, plugin.ENV_MEMORY_MIB: str(settings.memory_mib),
+           plugin.ENV_DEVICE_DIR: str(settings.device_dir), plugin.ENV_SHARE_DIR: str(settings.share_dir),
+           plugin.ENV_PLUGIN_DIR: str(settings.plugin_dir)}
+    container = client.containers.run(tag, detach=True, environment=env, network_disabled=True,
+                                      volumes={node_dir: {"bind": node_dir, "mode": "rw"}})
+    try:
+        stub = node.connect(node.registered(timeout=60))
+        devices = next(stub.ListAndWatch(node.api_pb2.Empty(), timeout=15)).devices
+        assert sorted(d.ID for d in devices) == sorted(UUIDS[:2])
+        request = node.api_pb2.AllocateRequest(
+            container_requests=[node.api_pb2.ContainerAllocateRequest(devices_ids=UUIDS[:1])])
+        (response,) = stub.Allocate(request, timeout=5).container_responses
+        assert response.envs["NVIDIA_VISIBLE_DEVICES"] == UUIDS[0]
+        assert (settings.share_dir / "nvidia-smi").is_file()
+        # SIGTERM (a DaemonSet rollout, a delete) ends it at once, not after the grace period.
+        container.stop(timeout=20)
+        assert container.wait(timeout=5)["StatusCode"] == 0
+    finally:
+        logs = container.logs().decode()
+        container.remove(force=True)
+        node.kubelet.stop()
+    assert "advertising 2 GPU(s)" in logs

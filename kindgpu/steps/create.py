@@ -1,0 +1,148 @@
+"""The create step: kind makes the cluster, or its stopped nodes are started; then every node must
+be Ready, and the cluster records the plan it was made from."""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+from .. import cmd, deviceplugin, diagnostics, nodes, record
+from ..errors import KindgpuError
+from ..kube import is_transient
+from ..nodes import Node
+from ..wait import Seen, wait_for
+from .base import Context, Progress, Step, StepFailed
+
+# Docker's client is imported where used: listing the tasks (which imports the steps) must not pay for it.
+
+NODE_READY_TIMEOUT = 300
+
+
+class Create(Step):
+    """Create the kind cluster, or start its stopped nodes."""
+
+    name = "create"
+    needs_cluster = False
+
+    def reason(self, ctx: Context) -> str:
+        plan = ctx.plan
+        found = ctx.nodes()
+        if not found:
+            return f"cluster {plan.name} does not exist"
+        if not nodes.made_by_kindgpu(found.values()):
+            raise KindgpuError(
+                f"a kind cluster named {plan.name} exists, but kindgpu did not make it",
+                f"choose another --name (or delete it yourself: kind delete cluster --name {plan.name})")
+        expected = [plan.control_plane, *(w.node for w in plan.workers)]
+        missing = [n for n in expected if n not in found]
+        if missing:
+            raise KindgpuError(
+                f"node container(s) {', '.join(missing)} of cluster {plan.name} are gone and kind cannot "
+                "add nodes to a cluster", "run `invoke up --recreate` to make it anew")
+        stopped = [n for n in expected if not found[n].running]
+        if stopped:
+            return f"node container(s) not running: {', '.join(stopped)}"
+        if not plan.kubeconfig.exists():
+            return f"kubeconfig {plan.kubeconfig} is missing"
+        try:
+            not_ready = record.node_readiness(ctx.kube, plan)
+            recorded = record.read(ctx.kube)
+        except Exception as err:
+            if not is_transient(err):
+                raise
+            return f"API server not answering: {type(err).__name__}"
+        if not_ready:
+            return f"node(s) not Ready: {', '.join(sorted(not_ready))}"
+        if recorded is None:
+            return "the cluster does not record its spec yet"
+        return ""
+
+    def run(self, ctx: Context, progress: Progress) -> None:
+        found = ctx.nodes()
+        if found:
+            wait_ready_and_record(ctx, progress, start_stopped(found, progress))
+            return
+        progress("kind create cluster (about a minute)")
+        # kind leaves the workers idle while it sets up the control plane: load the device
+        # plugin's image into them meanwhile (it takes seconds per 100 MB on a small host).
+        created = threading.Event()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            loading = pool.submit(load_once_booted, ctx, created)
+            try:
+                create_cluster(ctx)
+            finally:
+                created.set()
+            wait_ready_and_record(ctx, progress, {})
+            try:
+                loading.result()
+            except KindgpuError as err:  # the device-plugin step loads what is missing
+                ctx.reporter.note(f"preloading the device plugin image failed: {err}")
+
+
+def wait_ready_and_record(ctx: Context, progress: Progress, restarted: dict[str, datetime]) -> None:
+    """Write the kubeconfig, wait until every node is Ready, then record the plan in the cluster."""
+    plan = ctx.plan
+    write_kubeconfig(ctx)
+    wait_for(lambda: Seen(done=not (left := record.node_readiness(ctx.kube, plan, restarted)),
+                          last=f"not Ready: {sorted(left)}"),
+             what=f"the nodes of {plan.name} to be Ready", timeout=NODE_READY_TIMEOUT, interval=0.5,
+             transient=is_transient, progress=progress,
+             hint=f"see `docker logs {plan.control_plane}` and `invoke status`")
+    ctx.kube.apply(record.spec_configmap(plan))
+
+
+def start_stopped(found: dict[str, Node], progress: Progress) -> dict[str, datetime]:
+    """Start the node containers that are not running; {name: when} for the Ready check."""
+    restarted = {}
+    for node in found.values():
+        if not node.running:
+            progress(f"starting {node.name}")
+            restarted[node.name] = datetime.now(timezone.utc).replace(microsecond=0)
+            node.start()
+    return restarted
+
+
+def load_once_booted(ctx: Context, created: threading.Event) -> None:
+    """Preload the plugin image as soon as every worker's containerd answers (or kind is done)."""
+    from docker.errors import APIError
+
+    def booted():
+        found = ctx.worker_nodes()
+        waiting = [w.node for w in ctx.plan.workers
+                   if w.node not in found or found[w.node].run(["ctr", "version"], check=False).returncode]
+        return Seen(done=not waiting or created.is_set(), last=f"containerd not up in {waiting}")
+
+    wait_for(booted, what="containerd in the new nodes", timeout=NODE_READY_TIMEOUT, interval=0.5,
+             transient=lambda err: isinstance(err, APIError))
+    deviceplugin.load_image(ctx.plan, ctx.docker, ctx.worker_nodes().values(), lambda text: None)
+
+
+def create_cluster(ctx: Context) -> None:
+    """kind create, keeping a failed cluster just long enough to export its logs."""
+    plan = ctx.plan
+    argv = ["kind", "create", "cluster", "--name", plan.name, "--config", plan.state.kind_config,
+            "--kubeconfig", plan.kubeconfig, "--retain"]
+    plan.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+    result = cmd.run(argv, check=False, env=ctx.kind_env())
+    if result.returncode != 0:
+        where = diagnostics.collect(ctx, "create")
+        # With its own kubeconfig: kind would otherwise edit every file kubectl reads.
+        cmd.run(["kind", "delete", "cluster", "--name", plan.name, "--kubeconfig", plan.kubeconfig], check=False)
+        raise StepFailed(
+            f"kind create cluster failed (exit {result.returncode}); kind cannot resume a half-made "
+            f"cluster, so it was deleted after its logs were saved to {where}\n"
+            f"{(result.stdout + result.stderr)[-3000:]}")
+
+
+def write_kubeconfig(ctx: Context) -> None:
+    """The cluster's own kubeconfig, mode 0600 (what kindgpu reads; merging is kindgpu.kubeconfig's)."""
+    path = ctx.plan.kubeconfig
+    text = cmd.run(["kind", "get", "kubeconfig", "--name", ctx.plan.name]).stdout
+    if not path.exists() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+    os.chmod(path, 0o600)

@@ -1,0 +1,55 @@
+"""The device-plugin step: the plugin runs on every GPU worker, and each offers exactly its GPUs."""
+
+from __future__ import annotations
+
+from .. import deviceplugin, diagnostics, record
+from ..errors import KindgpuError
+from ..kube import is_transient, manifest_hash
+from ..wait import Seen, wait_for
+from .base import Context, Progress, Step
+
+PLUGIN_READY_TIMEOUT = 300
+
+
+def plugin_objects(ctx: Context, image: str) -> list[dict]:
+    """The plugin's objects; for real GPUs, with the driver's place in a GPU worker."""
+    if ctx.plan.simulated:
+        return deviceplugin.objects(ctx.plan, image)
+    workers = ctx.worker_nodes()
+    first = next((workers[w.node] for w in ctx.plan.workers if w.gpus and w.node in workers), None)
+    if first is None:
+        raise KindgpuError(f"no GPU worker of {ctx.plan.name} is running", "run `invoke up`")
+    if ctx.plan.spec["devicePlugin"]["deviceListStrategy"] == "cdi-cri":
+        deviceplugin.check_node_cdi(first)
+    return deviceplugin.objects(ctx.plan, image, deviceplugin.node_driver_layout(first))
+
+
+class DevicePlugin(Step):
+    """Deploy the device plugin and wait until every worker offers its GPUs."""
+
+    name = "device-plugin"
+
+    def reason(self, ctx: Context) -> str:
+        image = deviceplugin.image(ctx.plan)
+        stale = [obj["metadata"]["name"] for obj in plugin_objects(ctx, image)
+                 if ctx.kube.current_hash(obj["kind"], obj["metadata"]["name"], obj["metadata"]["namespace"])
+                 != manifest_hash(obj)]
+        if stale:
+            return f"device plugin {', '.join(stale)} not deployed as specified"
+        return "; ".join(record.gpu_shortfall(ctx.kube, ctx.plan))
+
+    def run(self, ctx: Context, progress: Progress) -> None:
+        plan = ctx.plan
+        image = deviceplugin.load_image(plan, ctx.docker, ctx.worker_nodes().values(), progress)
+        for obj in plugin_objects(ctx, image):
+            ctx.kube.apply(obj)
+
+        def offered():
+            short = record.gpu_shortfall(ctx.kube, plan)
+            # A crashing plugin will not offer GPUs: say so now, not after the timeout.
+            failed, fix = diagnostics.plugin_crash(ctx) if short else ("", "")
+            return Seen(done=not short, failed=failed, fix=fix, last="; ".join(short))
+
+        wait_for(offered, what="every worker to offer its GPUs", timeout=PLUGIN_READY_TIMEOUT, interval=0.5,
+                 transient=is_transient, progress=progress,
+                 hint=lambda: diagnostics.plugin_hint(ctx))

@@ -1,0 +1,43 @@
+"""A node runs commands the way the host does: its Docker container is faked at the SDK's edge."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from kindgpu import cmd, names, nodes
+from kindgpu.errors import CommandError
+
+
+class FakeContainer:
+    """What kindgpu reads of the Docker SDK's Container; exec_run answers from a table."""
+
+    def __init__(self, name, role, answers, mounts=()):
+        self.name, self.status, self.answers = name, "running", answers
+        self.labels = {names.KIND_ROLE_LABEL: role}
+        self.attrs = {"Mounts": list(mounts)}
+
+    def exec_run(self, argv, demux=False):
+        code, out = self.answers[tuple(argv)]
+        return SimpleNamespace(exit_code=code, output=out)
+
+
+def test_a_node_runs_argv_and_returns_what_the_host_would():
+    node = nodes.Node(FakeContainer("c-worker", "worker", {("ctr", "version"): (0, b"1.7\n")}))
+    assert node.run(["ctr", "version"]) == cmd.Result(["ctr", "version"], 0, "1.7\n", "")
+    assert node.role == "worker" and node.running
+
+
+def test_a_failing_command_in_a_node_names_the_node_and_the_command():
+    node = nodes.Node(FakeContainer("c-worker2", "worker", {("sh", "-c", "false"): (1, b"oops")}))
+    assert node.sh("false", check=False).returncode == 1
+    with pytest.raises(CommandError, match="docker exec c-worker2 sh -c false") as caught:
+        node.sh("false")
+    assert "oops" in str(caught.value)
+
+
+def test_a_cluster_is_kindgpus_when_every_node_has_its_mount():
+    mark = {"Destination": names.OWNER_MOUNT, "Source": "/state/c/node"}
+    ours = nodes.Node(FakeContainer("c-control-plane", "control-plane", {}, [mark]))
+    theirs = nodes.Node(FakeContainer("c-worker", "worker", {}))
+    assert ours.owner_mount == "/state/c/node" and theirs.owner_mount is None
+    assert nodes.made_by_kindgpu([ours]) and not nodes.made_by_kindgpu([ours, theirs])
