@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 from contextlib import contextmanager
+from pathlib import Path
 
 from . import cmd, console, deviceplugin, kubeconfig, names, nodes, record, runner, steps
 from .errors import KindgpuError
@@ -90,10 +91,15 @@ def delete(name, reporter, *, force=False):
         with reporter.step("delete", f"kind delete cluster --name {name}"):
             # kind edits only the kubeconfig it is given: the cluster's own, even when it is gone
             # (without one kind would remove kind-<name> from every file kubectl reads).
-            cmd.run(["kind", "delete", "cluster", "--name", name, "--kubeconfig", state.kubeconfig], timeout=300)
+            cmd.run(["kind", "delete", "cluster", "--name", name, "--kubeconfig", own_kubeconfig(state)],
+                    timeout=300)
         removed.append(f"{len(found)} node container(s)")
-    for path in kubeconfig.unmerge_recorded(name):  # what kindgpu merged, and nothing else
-        removed.append(f"context {kubeconfig.key(name)} from {path}")
+    try:
+        for path in kubeconfig.unmerge_recorded(name):  # what kindgpu merged, and nothing else
+            removed.append(f"context {kubeconfig.key(name)} from {path}")
+    except KindgpuError as err:  # the cluster goes anyway; its entries stay where they are
+        reporter.note(f"WARNING: context {kubeconfig.key(name)} left in place: {err}"
+                      + (f"\nfix: {err.fix}" if err.fix else ""))
     for network in nodes.kind_networks(client, name):
         network.reload()
         if not network.attrs.get("Containers"):
@@ -106,6 +112,14 @@ def delete(name, reporter, *, force=False):
     if left:
         raise KindgpuError(f"containers of {name} are still there: {', '.join(c.name for c in left)}")
     return removed
+
+
+def own_kubeconfig(state):
+    """The cluster's own kubeconfig, as its plan.json says (a spec may have put it elsewhere)."""
+    try:
+        return Path(json.loads(state.plan.read_text())["kubeconfig"])
+    except (OSError, ValueError, KeyError):
+        return state.kubeconfig
 
 
 def down(name, reporter, *, force=False):

@@ -376,11 +376,23 @@ def wants_merge(doc, merge=False, no_merge=False):
 
 def after_up(cluster, private, reporter, merging, env=None):
     """Merge when asked (a no-op `up` leaves a kubeconfig that already has the entries alone),
-    then print the kubeconfig and the one command that reaches the cluster from here."""
-    if merging and Path(private).is_file():
-        change = merge(cluster, private, only_if_changed=True, env=env)
-        if change.changed:
-            reporter.note(f"merged context {key(cluster)} into {change.path}"
-                          + (" (now the current context)" if change.current else ""))
+    then print the kubeconfig and the one command that reaches the cluster from here.
+
+    The cluster is up whatever happens here: a kubeconfig that cannot be merged into is a warning
+    (on stderr), not a failure, and the command shown then uses the cluster's own kubeconfig."""
+    import sys
+
+    if not Path(private).is_file():
+        return  # no cluster yet (`up --until config`)
+    if merging:
+        try:
+            change = merge(cluster, private, only_if_changed=True, env=env)
+        except KindgpuError as err:
+            print(f"WARNING: context {key(cluster)} not merged: {err}" + (f"\nfix: {err.fix}" if err.fix else ""),
+                  file=sys.stderr)
+        else:
+            if change.changed:
+                reporter.note(f"merged context {key(cluster)} into {change.path}"
+                              + (" (now the current context)" if change.current else ""))
     reporter.note(f"kubeconfig: {private}")
     reporter.note(f"next: {reach_command(cluster, private, env)}")

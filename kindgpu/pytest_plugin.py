@@ -6,7 +6,7 @@ entry point `pytest11`, nothing to enable).
         ...  # gpu_cluster.kubeconfig, gpu_cluster.core (CoreV1Api), gpu_cluster.kubectl("get", "pods")
 
     pytest --kindgpu-spec configs/4x2.yaml            # make (or reuse) the cluster, delete it at the end
-    pytest --kindgpu-simulate 4 --kindgpu-keep        # simulated GPUs; keep it for the next run
+    pytest --kindgpu-simulate 8 --kindgpu-keep        # simulated GPUs; keep it for the next run
     pytest --kindgpu-kubeconfig ~/.kube/gpu-prod      # a cluster that is already there; never deleted
 
 `gpu_cluster` is session-scoped: one cluster for the whole run. A test marked `gpu` (or `gpu(2)`:

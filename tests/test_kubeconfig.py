@@ -244,3 +244,32 @@ def test_a_changed_merge_setting_does_not_ask_to_recreate_the_cluster():
     made = spec.resolve(env={}, flags={"name": "demo", "simulate": 4})
     assert cluster.spec_differences(made, {**made, "mergeKubeconfig": False}) == []
     assert cluster.spec_differences(made, {**made, "gpusPerWorker": 1}) == ["gpusPerWorker: 4 -> 1"]
+
+
+class Notes:
+    def __init__(self):
+        self.lines = []
+
+    def note(self, text):
+        self.lines.append(text)
+
+
+def test_after_up_merges_and_names_the_next_command_and_a_broken_kubeconfig_only_warns(files, tmp_path, capsys):
+    private, user = files
+    env = {"HOME": str(tmp_path), "KUBECONFIG": str(user)}
+    notes = Notes()
+    kc.after_up("demo", private, notes, True, env=env)
+    assert notes.lines == [f"merged context kind-demo into {user} (now the current context)",
+                           f"kubeconfig: {private}", "next: kubectl get nodes"]
+    notes = Notes()
+    kc.after_up("demo", private, notes, True, env=env)  # already there: nothing written, nothing said
+    assert notes.lines == [f"kubeconfig: {private}", "next: kubectl get nodes"]
+    user.write_text("clusters: [unclosed\n")
+    notes = Notes()
+    kc.after_up("demo", private, notes, True, env=env)
+    assert "WARNING: context kind-demo not merged" in capsys.readouterr().err
+    assert notes.lines[-1] == f"next: kubectl --kubeconfig {private} get nodes"
+    assert user.read_text() == "clusters: [unclosed\n"
+    notes = Notes()
+    kc.after_up("absent", tmp_path / "absent" / "kubeconfig", notes, True, env=env)  # up --until config
+    assert notes.lines == []
