@@ -7,26 +7,16 @@ import json
 import os
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from cluster_helpers import export_logs, invoke
+from cluster_helpers import docker, export_logs, fake_host_gpu_devices, invoke, node_gpu_minors
 
 CLUSTER = "kgpu-e2e"
 SPEC = ["--name", CLUSTER, "--workers", "3", "--gpus", "2", "--simulate", "8"]
-# Fake GPU device nodes on the host (char major 195, like the NVIDIA driver's): privileged kind
-# nodes inherit them, so isolation by device minor runs for real.
+# Fake GPU device nodes on the host: privileged kind nodes inherit them, so isolation by device
+# minor runs for real.
 FAKE_MINORS = range(8)
-
-
-def docker(*args):
-    return subprocess.run(["docker", *args], capture_output=True, text=True)
-
-
-def node_gpu_minors(node):
-    out = docker("exec", node, "sh", "-c", 'for f in /dev/nvidia[0-9]*; do [ -c "$f" ] && echo "$f"; done; true')
-    return sorted(int(p.removeprefix("/dev/nvidia")) for p in out.stdout.split())
 
 
 @pytest.fixture(scope="module")
@@ -34,17 +24,10 @@ def state(tmp_path_factory, harness, request):
     """A state dir of its own, fake GPU device nodes on the host, and cleanup whatever happens."""
     root = tmp_path_factory.mktemp("kindgpu-state")
     os.environ["KINDGPU_STATE_DIR"] = str(root)
-    made = []
-    for minor in FAKE_MINORS:
-        path = Path(f"/dev/nvidia{minor}")
-        if not path.exists():
-            subprocess.run(["mknod", str(path), "c", "195", str(minor)], check=True)
-            made.append(path)
-    yield root
-    if getattr(request.session, "e2e_failed", False):
-        export_logs(CLUSTER, "failed")
-    for path in made:
-        path.unlink(missing_ok=True)
+    with fake_host_gpu_devices(FAKE_MINORS):
+        yield root
+        if getattr(request.session, "e2e_failed", False):
+            export_logs(CLUSTER, "failed")
     subprocess.run(["kind", "delete", "cluster", "--name", CLUSTER], capture_output=True)
     subprocess.run(["kind", "delete", "cluster", "--name", "not-kindgpu"], capture_output=True)
     docker("network", "rm", f"kindgpu-{CLUSTER}")
