@@ -229,6 +229,17 @@ def own_entries(cluster, private):
     return found
 
 
+def up_to_date(doc, ours, name):
+    """The file reaches the cluster as it is: its cluster and user entries are ours, once each, and
+    its context joins them (a namespace the user set on the context since does not count)."""
+    once = all(sum(1 for e in doc.get(s) or [] if isinstance(e, dict) and e.get("name") == name) == 1
+               for s in SECTIONS)
+    found = entries(doc, name)
+    context = (found.get("contexts") or {}).get("context") or {}
+    return (once and found.get("clusters") == ours["clusters"] and found.get("users") == ours["users"]
+            and context.get("cluster") == name and context.get("user") == name)
+
+
 def merge(cluster, private, *, target=None, set_current=True, only_if_changed=False, env=None):
     """Put the cluster's entries into `target` (default: where kind would, see merge_target).
 
@@ -243,15 +254,15 @@ def merge(cluster, private, *, target=None, set_current=True, only_if_changed=Fa
     name = key(cluster)
     with locked(target):
         doc = read(target)
-        present = entries(doc, name) == ours and all(
-            sum(1 for e in doc.get(s) or [] if isinstance(e, dict) and e.get("name") == name) == 1 for s in SECTIONS)
-        current = set_current and not (only_if_changed and present)
-        new = merge_into(doc, ours, name, current)
+        if only_if_changed and up_to_date(doc, ours, name):
+            new = doc
+        else:
+            new = merge_into(doc, ours, name, set_current)
         changed = new != doc
         if changed:
             write_atomically(target, new)
     record(cluster, target, ours["clusters"]["cluster"].get("server"))
-    return Change(target, changed, current and doc.get("current-context") != name)
+    return Change(target, changed, new.get("current-context") == name != doc.get("current-context"))
 
 
 def unmerge(cluster, private=None, *, paths=None, env=None):

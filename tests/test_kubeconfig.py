@@ -109,6 +109,22 @@ def test_a_noop_up_neither_rewrites_the_file_nor_takes_the_current_context_back(
     assert not change.changed and not change.current
     assert user.stat().st_ino == before.st_ino and user.stat().st_mtime_ns == before.st_mtime_ns
     assert load(user)["current-context"] == "prod"
+    # A namespace set on the context since (kubectl config set-context --namespace) is kept too.
+    doc = load(user)
+    next(c for c in doc["contexts"] if c["name"] == "kind-demo")["context"]["namespace"] = "ml"
+    user.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert not kc.merge("demo", private, target=user, only_if_changed=True).changed
+    assert kc.entries(load(user), "kind-demo")["contexts"]["context"]["namespace"] == "ml"
+    # Stale credentials (the cluster was made anew) are refreshed, and the context made current.
+    doc = load(user)
+    next(u for u in doc["users"] if u["name"] == "kind-demo")["user"]["client-key-data"] = "T0xE"
+    user.write_text(yaml.safe_dump(doc, sort_keys=False))
+    change = kc.merge("demo", private, target=user, only_if_changed=True)
+    assert change.changed and change.current
+    assert kc.entries(load(user), "kind-demo") == kc.entries(load(private), "kind-demo")
+    doc = load(user)
+    doc["current-context"] = "prod"
+    user.write_text(yaml.safe_dump(doc, sort_keys=False))
     # Asked for explicitly (invoke kubeconfig --merge), it is made current again.
     assert kc.merge("demo", private, target=user).current
     assert load(user)["current-context"] == "kind-demo"
