@@ -10,7 +10,7 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import cmd, console, deviceplugin, kubeconfig, names, nodes, record, runner, steps
+from . import cmd, console, deviceplugin, kubeconfig, names, nodes, record, runner, sharing, spec as specs, steps
 from .errors import KindgpuError
 from .kube import Kube, is_transient
 from .state import StateDir
@@ -60,6 +60,11 @@ def check_same_spec(ctx, recreate, reporter):
         return  # not answering: the create step will say so
     diff = spec_differences(recorded.spec, ctx.plan.spec) if recorded is not None else []
     if not diff:
+        return
+    if not spec_differences(specs.without_live_fields(recorded.spec), specs.without_live_fields(ctx.plan.spec)):
+        # Only what the steps change in place (devicePlugin.sharing): they do, and re-record the spec.
+        reporter.note(f"changing {ctx.plan.name} in place: "
+                      f"{'; '.join(specs.live_differences(recorded.spec, ctx.plan.spec))}")
         return
     if not recreate:
         raise KindgpuError(
@@ -135,6 +140,7 @@ def status(name):
     plan = record.require(kube, name)
     assigned = {w.node: w for w in plan.workers}
     sim = plan.simulated
+    ts = sharing.of(plan.spec)
     selector = deviceplugin.plugin_selector(sim)
     pods = {p.spec.node_name: p for p in kube.pods(names.SYSTEM_NAMESPACE, selector)}
     rows = []
@@ -151,13 +157,15 @@ def status(name):
             "gpuIds": labels.get(names.LABEL_GPU_IDS, ""),
             "cpuOnly": cpu_only,
             "assignedGPUs": len(worker.gpus) if worker else 0,
-            "allocatableGPUs": int((node.status.allocatable or {}).get(names.GPU_RESOURCE, "0")),
+            # Time-sliced: each assigned GPU is offered `replicas` times (as ts.resource).
+            "allocatableGPUs": int((node.status.allocatable or {}).get(ts.resource, "0")),
+            "replicas": ts.replicas,
             "uuids": [g.uuid for g in worker.gpus] if worker else [],
             "plugin": worker_plugin(worker, cpu_only, pod),
         })
-    healthy = all(r["ready"] and r["assignedGPUs"] == r["allocatableGPUs"] for r in rows)
+    healthy = all(r["ready"] and ts.allocatable(r["assignedGPUs"]) == r["allocatableGPUs"] for r in rows)
     return {"cluster": name, "simulated": sim, "specHash": plan.spec_hash,
-            "healthy": healthy, "nodes": rows}
+            "healthy": healthy, "sharing": sharing.describe(ts), "nodes": rows}
 
 
 def node_order(node_name):
@@ -190,5 +198,6 @@ def show_status(doc, as_json):
         ["node", "role", "ready", "gpu-worker", "gpu-ids", "GPUs assigned/allocatable", "plugin"],
         [(r["node"], r["role"], "yes" if r["ready"] else "NO", "cpu-only" if r["cpuOnly"] else r["gpuWorker"],
           r["gpuIds"],
-          f"{r['assignedGPUs']}/{r['allocatableGPUs']}" if r["role"] == "worker" else "",
+          (f"{r['assignedGPUs']}/{r['allocatableGPUs']}" + (f" (×{r['replicas']})" if r["replicas"] > 1 else ""))
+          if r["role"] == "worker" else "",
           r["plugin"]) for r in doc["nodes"]])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import NamedTuple
 
-from . import images, names
+from . import images, names, sharing
 from .errors import KindgpuError
 from .simgpu.manifest import APP_NAME, sim_device_plugin_objects
 
@@ -125,12 +125,23 @@ def nvidia_daemonset(spec, driver: DriverLayout):
         env["LD_LIBRARY_PATH"] = DRIVER_ROOT + driver.nvml_dir
     if driver.bin_dir and driver.bin_dir not in PLUGIN_PATH.split(":"):
         env["PATH"] = f"{driver.bin_dir}:{PLUGIN_PATH}"
+    config = sharing.configured(spec)
+    if config:
+        # The --config-file flag, by its environment variable (cmd/nvidia-device-plugin/main.go), as
+        # NVIDIA's Helm chart sets it (deployments/helm/nvidia-device-plugin/templates/daemonset-device-plugin.yml).
+        env["CONFIG_FILE"] = sharing.CONFIG_FILE
     mounts = [("device-plugin", "/var/lib/kubelet/device-plugins", "/var/lib/kubelet/device-plugins", False),
               ("driver-root", "/", DRIVER_ROOT, True)]
     if cdi:
         env["NVIDIA_CDI_HOOK_PATH"] = "/usr/bin/nvidia-ctk"  # the host's, mounted into each worker
         mounts.append(("cdi-root", "/var/run/cdi", "/var/run/cdi", False))
     labels = {"name": NVIDIA_APP, "app.kubernetes.io/managed-by": "kindgpu"}
+    config_mounts = [{"name": "plugin-config", "mountPath": sharing.CONFIG_DIR, "readOnly": True}] if config else []
+    config_volumes = [{"name": "plugin-config", "configMap": {"name": sharing.CONFIG_MAP}}] if config else []
+    template_meta = {"labels": labels}
+    if config:
+        # The plugin reads its config when it starts: a new one rolls the pods.
+        template_meta["annotations"] = {sharing.CONFIG_ANNOTATION: sharing.config_digest(spec)}
     return {
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
@@ -139,7 +150,7 @@ def nvidia_daemonset(spec, driver: DriverLayout):
             "selector": {"matchLabels": {"name": NVIDIA_APP}},
             "updateStrategy": {"type": "RollingUpdate"},
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": template_meta,
                 "spec": {
                     "nodeSelector": {names.LABEL_GPU_PRESENT: "true"},
                     "tolerations": [{"key": names.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
@@ -156,11 +167,13 @@ def nvidia_daemonset(spec, driver: DriverLayout):
                                 "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
                             "volumeMounts": [{"name": n, "mountPath": p, "readOnly": ro}
                                              for n, _, p, ro in mounts]
-                            + ([{"name": "params-mask", "mountPath": MASK_DIR}] if cdi else []),
+                            + ([{"name": "params-mask", "mountPath": MASK_DIR}] if cdi else [])
+                            + config_mounts,
                         }
                     ],
                     "volumes": [{"name": n, "hostPath": {"path": h}} for n, h, _, _ in mounts]
-                    + ([{"name": "params-mask", "emptyDir": {"medium": "Memory"}}] if cdi else []),
+                    + ([{"name": "params-mask", "emptyDir": {"medium": "Memory"}}] if cdi else [])
+                    + config_volumes,
                 },
             },
         },
@@ -176,8 +189,11 @@ def objects(plan, sim_image=None, driver=None):
     """The plugin's objects; real GPUs need the workers' driver layout (node_driver_layout)."""
     if plan.simulated:
         sim = plan.spec["simulate"]
-        return sim_device_plugin_objects(sim_image, sim["product"], sim["memoryMiB"])
-    return [nvidia_daemonset(plan.spec, driver)]
+        time_slicing = sharing.of(plan.spec) if sharing.configured(plan.spec) else None
+        return sim_device_plugin_objects(sim_image, sim["product"], sim["memoryMiB"], time_slicing)
+    # The ConfigMap first: the DaemonSet's pods mount it.
+    config = [sharing.config_map(plan.spec)] if sharing.configured(plan.spec) else []
+    return [*config, nvidia_daemonset(plan.spec, driver)]
 
 
 def image(plan):

@@ -11,8 +11,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import cmd
+from .errors import CommandError
 
-QUERY_FIELDS = ("index", "uuid", "name", "pci.bus_id", "memory.total", "mig.mode.current")
+QUERY_FIELDS = ("index", "uuid", "name", "pci.bus_id", "memory.total", "mig.mode.current", "compute_cap")
+# compute_cap came with driver 510's nvidia-smi: older ones refuse the whole query with it.
+OLD_QUERY_FIELDS = QUERY_FIELDS[:-1]
 PROC_GPUS = Path("/proc/driver/nvidia/gpus")
 
 
@@ -25,6 +28,7 @@ class GPU:
     memory_mib: int
     minor: int | None
     mig_mode: str = "N/A"
+    compute_cap: str = ""  # CUDA compute capability, "9.0"; "" when nvidia-smi cannot say
 
     def to_dict(self):
         return asdict(self)
@@ -76,9 +80,16 @@ def parse_query_csv(text, fields=QUERY_FIELDS):
                 "pci_bus_id": normalize_bus_id(row.get("pci.bus_id", "")),
                 "memory_mib": int(re.sub(r"[^0-9]", "", row.get("memory.total", "")) or 0),
                 "mig_mode": row.get("mig.mode.current", "N/A"),
+                "compute_cap": compute_cap(row.get("compute_cap", "")),
             }
         )
     return rows
+
+
+def compute_cap(cell):
+    """nvidia-smi's compute_cap ("9.0"); "" for anything else ("[N/A]", a missing column)."""
+    cell = cell.strip()
+    return cell if re.fullmatch(r"\d+\.\d+", cell) else ""
 
 
 def normalize_bus_id(bus_id):
@@ -120,14 +131,19 @@ def merge(query_rows, proc_entries, driver_version="", cuda_version=""):
 
 def read_host_inventory(proc_root=PROC_GPUS):
     """Query the real host. Raises CommandError when nvidia-smi is missing or fails."""
-    query = cmd.run(
-        ["nvidia-smi", f"--query-gpu={','.join(QUERY_FIELDS)}", "--format=csv,noheader"], timeout=30
-    )
+    fields = QUERY_FIELDS
+    query = cmd.run(["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv,noheader"],
+                    check=False, timeout=30)
+    if query.returncode != 0 and "compute_cap" in query.stdout + query.stderr:
+        fields = OLD_QUERY_FIELDS
+        query = cmd.run(["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv,noheader"], timeout=30)
+    elif query.returncode != 0:
+        raise CommandError(query.argv, query.returncode, query.stdout + query.stderr)
     banner = cmd.run(["nvidia-smi"], check=False, timeout=30).stdout
     proc_entries = [
         parse_gpu_information(p.read_text()) for p in sorted(Path(proc_root).glob("*/information"))
     ]
-    return merge(parse_query_csv(query.stdout), proc_entries, *parse_driver_versions(banner))
+    return merge(parse_query_csv(query.stdout, fields), proc_entries, *parse_driver_versions(banner))
 
 
 def simulated_uuid(cluster_seed, index):

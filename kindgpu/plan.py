@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import names, spec as specs
+from . import gfd, names, sharing, spec as specs
 from .errors import KindgpuError, Problem, SpecError
 from .inventory import GPU, Inventory, read_host_inventory, simulated_inventory
 from .state import StateDir
@@ -148,6 +148,9 @@ def make_plan(doc: dict, inventory: Inventory | None = None) -> Plan:
                 names.LABEL_OWNER: doc["name"],
             }
         )
+        if gfd.enabled(doc):
+            ts = sharing.of(doc)
+            labels.update(gfd.node_labels(gpus, inventory, replicas=ts.replicas, renamed=ts.renamed))
         plans.append(WorkerPlan(gpu_workers, node, tuple(gpus), labels))
     return Plan(doc, specs.spec_hash(doc), inventory, tuple(plans))
 

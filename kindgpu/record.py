@@ -11,7 +11,7 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from . import names, render
+from . import names, render, sharing
 from .errors import KindgpuError
 from .kube import Kube
 from .plan import Plan
@@ -53,6 +53,24 @@ def require(kube: Kube, name: str) -> Plan:
     return plan
 
 
+def out_of_date(kube: Kube, plan: Plan) -> str:
+    """What the cluster's record says otherwise than `plan` ("" when it matches): none yet, a field
+    that `up` changes in place (spec.LIVE_FIELDS), or the labels of a new inventory."""
+    import yaml
+
+    cm = kube.get("ConfigMap", names.SPEC_CONFIGMAP, names.SYSTEM_NAMESPACE)
+    if cm is None:
+        return "the cluster does not record its spec yet"
+    recorded = yaml.safe_load(cm.data["spec.yaml"])
+    if recorded != plan.spec:
+        changed = sorted(k for k in {*recorded, *plan.spec} if recorded.get(k) != plan.spec.get(k))
+        return f"the cluster records another spec ({', '.join(changed)} changed)"
+    # plan.json itself: a plan read back (read) keeps only the workers' GPUs of the inventory.
+    if json.loads(cm.data["plan.json"]) != json.loads(plan.to_json()):
+        return "the cluster records an older plan"
+    return ""
+
+
 def ready_condition(node: V1Node) -> V1NodeCondition | None:
     """The Ready condition of a Kubernetes Node, or None before its kubelet reports one."""
     return next((c for c in node.status.conditions or [] if c.type == "Ready"), None)
@@ -75,14 +93,18 @@ def node_readiness(kube: Kube, plan: Plan, since: dict[str, datetime] | None = N
 
 
 def allocatable_gpus(kube: Kube, plan: Plan) -> dict[str, int]:
-    """{node: allocatable nvidia.com/gpu} for the plan's workers."""
+    """{node: allocatable GPUs} for the plan's workers (nvidia.com/gpu, or the shared resource)."""
+    resource = sharing.of(plan.spec).resource
     found = {n.metadata.name: n for n in kube.nodes()}
-    return {w.node: int((found[w.node].status.allocatable or {}).get(names.GPU_RESOURCE, "0"))
+    return {w.node: int((found[w.node].status.allocatable or {}).get(resource, "0"))
             if w.node in found else 0 for w in plan.workers}
 
 
 def gpu_shortfall(kube: Kube, plan: Plan) -> list[str]:
-    """A sentence for each worker that does not offer exactly its GPUs (a CPU-only worker must offer 0)."""
+    """A sentence for each worker that does not offer exactly its GPUs (× time-slicing replicas; a
+    CPU-only worker must offer 0)."""
     have = allocatable_gpus(kube, plan)
-    return [f"{w.node} offers {have[w.node]} of {len(w.gpus)} GPUs" for w in plan.workers
-            if have[w.node] != len(w.gpus)]
+    ts = sharing.of(plan.spec)
+    shared = f" × {ts.replicas} replicas as {ts.resource}" if ts.shared else ""
+    return [f"{w.node} offers {have[w.node]} of {len(w.gpus)}{shared} GPUs" for w in plan.workers
+            if have[w.node] != ts.allocatable(len(w.gpus))]

@@ -2,8 +2,10 @@
 
 Also checks that the GPU limit is enforced: a pod asking one GPU more than a worker has
 must stay Pending. A CPU-only worker gets a Job without a GPU limit that must see no GPU,
-and a pod asking for 1 GPU that must stay Pending. Jobs are deleted afterwards; the
-verdict comes from kindgpu.payloads.judge.
+and a pod asking for 1 GPU that must stay Pending. With time-slicing a worker offers its GPUs
+× replicas: its Job asks for all of them, and two pods given a replica each may see the same
+GPU (kindgpu.smoke_checks). A pod selecting by nvidia.com/gpu.product must land on a worker
+with that product. Jobs are deleted afterwards; the verdict comes from kindgpu.payloads.judge.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import console, images, names, nodes, payloads, record
+from . import console, gfd, images, names, nodes, payloads, record, sharing, smoke_checks
 from .errors import KindgpuError, Problem, SpecError
 from .flags import parse
 from .kube import Kube
@@ -44,10 +46,13 @@ class Outcome:
     limit: dict = field(default_factory=dict)  # the over-ask check
     seconds: float = 0.0
     cpu_workers: list = field(default_factory=list)  # dicts: node, seen, ok, message, gpuAsk (a limit dict)
+    checks: list = field(default_factory=list)  # smoke_checks rows: check, name, subject, ok, message, nodes, uuids
+    sharing: str = "not shared"
 
     def to_dict(self):
         return {"level": self.level, "ok": self.ok, "message": self.message, "workers": self.workers,
-                "cpuWorkers": self.cpu_workers, "limitEnforced": self.limit, "seconds": round(self.seconds, 2)}
+                "cpuWorkers": self.cpu_workers, "limitEnforced": self.limit, "checks": self.checks,
+                "sharing": self.sharing, "seconds": round(self.seconds, 2)}
 
 
 def image_for(plan, level):
@@ -68,13 +73,15 @@ def check_level(plan, level):
                         title="invalid task flags")
 
 
-def job(run_id, level, image, worker, rank, gpu_counts, gpus=None, extra_env=None):
+def job(run_id, level, image, worker, rank, gpu_counts, gpus=None, extra_env=None, time_slicing=None):
     """One Job pinned to one GPU worker, asking for its GPUs (or `gpus` of them).
 
     gpu_counts: every GPU worker's GPU count in rank order (the collective level numbers its ranks);
-    extra_env: the spec's smoke.env, added after kindgpu's own variables.
+    extra_env: the spec's smoke.env, added after kindgpu's own variables; time_slicing: the
+    cluster's (sharing.TimeSlicing): all its GPUs are then GPUs × replicas of its resource.
     """
-    count = len(worker.gpus) if gpus is None else gpus
+    ts = time_slicing or sharing.TimeSlicing()
+    count = ts.allocatable(len(worker.gpus)) if gpus is None else gpus
     uuids = [g.uuid for g in worker.gpus if g.uuid]  # none known on a cluster kindgpu did not make
     env = payloads.env(level, worker_name=worker.node, gpu_uuids=uuids, rank=rank,
                        world_size=len(gpu_counts), gpu_counts=gpu_counts,
@@ -82,7 +89,7 @@ def job(run_id, level, image, worker, rank, gpu_counts, gpus=None, extra_env=Non
     env.update(extra_env or {})
     name = f"smoke-{run_id}-w{worker.number}" + ("-overask" if gpus is not None else "")
     return pinned_job(run_id, name, level, image, worker.node, str(worker.number), env, count,
-                      hostname=f"w{rank}", pending=gpus is not None)
+                      hostname=f"w{rank}", pending=gpus is not None, resource=ts.resource)
 
 
 def cpu_key(position):
@@ -90,17 +97,18 @@ def cpu_key(position):
     return f"cpu{position}"
 
 
-def cpu_jobs(run_id, image, worker, key, extra_env=None):
+def cpu_jobs(run_id, image, worker, key, extra_env=None, resource=names.GPU_RESOURCE):
     """A CPU-only worker's two Jobs: the visibility payload with no GPU limit, which must see no
     GPU, and a pod asking for 1 GPU, which must stay Pending (the worker offers none)."""
     env = {**payloads.visibility_env(worker.node, expect_none=True), **(extra_env or {})}
     name = f"smoke-{run_id}-{key}"
     return [pinned_job(run_id, name, "visibility", image, worker.node, key, env, None, hostname=key),
             pinned_job(run_id, f"{name}-gpuask", "visibility", image, worker.node, key, env, 1,
-                       hostname=key, pending=True)]
+                       hostname=key, pending=True, resource=resource)]
 
 
-def pinned_job(run_id, name, level, image, node, worker_key, env, gpus, *, hostname, pending=False):
+def pinned_job(run_id, name, level, image, node, worker_key, env, gpus, *, hostname, pending=False,
+               resource=names.GPU_RESOURCE):
     """A Job whose one pod runs the level's payload on `node`; gpus=None sets no GPU limit."""
     volumes, mounts = payloads.pod_volumes(level)
     labels = {RUN_LABEL: run_id, "app.kubernetes.io/managed-by": "kindgpu"}
@@ -114,7 +122,7 @@ def pinned_job(run_id, name, level, image, node, worker_key, env, gpus, *, hostn
         "volumeMounts": [{"name": "payloads", "mountPath": payloads.MOUNT_DIR}, *mounts],
     }
     if gpus is not None:
-        container["resources"] = {"limits": {names.GPU_RESOURCE: str(gpus)}}
+        container["resources"] = {"limits": {resource: str(gpus)}}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -138,6 +146,23 @@ def pinned_job(run_id, name, level, image, node, worker_key, env, gpus, *, hostn
             },
         },
     }
+
+
+def check_jobs(run_id, image, check, resource, extra_env=None):
+    """The Jobs of one smoke_checks.Check: the product check's pod placed by the product label
+    alone, the shared check's pods pinned to its worker; 1 GPU each."""
+    env = {**payloads.visibility_env(f"{check.kind}-check"), **(extra_env or {})}
+    jobs = []
+    for i in range(1, check.pods + 1):
+        node = check.subject if check.kind == "shared" else None
+        job = pinned_job(run_id, f"smoke-{run_id}-{check.key}-{i}", "visibility", image, node, check.key, env, 1,
+                         hostname=f"{check.key}-{i}", resource=resource)
+        pod = job["spec"]["template"]
+        pod["metadata"]["labels"][smoke_checks.CHECK_LABEL] = check.key
+        if check.kind == "product":
+            pod["spec"]["nodeSelector"] = {smoke_checks.PRODUCT_LABEL: check.subject}
+        jobs.append(job)
+    return jobs
 
 
 def support_objects(run_id, level):
@@ -170,6 +195,7 @@ class Smoke:
         # WorkerPlan.cpu_only is told by the GPUs, so older records (no cpuOnly) read the same.
         self.gpu_workers = list(plan.gpu_workers)
         self.cpu_workers = {cpu_key(i): w for i, w in enumerate((w for w in self.workers if w.cpu_only), 1)}
+        self.ts = sharing.of(plan.spec)  # an older record has none: not shared
 
     def pods(self, selector):
         return self.kube.pods(NAMESPACE, selector)
@@ -198,16 +224,49 @@ class Smoke:
             counts = [len(w.gpus) for w in self.gpu_workers]
             # Every worker's Job and the pods that must stay Pending start at once; the latter wait for nothing.
             extra_env = self.plan.spec["smoke"].get("env", {})
-            jobs = [job(self.run_id, self.level, image, worker, rank, counts, extra_env=extra_env)
+            jobs = [job(self.run_id, self.level, image, worker, rank, counts, extra_env=extra_env,
+                        time_slicing=self.ts)
                     for rank, worker in enumerate(self.gpu_workers)]
             jobs += [j for key, w in self.cpu_workers.items()
-                     for j in cpu_jobs(self.run_id, cpu_image, w, key, extra_env=extra_env)]
+                     for j in cpu_jobs(self.run_id, cpu_image, w, key, extra_env=extra_env, resource=self.ts.resource)]
+            # The checks' pods run the visibility payload, in its image, at every level.
+            checks = self.checks()
+            jobs += [j for c in checks for j in check_jobs(self.run_id, cpu_image, c, self.ts.resource, extra_env)]
             concurrently(self.create, [*jobs, self.overask_job(image)])
             logs, failure = self.wait_jobs()
             limit, *asks = concurrently(lambda check: self.check_pending(*check), self.pending_checks())
+            rows = concurrently(self.finish_check, checks)
         finally:
             self.cleanup()
-        return self.verdict(logs, failure, limit, dict(zip(self.cpu_workers, asks)), time.monotonic() - start)
+        return self.verdict(logs, failure, limit, dict(zip(self.cpu_workers, asks)), time.monotonic() - start,
+                            rows)
+
+    def checks(self):
+        """smoke_checks' checks for this cluster: by product (when it sets the feature labels and
+        records them), and with time-slicing, two pods sharing a worker's GPU."""
+        gpu_workers = [(w.node, w.labels, [g.uuid for g in w.gpus]) for w in self.gpu_workers]
+        found = smoke_checks.shared_check(gpu_workers, self.ts.replicas)
+        if gfd.enabled(self.plan.spec):
+            found = smoke_checks.product_checks(gpu_workers) + found
+        return found
+
+    def finish_check(self, check):
+        """Wait for a check's pods to end, then judge them (smoke_checks.verdict)."""
+        selector = f"{RUN_LABEL}={self.run_id},{smoke_checks.CHECK_LABEL}={check.key}"
+
+        def probe():
+            pods = self.pods(selector)
+            ended = [p for p in pods if p.status.phase in ("Succeeded", "Failed")]
+            return Seen(done=len(ended) == check.pods, last=f"{len(ended)}/{check.pods} ended")
+
+        try:
+            wait_for(probe, what=f"the pods of smoke check {check.name}", timeout=self.timeout, interval=0.5,
+                     progress=self.progress)
+        except (WaitFailed, WaitTimeout):
+            pass  # the verdict says what is missing
+        pods = self.pods(selector)
+        logs = concurrently(lambda p: self.read_log(p) if p.status.phase in ("Succeeded", "Failed") else None, pods)
+        return smoke_checks.verdict(check, [(p.spec.node_name, p.status.phase, log) for p, log in zip(pods, logs)])
 
     def load_image(self, image, workers):
         """An image the host's Docker has goes into the workers that lack it: no registry needed."""
@@ -224,7 +283,7 @@ class Smoke:
 
     def wait_jobs(self):
         """Logs of every worker's pod; fail fast with a log tail when one fails."""
-        selector = f"{RUN_LABEL}={self.run_id},{WORKER_LABEL},!{PENDING_LABEL}"
+        selector = f"{RUN_LABEL}={self.run_id},{WORKER_LABEL},!{PENDING_LABEL},!{smoke_checks.CHECK_LABEL}"
         expected = len(self.workers)
 
         def probe():
@@ -261,13 +320,14 @@ class Smoke:
         return "\n".join(f"  | {line}" for line in text.splitlines()[-lines:])
 
     def overask_worker(self):
+        """The worker offering the most, and one GPU more than it offers (× replicas when shared)."""
         worker = max(self.gpu_workers, key=lambda w: len(w.gpus))
-        return worker, len(worker.gpus) + 1
+        return worker, self.ts.allocatable(len(worker.gpus)) + 1
 
     def overask_job(self, image):
         worker, asked = self.overask_worker()
         return job(self.run_id, "visibility", image, worker, 0, [asked], gpus=asked,
-                   extra_env=self.plan.spec["smoke"].get("env", {}))
+                   extra_env=self.plan.spec["smoke"].get("env", {}), time_slicing=self.ts)
 
     def pending_checks(self):
         """(worker key, node, GPUs asked, GPUs it has): the over-ask pod first, then each CPU-only worker's."""
@@ -294,7 +354,7 @@ class Smoke:
         try:
             seen = wait_for(probe, what=f"the pod asking {asked} GPU(s) of {node} to be refused",
                             timeout=OVERASK_SECONDS, interval=0.5, progress=self.progress)
-            ok = names.GPU_RESOURCE in (seen.last or "")
+            ok = self.ts.resource in (seen.last or "")
             return {"ok": ok, "node": node, "asked": asked,
                     "message": f"stays Pending: {seen.last}" if ok else f"Pending for another reason: {seen.last}"}
         except (WaitFailed, WaitTimeout) as err:
@@ -306,8 +366,8 @@ class Smoke:
                                                          propagation_policy="Background")
         self.kube.core.delete_collection_namespaced_config_map(NAMESPACE, label_selector=selector)
 
-    def verdict(self, logs, failure, limit, asks, seconds):
-        """asks: CPU-only worker key -> the check of its pod asking for 1 GPU."""
+    def verdict(self, logs, failure, limit, asks, seconds, checks=()):
+        """asks: CPU-only worker key -> the check of its pod asking for 1 GPU; checks: smoke_checks rows."""
         # Where the UUIDs are not known (a cluster kindgpu did not make), the node's GPU count is.
         assignments = {w.node: [g.uuid for g in w.gpus] if all(g.uuid for g in w.gpus) else len(w.gpus)
                        for w in self.gpu_workers}
@@ -329,14 +389,20 @@ class Smoke:
             v = cluster.workers[w.node]
             cpu_rows.append({"node": w.node, "expected": [], "seen": v.details.get("uuids", []),
                              "ok": v.ok, "message": v.message, "gpuAsk": asks[key]})
-        ok = cluster.ok and limit.get("ok", False) and all(a.get("ok") for a in asks.values()) and not failure
+        ok = (cluster.ok and limit.get("ok", False) and all(a.get("ok") for a in asks.values()) and not failure
+              and all(c["ok"] for c in checks))
         message = failure or cluster.message
+        for check in checks:
+            # A shared GPU seen by two pods is no failure: the verdict says so.
+            if not check["ok"] or check["check"] == "shared":
+                message += f" | {check['message']}"
         if not limit.get("ok"):
             message += f" | limit: {limit.get('message')}"
         for row in cpu_rows:
             if not row["gpuAsk"].get("ok"):
                 message += f" | GPU asked of CPU-only {row['node']}: {row['gpuAsk'].get('message')}"
-        return Outcome(self.level, ok, message, rows, limit, seconds, cpu_rows)
+        return Outcome(self.level, ok, message, rows, limit, seconds, cpu_rows, list(checks),
+                       sharing.describe(self.ts))
 
 
 def waiting_reason(pod):
@@ -355,6 +421,7 @@ def junit_xml(outcome, cluster):
         cases.append((f"cpu-only-sees-no-gpu[{w['node']}]", w["ok"], w["message"]))
         cases.append((f"cpu-only-gpu-ask-pending[{w['node']}]", w["gpuAsk"].get("ok", False),
                       w["gpuAsk"].get("message", "")))
+    cases += [(c["name"], c["ok"], c["message"]) for c in outcome.checks]
     suite = ET.Element("testsuite", name=f"kindgpu-smoke-{cluster}", tests=str(len(cases)),
                        failures=str(sum(not ok for _, ok, _ in cases)), time=f"{outcome.seconds:.2f}")
     for name, ok, message in cases:
@@ -381,6 +448,10 @@ def show(outcome, cluster, as_json):
         ask = w["gpuAsk"]
         print(f"GPU asked of CPU-only {w['node']}: {'Pending' if ask.get('ok') else 'NOT refused'} "
               f"({ask.get('message', '')})")
+    if outcome.sharing != "not shared":
+        print(f"GPU sharing: {outcome.sharing}")
+    for c in outcome.checks:
+        print(f"{c['name']}: {'pass' if c['ok'] else 'FAIL'} ({c['message']})")
     if not outcome.ok:
         print(outcome.message)
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 
+from . import gfd
 from .errors import Problem, SpecError
 from .names import API_VERSION, LABEL_GPU_IDS, LABEL_GPU_PRESENT, LABEL_GPU_WORKER, SPEC_KIND
 
@@ -110,9 +111,37 @@ def resolve(config_file: str | Path | None = None, env: Mapping[str, str] | None
     return doc
 
 
+# Fields `invoke up` changes on a running cluster (the steps apply them); a change of any other
+# field needs `up --recreate`.
+LIVE_FIELDS = (("devicePlugin", "sharing"),)
+
+
+def without_live_fields(doc: dict) -> dict:
+    """The spec less LIVE_FIELDS: what must match the one a running cluster was made with."""
+    doc = copy.deepcopy(doc)
+    for *parents, key in LIVE_FIELDS:
+        node = doc
+        for parent in parents:
+            node = node.get(parent) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(key, None)
+    return doc
+
+
+def live_differences(recorded: dict, wanted: dict) -> list[str]:
+    """`field: old -> new` for each of LIVE_FIELDS that differs between two specs."""
+    def get(doc, path):
+        for key in path:
+            doc = doc.get(key) if isinstance(doc, dict) else None
+        return doc
+
+    return [f"{'.'.join(path)}: {json.dumps(get(recorded, path))} -> {json.dumps(get(wanted, path))}"
+            for path in LIVE_FIELDS if get(recorded, path) != get(wanted, path)]
+
+
 def spec_hash(doc: dict) -> str:
     """Hash of the normalized spec, recorded beside it. (Whether a cluster matches its spec is
-    decided by comparing the whole recorded spec: cluster.check_same_spec.)"""
+    decided by comparing the whole recorded spec, but for LIVE_FIELDS: cluster.check_same_spec.)"""
     canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -219,7 +248,9 @@ def label_key_problem(key: str) -> str | None:
     return None
 
 
-def label_problems(labels, where: str) -> list[Problem]:
+def label_problems(labels, where: str, feature_labels: bool = False) -> list[Problem]:
+    """What kubelet would refuse in `labels`, and the keys kindgpu sets itself (feature_labels: the
+    GPU feature labels are on)."""
     found = []
     if not isinstance(labels, dict):
         return found
@@ -228,6 +259,10 @@ def label_problems(labels, where: str) -> list[Problem]:
         bad_key = label_key_problem(key)
         if key in RESERVED_LABELS or key.startswith(RESERVED_LABEL_PREFIX):
             found.append(Problem(path, "label is set by kindgpu", "choose another key"))
+        elif feature_labels and gfd.is_feature_key(key):
+            found.append(Problem(path, "label is one of GPU Feature Discovery's, which kindgpu sets",
+                                 f"choose another key, or set `{gfd.SPEC_SWITCH}: false` to set GFD's "
+                                 "labels yourself (or run GFD)"))
         elif bad_key:
             found.append(Problem(path, bad_key))
         elif kubelet_refuses(key):
@@ -299,19 +334,37 @@ def warnings(doc: dict) -> list[Problem]:
 def problems(doc: dict) -> list[Problem]:
     """Everything wrong with the spec that needs no host: the schema, labels, apiServer."""
     found = schema_problems(doc)
-    found += label_problems(doc.get("labels"), "labels")
+    features = gfd.enabled(doc)
+    found += label_problems(doc.get("labels"), "labels", features)
     workers = doc.get("workers")
     if isinstance(workers, list):
         for i, worker in enumerate(workers):
             if isinstance(worker, dict):
-                found += label_problems(worker.get("labels"), f"workers[{i}].labels")
+                found += label_problems(worker.get("labels"), f"workers[{i}].labels", features)
         listed = [w.get("gpus") for w in workers if isinstance(w, dict)]
         # A cluster of CPU-only workers has nothing for the device plugin or smoke to do.
         if listed and len(listed) == len(workers) and all(g == [] for g in listed):
             found.append(Problem("workers", "every worker has `gpus: []`",
                                  "give at least one worker a GPU"))
     found += api_server_problems(doc)
+    found += simulated_product_problems(doc)
     return found
+
+
+def simulated_product_problems(doc: dict) -> list[Problem]:
+    """A simulated product must make a legal nvidia.com/gpu.product label (GFD's form of its name)."""
+    sim = doc.get("simulate")
+    name = sim.get("product") if isinstance(sim, dict) else None
+    if not isinstance(name, str) or not gfd.enabled(doc):
+        return []
+    # The longest form it takes: shared GPUs get "-SHARED".
+    value = gfd.product(name, replicas=2)
+    if len(value) > VALUE_MAX or not re.fullmatch(LABEL_VALUE, value):
+        return [Problem("simulate.product", f"{name!r} makes the label value nvidia.com/gpu.product={value!r}, "
+                                            f"which Kubernetes refuses (at most {VALUE_MAX} characters: letters, "
+                                            "digits, '-', '_', '.', starting and ending with a letter or digit)",
+                        "use a shorter product name, as nvidia-smi prints it (e.g. 'NVIDIA H200')")]
+    return []
 
 
 def check(doc: dict) -> None:

@@ -31,6 +31,9 @@ def test_every_schedulable_node_offering_gpus_is_a_worker_with_its_count():
     assert all(g.uuid == "" for w in plan.workers for g in w.gpus)  # not known
     assert plan.workers[0].gpus[0].name == "NVIDIA-H200" and plan.workers[0].gpus[0].memory_mib == 143771
     assert plan.name == "prod" and not plan.simulated
+    from kindgpu import gfd, sharing
+
+    assert not gfd.enabled(plan.spec) and sharing.of(plan.spec).replicas == 1  # no checks that need UUIDs
 
 
 def test_a_cluster_without_gpu_nodes_says_what_to_install():

@@ -27,9 +27,36 @@ def test_minor_is_joined_by_uuid_not_position():
 
 def test_noheader_csv_uses_query_field_order():
     rows = inventory.parse_query_csv(
-        "3, GPU-abc, NVIDIA H100 80GB HBM3, 00000000:9A:00.0, 81559 MiB, Enabled\n")
+        "3, GPU-abc, NVIDIA H100 80GB HBM3, 00000000:9A:00.0, 81559 MiB, Enabled, 9.0\n")
     assert rows == [{"index": 3, "uuid": "GPU-abc", "name": "NVIDIA H100 80GB HBM3",
-                     "pci_bus_id": "0000:9a:00.0", "memory_mib": 81559, "mig_mode": "Enabled"}]
+                     "pci_bus_id": "0000:9a:00.0", "memory_mib": 81559, "mig_mode": "Enabled",
+                     "compute_cap": "9.0"}]
+
+
+def test_compute_cap_is_read_from_the_real_query_and_blank_when_unknown(h200_inventory):
+    assert [g.compute_cap for g in h200_inventory.gpus] == ["9.0", "9.0"]
+    rows = inventory.parse_query_csv("0, GPU-abc, Tesla T4, 00000000:01:00.0, 15360 MiB, [N/A], [N/A]\n")
+    assert rows[0]["compute_cap"] == "" and rows[0]["mig_mode"] == "[N/A]"
+    old = inventory.parse_query_csv("0, GPU-abc, Tesla T4, 00000000:01:00.0, 15360 MiB, [N/A]\n",
+                                    inventory.OLD_QUERY_FIELDS)
+    assert old[0]["compute_cap"] == ""
+
+
+def test_an_nvidia_smi_without_compute_cap_is_asked_again_without_it(tmp_path, monkeypatch):
+    """Drivers before 510 refuse a query naming compute_cap: the inventory still reads."""
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("""#!/bin/sh
+case "$1" in
+  --query-gpu=*compute_cap*) echo 'Field "compute_cap" is not a valid field to query.'; exit 2 ;;
+  --query-gpu=*) echo "0, GPU-abc, Tesla T4, 00000000:01:00.0, 15360 MiB, [N/A]" ;;
+  *) echo "| NVIDIA-SMI 470.82.01    Driver Version: 470.82.01    CUDA Version: 11.4     |" ;;
+esac
+""")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    inv = inventory.read_host_inventory(proc_root=tmp_path / "no-proc")
+    assert [(g.uuid, g.name, g.compute_cap, g.mig_mode) for g in inv.gpus] == [("GPU-abc", "Tesla T4", "", "[N/A]")]
+    assert (inv.driver_version, inv.cuda_version) == ("470.82.01", "11.4")
 
 
 def test_host_without_nvidia_smi_raises_with_command(monkeypatch):

@@ -112,3 +112,72 @@ def test_manifest_env_names_are_the_ones_the_plugin_reads(plugin):
     assert str(settings.device_dir) == "/var/run/kindgpu/sim-gpus"
     assert str(settings.plugin_dir) == "/var/lib/kubelet/device-plugins"
     assert str(settings.share_dir) == manifest.SHARE_DIR
+    assert (settings.replicas, settings.resource) == (1, "nvidia.com/gpu")  # no sharing: as before
+
+
+@pytest.fixture
+def shared_node(plugin_api, plugin, node_dir, monkeypatch):
+    """A node whose plugin time-slices each GPU 3 ways, advertised as nvidia.com/gpu.shared."""
+    monkeypatch.setattr(plugin, "POLL_SECONDS", 0.2)
+    node = Node(plugin_api, plugin, node_dir)
+    node.settings.replicas, node.settings.resource = 3, "nvidia.com/gpu.shared"
+    stop = threading.Event()
+    thread = threading.Thread(target=plugin.run, args=(node.settings, stop))
+    thread.start()
+    yield node
+    stop.set()
+    thread.join(timeout=15)
+    node.kubelet.stop()
+
+
+def test_time_sliced_gpus_are_advertised_as_replicas_with_nvidias_ids(shared_node):
+    request = shared_node.registered()
+    assert request.resource_name == "nvidia.com/gpu.shared"
+    stream = shared_node.connect(request).ListAndWatch(shared_node.api_pb2.Empty(), timeout=15)
+    ids = [d.ID for d in next(stream).devices]
+    stream.cancel()
+    # internal/rm/devices.go NewAnnotatedID: "<uuid>::<n>", n from 0.
+    assert ids == [f"{u}::{n}" for u in sorted(UUIDS[:2]) for n in range(3)]
+
+
+def test_replicas_of_one_gpu_give_that_gpu_once_and_pods_share_it(shared_node):
+    stub = shared_node.connect(shared_node.registered())
+    uuid = sorted(UUIDS[:2])[0]
+    pb = shared_node.api_pb2
+    # Two containers (two pods, as kubelet asks for each), each given a replica of the same GPU.
+    request = pb.AllocateRequest(container_requests=[pb.ContainerAllocateRequest(devices_ids=[f"{uuid}::0"]),
+                                                     pb.ContainerAllocateRequest(devices_ids=[f"{uuid}::2"])])
+    first, second = stub.Allocate(request, timeout=5).container_responses
+    assert first.envs["NVIDIA_VISIBLE_DEVICES"] == second.envs["NVIDIA_VISIBLE_DEVICES"] == uuid
+    # One container given two replicas of one GPU and one of the other sees each GPU once.
+    other = sorted(UUIDS[:2])[1]
+    (both,) = stub.Allocate(pb.AllocateRequest(container_requests=[pb.ContainerAllocateRequest(
+        devices_ids=[f"{uuid}::1", f"{other}::0", f"{uuid}::0"])]), timeout=5).container_responses
+    assert both.envs["NVIDIA_VISIBLE_DEVICES"] == f"{uuid},{other}"
+    env = {"PATH": os.environ["PATH"], **both.envs}
+    listing = subprocess.run([sys.executable, shared_node.settings.nvidia_smi, "--query-gpu=uuid",
+                              "--format=csv,noheader"], env=env, capture_output=True, text=True, check=True).stdout
+    assert listing.split() == [uuid, other]  # the fake nvidia-smi shows the shared GPUs themselves
+
+
+def test_a_replica_the_plugin_does_not_advertise_is_refused(shared_node):
+    stub = shared_node.connect(shared_node.registered())
+    pb = shared_node.api_pb2
+    for bad in (f"{UUIDS[0]}::3", UUIDS[0]):  # past the replicas; a bare UUID when replicated
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.Allocate(pb.AllocateRequest(container_requests=[pb.ContainerAllocateRequest(devices_ids=[bad])]),
+                          timeout=5)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_manifest_sharing_env_is_what_the_plugin_reads(plugin):
+    from kindgpu import sharing
+
+    ts = sharing.TimeSlicing(4, True)
+    (daemonset,) = manifest.sim_device_plugin_objects("img:1", "NVIDIA H100", 81559, ts)
+    env = {e["name"]: e["value"] for e in daemonset["spec"]["template"]["spec"]["containers"][0]["env"]}
+    settings = plugin.Settings.from_env(env)
+    assert (settings.replicas, settings.resource) == (4, "nvidia.com/gpu.shared")
+    assert plugin.device_ids(["GPU-a"], 2) == sharing.replica_ids("GPU-a", 2)
+    with pytest.raises(ValueError):
+        plugin.Settings.from_env({**env, plugin.ENV_REPLICAS: "0"})

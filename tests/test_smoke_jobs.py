@@ -189,3 +189,118 @@ def test_verdict_fails_when_the_cpu_worker_sees_a_gpu_or_its_gpu_ask_is_schedule
     assert suite.get("failures") == "2"
     assert [n for n, ok in cases.items() if not ok] == [
         "cpu-only-sees-no-gpu[mixed-worker2]", "cpu-only-gpu-ask-pending[mixed-worker2]"]
+
+
+# ---------------------------------------------------------------- time-slicing and the product selector
+
+
+def vis_log(worker, *uuids):
+    """A visibility payload's log that saw `uuids`."""
+    import json
+
+    lines = [f"kindgpu visibility payload: worker {worker}, pod p",
+             "nvidia-smi --query-gpu=uuid --format=csv,noheader: exit 0", *(f"  | {u}" for u in uuids),
+             f"visible GPUs: {len(uuids)}; ok"]
+    result = {"level": "visibility", "worker": worker, "ok": True, "rc": 0, "bad_lines": 0, "count": len(uuids),
+              "uuids": list(uuids), "error": ""}
+    return "\n".join(lines) + f"\nKINDGPU-RESULT {json.dumps(result)}\n"
+
+
+def shared_run(replicas=4, rename=False, **extra):
+    """A Smoke run on 2 simulated workers of 1 GPU each, time-sliced."""
+    doc = spec.resolve(env={}, flags={"simulate": 2, "workers": 2, "gpusPerWorker": 1})
+    doc["devicePlugin"]["sharing"] = {"timeSlicing": {"replicas": replicas, "renameByDefault": rename}}
+    doc.update(extra)
+    return smoke.Smoke(None, plan.make_plan(doc), "visibility")
+
+
+def test_with_time_slicing_each_worker_is_asked_for_its_gpus_times_replicas(state_dir):
+    run = shared_run()
+    worker = run.gpu_workers[0]
+    job = smoke.job("r1", "visibility", "img:1", worker, 0, [1, 1], time_slicing=run.ts)
+    assert pod(job)["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "4"}
+    assert env_of(job)["KINDGPU_EXPECTED_UUIDS"] == worker.gpus[0].uuid  # still sees its 1 GPU
+    assert run.pending_checks()[0][2:] == (5, 4)  # one more than it offers
+    renamed = shared_run(rename=True)
+    overask = renamed.overask_job("img:1")
+    assert pod(overask)["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu.shared": "5"}
+
+
+def test_without_sharing_the_jobs_are_as_before(state_dir):
+    run = mixed_run()
+    assert run.ts.replicas == 1
+    job = smoke.job("r1", "visibility", "img:1", run.gpu_workers[0], 0, [4, 4], time_slicing=run.ts)
+    assert job == smoke.job("r1", "visibility", "img:1", run.gpu_workers[0], 0, [4, 4])
+    assert [c.kind for c in run.checks()] == ["product"]  # no shared check
+
+
+def test_the_checks_select_by_product_and_share_one_workers_gpu(state_dir):
+    from kindgpu import smoke_checks
+
+    run = shared_run()
+    product, shared = run.checks()
+    assert (product.kind, product.subject, sorted(product.allowed)) == (
+        "product", "NVIDIA-H200-SHARED", ["gpu-cluster-worker", "gpu-cluster-worker2"])
+    (pjob,) = smoke.check_jobs("r1", "img:1", product, run.ts.resource)
+    assert pod(pjob)["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H200-SHARED"}
+    assert pod(pjob)["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    assert pjob["spec"]["template"]["metadata"]["labels"][smoke_checks.CHECK_LABEL] == "product-1"
+    assert (shared.kind, shared.subject, shared.pods) == ("shared", "gpu-cluster-worker", 2)
+    jobs = smoke.check_jobs("r1", "img:1", shared, run.ts.resource)
+    assert [pod(j)["nodeSelector"] for j in jobs] == [{"kubernetes.io/hostname": "gpu-cluster-worker"}] * 2
+    assert len({j["metadata"]["name"] for j in jobs}) == 2
+    assert "KINDGPU_EXPECTED_UUIDS" not in env_of(jobs[0])  # it sees one GPU of its worker's
+
+
+def test_no_product_check_when_the_cluster_leaves_the_labels_to_gfd(state_dir):
+    run = shared_run(gpuFeatureLabels=False)
+    assert [c.kind for c in run.checks()] == ["shared"]
+
+
+def test_two_pods_seeing_one_shared_gpu_pass_and_the_verdict_says_so(state_dir):
+    from kindgpu import smoke_checks
+
+    run = shared_run()
+    product, shared = run.checks()
+    workers = {w.node: w.gpus[0].uuid for w in run.gpu_workers}
+    w1, w2 = list(workers)
+    rows = [smoke_checks.verdict(product, [(w2, "Succeeded", vis_log("p", workers[w2]))]),
+            smoke_checks.verdict(shared, [(w1, "Succeeded", vis_log("s", workers[w1]))] * 2)]
+    assert all(r["ok"] for r in rows), rows
+    assert f"ran on {w2} and sees {workers[w2]}" in rows[0]["message"]
+    assert rows[1]["message"] == (f"time-slicing on {w1} (4 replicas per GPU): 2 pods shared {workers[w1]}, "
+                                  "as time-slicing allows")
+    logs = {w: vis_log(w, u) for w, u in workers.items()}
+    outcome = run.verdict(logs, "", PENDING, {}, 1.0, rows)
+    assert outcome.ok, outcome.message
+    assert "2 pods shared" in outcome.message and outcome.sharing.startswith("time-slicing, 4 replicas")
+    suite, cases = junit_cases(outcome)
+    assert cases["gpu-product-selector[NVIDIA-H200-SHARED]"] and cases[f"time-slicing[{w1}]"]
+
+
+def test_check_pods_in_the_wrong_place_or_seeing_a_foreign_gpu_fail(state_dir):
+    from kindgpu import smoke_checks
+
+    run = mixed_run()
+    (product,) = run.checks()
+    worker = run.gpu_workers[0]
+    mine = worker.gpus[0].uuid
+    assert smoke_checks.verdict(product, [(worker.node, "Succeeded", vis_log("p", mine))])["ok"]
+    elsewhere = smoke_checks.verdict(product, [("gpu-cluster-worker2", "Succeeded", vis_log("p", mine))])
+    assert not elsewhere["ok"] and "landed on gpu-cluster-worker2, which has no NVIDIA-H200" in elsewhere["message"]
+    foreign = smoke_checks.verdict(product, [(worker.node, "Succeeded", vis_log("p", "GPU-other"))])
+    assert not foreign["ok"] and "not the worker's GPU(s): GPU-other" in foreign["message"]
+    pending = smoke_checks.verdict(product, [(None, "Pending", None)])
+    assert not pending["ok"] and "not scheduled" in pending["message"]
+    outcome = run.verdict({}, "", PENDING, {"cpu1": PENDING}, 1.0, [pending])
+    assert not outcome.ok and "gpu-product-selector[NVIDIA-H200]: a pod was not scheduled" in outcome.message
+
+
+def test_a_shared_pod_seeing_two_gpus_or_none_fails():
+    from kindgpu.payloads import judge
+
+    assert not judge.judge_shared([vis_log("s", "GPU-a", "GPU-b"), vis_log("s", "GPU-a")], ["GPU-a", "GPU-b"], 2,
+                                  "w").ok
+    assert not judge.judge_shared([vis_log("s", "GPU-a")], ["GPU-a"], 2, "w").ok  # only one pod
+    distinct = judge.judge_shared([vis_log("s", "GPU-a"), vis_log("s", "GPU-b")], ["GPU-a", "GPU-b"], 2, "w")
+    assert distinct.ok and "got GPUs GPU-a, GPU-b" in distinct.message

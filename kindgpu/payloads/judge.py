@@ -12,6 +12,8 @@ Per pod:   judge_visibility(log, expected_uuids, worker=None, expect_none=False)
            judge_collective(log, world_size=None, local_gpus=None, nnodes=None, worker=None)
            judge(level, log, **expected)
 Per run:   judge_cluster(level, logs, assignments, cpu_only=()) -> ClusterVerdict
+Others:    judge_some_of(log, allowed_uuids, count, worker=None)  (a pod placed by a nodeSelector)
+           judge_shared(logs, allowed_uuids, replicas, worker)    (pods given time-slicing replicas)
 
 A CPU-only worker runs the visibility payload without a GPU at every level and
 must see none: nvidia-smi missing, or finding no device, counts as none; any
@@ -232,6 +234,48 @@ def _judge_none(log, worker):
         _check_echoed(log, uuids, problems)
     how = details.get("nvidia_smi", "?")
     return problems.verdict(_label("cpu-only visibility", worker, result), details, f"sees no GPU (nvidia-smi {how})")
+
+
+def judge_some_of(log, allowed_uuids, count, worker=None, what="visibility") -> Verdict:
+    """Pass iff a pod asking `count` GPU(s) of a worker saw exactly that many, each one of the
+    worker's (allowed_uuids): a pod placed by a nodeSelector, or given a time-slicing replica."""
+    problems = _Problems()
+    result = _common(log, "visibility", problems)
+    details = {"allowed": sorted(allowed_uuids or [])}
+    if result is not None:
+        uuids = _result_uuids(result, problems)
+        details["uuids"] = uuids
+        if result.get("rc") not in (0, None):
+            problems.add(f"nvidia-smi exited {result.get('rc')}")
+        if len(uuids) != count:
+            problems.add(f"{len(uuids)} GPU(s) visible, asked {count}")
+        for p in _uuid_set_problems(uuids, None):
+            problems.add(p)
+        foreign = sorted(set(uuids) - set(allowed_uuids or []))
+        if foreign:
+            problems.add(f"not the worker's GPU(s): {', '.join(foreign)}")
+        _check_echoed(log, uuids, problems)
+    seen = ", ".join(details.get("uuids", []))
+    return problems.verdict(_label(what, worker, result), details, f"sees {seen}")
+
+
+def judge_shared(logs, allowed_uuids, replicas, worker) -> Verdict:
+    """Pods on one time-sliced worker, given one replica each: each must see one of the worker's
+    GPUs. Two seeing the same GPU is what time-slicing does, and the verdict says so."""
+    verdicts = [judge_some_of(log, allowed_uuids, 1, worker, "time-slicing") for log in logs]
+    failed = [v.message for v in verdicts if not v.ok]
+    seen = [u for v in verdicts for u in v.details.get("uuids", [])]
+    details = {"uuids": seen, "replicas": replicas, "pods": len(logs)}
+    if failed or len(logs) < 2:
+        return Verdict(False, " | ".join(failed) or f"time-slicing on {worker}: {len(logs)} pod log(s), expected 2",
+                       details)
+    shared = sorted({u for u in seen if seen.count(u) > 1})
+    if shared:
+        how = f"{len(logs)} pods shared {', '.join(shared)}, as time-slicing allows"
+    else:
+        how = f"{len(logs)} pods got GPUs {', '.join(seen)}"
+    details["shared"] = shared
+    return Verdict(True, f"time-slicing on {worker} ({replicas} replicas per GPU): {how}", details)
 
 
 # ---------------------------------------------------------------- level 2

@@ -10,8 +10,13 @@ SHARE_DIR = "/var/lib/kindgpu-sim"
 PLUGIN_PROGRAM = "/opt/kindgpu-sim/plugin.py"  # where the image puts it (Dockerfiles)
 
 
-def sim_device_plugin_objects(image, product, memory_mib, namespace=names.SYSTEM_NAMESPACE):
-    """The DaemonSet (the only object needed) as a list of plain dicts, ready to apply."""
+def sim_device_plugin_objects(image, product, memory_mib, time_slicing=None, namespace=names.SYSTEM_NAMESPACE):
+    """The DaemonSet (the only object needed) as a list of plain dicts, ready to apply.
+
+    time_slicing (a sharing.TimeSlicing, when the spec has devicePlugin.sharing): the plugin
+    advertises each GPU that many times, as its resource. Left out, the DaemonSet is as it was
+    before sharing existed, so clusters without it see no change.
+    """
     labels = {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/managed-by": "kindgpu"}
     env = {
         "KINDGPU_SIM_PRODUCT": product,
@@ -20,6 +25,10 @@ def sim_device_plugin_objects(image, product, memory_mib, namespace=names.SYSTEM
         "KINDGPU_SIM_SHARE_DIR": SHARE_DIR,
         "KINDGPU_SIM_PLUGIN_DIR": PLUGIN_DIR,
     }
+    if time_slicing is not None:
+        # A change rolls the plugin (the pod template changes), as a new config does NVIDIA's.
+        env["KINDGPU_SIM_REPLICAS"] = str(time_slicing.replicas)
+        env["KINDGPU_SIM_RESOURCE"] = time_slicing.resource
     host_dirs = [
         # (volume name, path on node and in container, hostPath type, read-only)
         ("device-plugins", PLUGIN_DIR, "Directory", False),

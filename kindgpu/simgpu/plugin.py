@@ -5,6 +5,14 @@ the sim-gpus directory; it advertises them to kubelet as nvidia.com/gpu and, for
 allocation, hands the container NVIDIA_VISIBLE_DEVICES, a description of the GPUs, and a
 fake nvidia-smi that prints them.
 
+Time-slicing (KINDGPU_SIM_REPLICAS above 1): each GPU is advertised that many times, with the
+device IDs NVIDIA's plugin gives replicas, "<uuid>::<n>" (k8s-device-plugin v0.20.0,
+internal/rm/devices.go NewAnnotatedID, internal/rm/device_map.go updateDeviceMapWithReplicas),
+optionally as another resource (KINDGPU_SIM_RESOURCE, nvidia.com/gpu.shared with
+renameByDefault). A container given replicas gets their GPUs, each once, as NVIDIA's plugin does
+(internal/plugin/server.go uniqueDeviceIDsFromAnnotatedDeviceIDs): pods given replicas of one
+GPU see the same GPU.
+
 This file runs as a program inside the plugin image, beside nvidia_smi.py and the gRPC
 code generated from api.proto (api_pb2, api_pb2_grpc), so it imports nothing from kindgpu.
 """
@@ -35,6 +43,9 @@ ENV_MEMORY_MIB = "KINDGPU_SIM_MEMORY_MIB"
 ENV_DEVICE_DIR = "KINDGPU_SIM_DEVICE_DIR"
 ENV_SHARE_DIR = "KINDGPU_SIM_SHARE_DIR"
 ENV_PLUGIN_DIR = "KINDGPU_SIM_PLUGIN_DIR"
+ENV_REPLICAS = "KINDGPU_SIM_REPLICAS"  # optional: time-slicing replicas per GPU (1: not shared)
+ENV_RESOURCE = "KINDGPU_SIM_RESOURCE"  # optional: the resource advertised (default nvidia.com/gpu)
+REPLICA_SEPARATOR = "::"
 # What a GPU container gets.
 ENV_VISIBLE_DEVICES = "NVIDIA_VISIBLE_DEVICES"
 ENV_GPUS = "KINDGPU_SIM_GPUS"
@@ -46,9 +57,13 @@ log = logging.getLogger("kindgpu-sim-device-plugin")
 
 
 class Settings:
-    def __init__(self, product, memory_mib, device_dir, share_dir, plugin_dir):
+    def __init__(self, product, memory_mib, device_dir, share_dir, plugin_dir, replicas=1, resource=RESOURCE):
         self.product = product
         self.memory_mib = int(memory_mib)
+        self.replicas = int(replicas)
+        if self.replicas < 1:
+            raise ValueError(f"{ENV_REPLICAS} must be 1 or more, got {replicas!r}")
+        self.resource = resource
         self.device_dir = Path(device_dir)
         # Must be the same path on the node and in this container: kubelet mounts
         # files from it into GPU containers.
@@ -57,13 +72,15 @@ class Settings:
 
     @classmethod
     def from_env(cls, env=os.environ):
-        """All settings are required: the DaemonSet spells each one out."""
+        """The DaemonSet spells out every setting but sharing's, which only shared GPUs have."""
         return cls(
             product=env[ENV_PRODUCT],
             memory_mib=env[ENV_MEMORY_MIB],
             device_dir=env[ENV_DEVICE_DIR],
             share_dir=env[ENV_SHARE_DIR],
             plugin_dir=env[ENV_PLUGIN_DIR],
+            replicas=env.get(ENV_REPLICAS, "1"),
+            resource=env.get(ENV_RESOURCE) or RESOURCE,
         )
 
     @property
@@ -74,6 +91,18 @@ class Settings:
 def discover(device_dir):
     """The simulated GPUs of this node: one file per GPU, named by its UUID; sorted."""
     return sorted(p.name for p in Path(device_dir).iterdir() if p.name.startswith("GPU-"))
+
+
+def device_ids(uuids, replicas):
+    """The IDs advertised to kubelet: the UUIDs, or each GPU's replicas "<uuid>::<n>"."""
+    if replicas <= 1:
+        return list(uuids)
+    return [f"{u}{REPLICA_SEPARATOR}{n}" for u in uuids for n in range(replicas)]
+
+
+def gpu_of(device_id):
+    """The GPU a device ID names: a replica's UUID before "::", else the ID itself."""
+    return device_id.split(REPLICA_SEPARATOR, 1)[0]
 
 
 def describe(uuids, node_uuids, settings):
@@ -108,9 +137,11 @@ class SimulatedGPUPlugin(api_pb2_grpc.DevicePluginServicer):
         while context.is_active() and not self.stopping.is_set():
             uuids = discover(self.settings.device_dir)
             if uuids != sent:
-                log.info("advertising %d GPU(s): %s", len(uuids), ", ".join(uuids))
+                log.info("advertising %d GPU(s) × %d as %s: %s", len(uuids), self.settings.replicas,
+                         self.settings.resource, ", ".join(uuids))
                 yield api_pb2.ListAndWatchResponse(
-                    devices=[api_pb2.Device(ID=u, health=HEALTHY) for u in uuids]
+                    devices=[api_pb2.Device(ID=i, health=HEALTHY)
+                             for i in device_ids(uuids, self.settings.replicas)]
                 )
                 sent = uuids
             self.stopping.wait(POLL_SECONDS)
@@ -118,12 +149,15 @@ class SimulatedGPUPlugin(api_pb2_grpc.DevicePluginServicer):
     def Allocate(self, request, context):
         node_uuids = discover(self.settings.device_dir)
         response = api_pb2.AllocateResponse()
+        known = set(device_ids(node_uuids, self.settings.replicas))
         for container in request.container_requests:
-            unknown = [u for u in container.devices_ids if u not in node_uuids]
+            unknown = [i for i in container.devices_ids if i not in known]
             if unknown:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown GPU(s): {unknown}")
-            gpus = describe(container.devices_ids, node_uuids, self.settings)
-            log.info("allocating %s", ", ".join(g["uuid"] for g in gpus))
+            # Replicas of one GPU give that GPU once.
+            gpus = describe(set(map(gpu_of, container.devices_ids)), node_uuids, self.settings)
+            log.info("allocating %s (device IDs %s)", ", ".join(g["uuid"] for g in gpus),
+                     ", ".join(container.devices_ids))
             response.container_responses.append(
                 api_pb2.ContainerAllocateResponse(
                     envs={
@@ -162,14 +196,14 @@ def serve(plugin):
     return server
 
 
-def register(plugin_dir, timeout=10):
+def register(plugin_dir, timeout=10, resource=RESOURCE):
     """Tell kubelet about this plugin; kubelet then calls back on our socket."""
     with grpc.insecure_channel(f"unix://{Path(plugin_dir) / KUBELET_SOCKET}") as channel:
         api_pb2_grpc.RegistrationStub(channel).Register(
             api_pb2.RegisterRequest(
                 version=API_VERSION,
                 endpoint=ENDPOINT,
-                resource_name=RESOURCE,
+                resource_name=resource,
                 options=api_pb2.DevicePluginOptions(),
             ),
             timeout=timeout,
@@ -197,8 +231,8 @@ def run(settings, stop=None):
         server = serve(plugin)
         kubelet = _inode(kubelet_socket)
         try:
-            register(settings.plugin_dir)
-            log.info("registered %s with kubelet as %s", RESOURCE, ENDPOINT)
+            register(settings.plugin_dir, resource=settings.resource)
+            log.info("registered %s with kubelet as %s", settings.resource, ENDPOINT)
             own_socket = settings.plugin_dir / ENDPOINT
             while not stop.wait(POLL_SECONDS / 4):
                 if _inode(kubelet_socket) != kubelet or not own_socket.exists():
@@ -219,10 +253,12 @@ def main():
     except KeyError as missing:
         raise SystemExit(f"environment variable {missing} is not set")
     log.info(
-        "kindgpu simulated GPU device plugin: %s, %d MiB, devices in %s",
+        "kindgpu simulated GPU device plugin: %s, %d MiB, devices in %s, %d replica(s) per GPU as %s",
         settings.product,
         settings.memory_mib,
         settings.device_dir,
+        settings.replicas,
+        settings.resource,
     )
     stop = threading.Event()
     # PID 1 of its container: without a handler SIGTERM is ignored, and every rollout or delete of

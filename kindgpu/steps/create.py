@@ -1,5 +1,6 @@
 """The create step: kind makes the cluster, or its stopped nodes are started; then every node must
-be Ready, and the cluster records the plan it was made from."""
+be Ready, and the cluster records the plan it was made from. A cluster recording another plan
+(a field `up` changes in place, spec.LIVE_FIELDS, or a new inventory) records this one again."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ NODE_READY_TIMEOUT = 300
 
 
 class Create(Step):
-    """Create the kind cluster, or start its stopped nodes."""
+    """Create the kind cluster, or start its stopped nodes; record the plan in the cluster."""
 
     name = "create"
     needs_cluster = False
@@ -48,16 +49,14 @@ class Create(Step):
             return f"kubeconfig {plan.kubeconfig} is missing"
         try:
             not_ready = record.node_readiness(ctx.kube, plan)
-            recorded = record.read(ctx.kube)
+            stale = record.out_of_date(ctx.kube, plan)
         except Exception as err:
             if not is_transient(err):
                 raise
             return f"API server not answering: {type(err).__name__}"
         if not_ready:
             return f"node(s) not Ready: {', '.join(sorted(not_ready))}"
-        if recorded is None:
-            return "the cluster does not record its spec yet"
-        return ""
+        return stale  # "" when it records this very plan; running the step records it
 
     def run(self, ctx: Context, progress: Progress) -> None:
         found = ctx.nodes()
