@@ -1,6 +1,6 @@
 """What kindgpu costs on top of kind, and how it scales (simulated GPUs, real kind clusters).
 
-    python bench/run.py [--runs 3] [--quick] [--out docs/benchmarks.md]     (or: invoke bench)
+    python bench/run.py [--runs 3] [--cases core,load] [--out docs/benchmarks.md]     (or: invoke bench)
 
 Needs dockerd, kind and KINDGPU_NODE_IMAGE (hack/harness/setup.sh). Every measurement is a
 whole command as a user runs it, timed from outside; medians over --runs runs, with min and max.
@@ -96,6 +96,66 @@ def used_mib():
     return (kib("MemTotal") - kib("MemAvailable")) // 1024
 
 
+def random_image(tag, mib):
+    """A one-layer image of `mib` MiB of random bytes: nothing in the nodes shares a layer with it,
+    and it does not compress, like a user's own image."""
+    import tarfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        blob, rootfs = Path(tmp) / "blob", Path(tmp) / "rootfs.tar"
+        with blob.open("wb") as out:
+            for _ in range(mib):
+                out.write(os.urandom(1 << 20))
+        with tarfile.open(rootfs, "w") as tar:
+            tar.add(blob, arcname="blob")
+        sh("docker", "import", str(rootfs), tag)
+
+
+def node_names():
+    out = sh("docker", "ps", "--filter", f"label=io.x-k8s.kind.cluster={NAME}", "--format", "{{.Names}}").stdout
+    return sorted(out.split())
+
+
+def in_every_node(tag):
+    ref = f"docker.io/{tag}"  # the bench's tags have no registry: containerd records them so
+    return all(ref in sh("docker", "exec", node, "crictl", "images", "-o", "json").stdout for node in node_names())
+
+
+def bench_load(runs, workers, mib, log):
+    """`kind load docker-image` against `invoke load`, the same new image into every node of a
+    cluster, then the same command again (the image is there: both only check)."""
+    invoke("up", *spec_args(workers))
+    times = {"kind": [], "kindgpu": [], "kind-again": [], "kindgpu-again": []}
+    commands = {"kind": lambda tag: sh("kind", "load", "docker-image", tag, "--name", NAME),
+                "kindgpu": lambda tag: invoke("load", tag, "--name", NAME)}
+    for run in range(runs):
+        for tool in ("kind", "kindgpu") if run % 2 == 0 else ("kindgpu", "kind"):  # neither always first
+            tag = f"kindgpu-bench/load:{tool}-{run}-{os.getpid()}"
+            random_image(tag, mib)
+            times[tool].append(timed(lambda: commands[tool](tag)))
+            if not in_every_node(tag):
+                sys.exit(f"{tool} did not load {tag} into every node")
+            times[f"{tool}-again"].append(timed(lambda: commands[tool](tag)))
+            for node in node_names():
+                sh("docker", "exec", node, "crictl", "rmi", f"docker.io/{tag}", check=False)
+            sh("docker", "rmi", tag)
+            log(f"load {mib} MiB into {workers + 1} nodes, {tool}: {times[tool][-1]:.1f}s "
+                f"(again: {times[f'{tool}-again'][-1]:.2f}s)")
+    down()
+    nodes = workers + 1
+    return [
+        row(f"`kind load docker-image`, a new {mib} MiB image into {nodes} nodes", times["kind"]),
+        row(f"`invoke load`, a new {mib} MiB image into {nodes} nodes", times["kindgpu"]),
+        row("`kind load docker-image` again (in every node already)", times["kind-again"]),
+        row("`invoke load` again (in every node already)", times["kindgpu-again"]),
+        "",
+        "| ratio | value | target |",
+        "|---|---|---|",
+        f"| invoke load / kind load, new image | "
+        f"{statistics.median(times['kindgpu']) / statistics.median(times['kind']):.2f} | < 1 |",
+    ]
+
+
 def stats(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
@@ -111,14 +171,31 @@ def main():
     parser.add_argument("--quick-runs", type=int, default=10, help="runs per cheap measurement")
     parser.add_argument("--scale", default="1,4,8", help="worker counts for the scaling runs")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("--cases", default="core,load",
+                        help="what to measure: core (up, smoke, preflight, scaling), load (images into nodes)")
+    parser.add_argument("--load-workers", type=int, default=4, help="workers of the load case's cluster")
+    parser.add_argument("--load-mib", type=int, default=200, help="size of the load case's image")
     args = parser.parse_args()
     os.environ.setdefault("KINDGPU_STATE_DIR", tempfile.mkdtemp(prefix="kindgpu-bench-"))
+    # `up` merges its context into kubectl's kubeconfig: the bench's own, never this host's.
+    os.environ["KUBECONFIG"] = str(Path(os.environ["KINDGPU_STATE_DIR"]) / "kubectl-config")
     scale = [int(x) for x in args.scale.split(",")]
+    cases = set(args.cases.split(","))
     down()
     results, lines = {}, []
 
     def log(text):
         print(text, flush=True)
+
+    machine = (f"Machine: {platform.node()}, {os.cpu_count()} cores, "
+               f"{int(Path('/proc/meminfo').read_text().split()[1]) // 1024 // 1024} GiB, {platform.platform()}; "
+               f"node image {os.environ.get('KINDGPU_NODE_IMAGE')}; simulated GPUs, 1 per worker.")
+    if "core" not in cases:
+        lines = [machine, "", "| measurement | runs | median | min – max |", "|---|---|---|---|"]
+        if "load" in cases:
+            lines += bench_load(args.runs, args.load_workers, args.load_mib, log)
+        write(args.out, lines)
+        return
 
     # 4. start-up cost of the tool itself
     results["list"] = [timed(lambda: invoke("--list")) for _ in range(args.quick_runs)]
@@ -155,9 +232,7 @@ def main():
     lo, hi = min(scale), max(scale)
     med = lambda key: statistics.median(results[key])  # noqa: E731
     lines += [
-        f"Machine: {platform.node()}, {os.cpu_count()} cores, "
-        f"{int(Path('/proc/meminfo').read_text().split()[1]) // 1024 // 1024} GiB, {platform.platform()}; "
-        f"node image {os.environ.get('KINDGPU_NODE_IMAGE')}; simulated GPUs, 1 per worker.",
+        machine,
         "",
         "| measurement | runs | median | min – max |",
         "|---|---|---|---|",
@@ -183,11 +258,18 @@ def main():
         f"| host memory during an {hi}-worker up | +{results.get('memory_rise_mib', 0)} MiB "
         f"(peak {results.get('memory_peak_mib', 0)} MiB in use) | |",
     ]
+    if "load" in cases:
+        lines += ["", "| measurement | runs | median | min – max |", "|---|---|---|---|",
+                  *bench_load(args.runs, args.load_workers, args.load_mib, log)]
+    write(args.out, lines)
+
+
+def write(out, lines):
     text = "\n".join(lines) + "\n"
     print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).with_suffix(".latest.md").write_text(text)
-    print(f"written to {Path(args.out).with_suffix('.latest.md')} (copy into {args.out} with notes)")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).with_suffix(".latest.md").write_text(text)
+    print(f"written to {Path(out).with_suffix('.latest.md')} (copy into {out} with notes)")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from pathlib import Path
 
-from . import cmd, console, deviceplugin, lock, names, nodes, record, runner, sharing, spec as specs, steps
+from . import cmd, console, deviceplugin, kubeconfig, lock, names, nodes, record, runner, sharing, spec as specs, steps
 from .errors import KindgpuError
 from .kube import Kube, is_transient
 from .state import StateDir
@@ -17,9 +18,13 @@ def cluster_lock(name, command, reporter):
     return lock.exclusive(StateDir.of(name).lock, name, command, reporter.note)
 
 
+# Spec fields about this host, not the cluster: a change in them never asks to recreate it.
+HOST_FIELDS = ("mergeKubeconfig",)
+
+
 def spec_differences(recorded, wanted):
     """Field-by-field differences between the spec a cluster was made with and the one asked for."""
-    keys = sorted(set(recorded) | set(wanted))
+    keys = sorted((set(recorded) | set(wanted)) - set(HOST_FIELDS))
     return [f"{k}: {json.dumps(recorded.get(k))} -> {json.dumps(wanted.get(k))}"
             for k in keys if recorded.get(k) != wanted.get(k)]
 
@@ -35,10 +40,10 @@ def check_same_spec(ctx, recreate, reporter):
         if not is_transient(err):
             raise
         return  # not answering: the create step will say so
-    if recorded is None or recorded.spec == ctx.plan.spec:
+    diff = spec_differences(recorded.spec, ctx.plan.spec) if recorded is not None else []
+    if not diff:
         return
-    diff = spec_differences(recorded.spec, ctx.plan.spec)
-    if specs.without_live_fields(recorded.spec) == specs.without_live_fields(ctx.plan.spec):
+    if not spec_differences(specs.without_live_fields(recorded.spec), specs.without_live_fields(ctx.plan.spec)):
         # Only what the steps change in place (devicePlugin.sharing): they do, and re-record the spec.
         reporter.note(f"changing {ctx.plan.name} in place: "
                       f"{'; '.join(specs.live_differences(recorded.spec, ctx.plan.spec))}")
@@ -83,11 +88,17 @@ def delete(name, reporter, *, force=False, keep_lock=False):
     removed = []
     if found:
         with reporter.step("delete", f"kind delete cluster --name {name}"):
-            kubeconfig = state.kubeconfig
-            argv = ["kind", "delete", "cluster", "--name", name]
-            # Only the cluster's own kubeconfig is edited, never ~/.kube/config.
-            cmd.run(argv + (["--kubeconfig", kubeconfig] if kubeconfig.exists() else []), timeout=300)
+            # kind edits only the kubeconfig it is given: the cluster's own, even when it is gone
+            # (without one kind would remove kind-<name> from every file kubectl reads).
+            cmd.run(["kind", "delete", "cluster", "--name", name, "--kubeconfig", own_kubeconfig(state)],
+                    timeout=300)
         removed.append(f"{len(found)} node container(s)")
+    try:
+        for path in kubeconfig.unmerge_recorded(name):  # what kindgpu merged, and nothing else
+            removed.append(f"context {kubeconfig.key(name)} from {path}")
+    except KindgpuError as err:  # the cluster goes anyway; its entries stay where they are
+        reporter.note(f"WARNING: context {kubeconfig.key(name)} left in place: {err}"
+                      + (f"\nfix: {err.fix}" if err.fix else ""))
     removed += [f"network {n}" for n in nodes.remove_networks(client, name)]
     left = nodes.cluster_nodes(client, name)
     if left:
@@ -98,6 +109,14 @@ def delete(name, reporter, *, force=False, keep_lock=False):
         if had_state:
             removed.append(f"state {state.root}")
     return removed
+
+
+def own_kubeconfig(state):
+    """The cluster's own kubeconfig, as its plan.json says (a spec may have put it elsewhere)."""
+    try:
+        return Path(json.loads(state.plan.read_text())["kubeconfig"])
+    except (OSError, ValueError, KeyError):
+        return state.kubeconfig
 
 
 def down(name, reporter, *, force=False):

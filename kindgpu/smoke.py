@@ -82,7 +82,7 @@ def job(run_id, level, image, worker, rank, gpu_counts, gpus=None, extra_env=Non
     """
     ts = time_slicing or sharing.TimeSlicing()
     count = ts.allocatable(len(worker.gpus)) if gpus is None else gpus
-    uuids = [g.uuid for g in worker.gpus]
+    uuids = [g.uuid for g in worker.gpus if g.uuid]  # none known on a cluster kindgpu did not make
     env = payloads.env(level, worker_name=worker.node, gpu_uuids=uuids, rank=rank,
                        world_size=len(gpu_counts), gpu_counts=gpu_counts,
                        master_addr=f"w0.{SERVICE}.{NAMESPACE}.svc.cluster.local")
@@ -183,8 +183,12 @@ def support_objects(run_id, level):
 
 
 class Smoke:
-    def __init__(self, kube: Kube, plan: Plan, level, progress=lambda text: None, timeout=300):
-        self.kube, self.plan, self.level = kube, plan, level
+    def __init__(self, kube: Kube, plan: Plan, level, progress=lambda text: None, timeout=300, *,
+                 foreign=False, image=None):
+        """foreign: a cluster kindgpu did not make (kindgpu.foreign): no images are loaded into
+        its nodes, which pull them as the cluster is set up to. image: what every pod runs,
+        instead of the level's image (invoke smoke --image)."""
+        self.kube, self.plan, self.level, self.foreign, self.image = kube, plan, level, foreign, image
         self.progress, self.timeout = progress, timeout
         self.run_id = uuidlib.uuid4().hex[:6]
         self.workers = plan.workers
@@ -208,9 +212,9 @@ class Smoke:
 
     def run(self):
         start = time.monotonic()
-        image = image_for(self.plan, self.level)
+        image = self.image or image_for(self.plan, self.level)
         # CPU-only workers run the visibility payload at every level, in its (small) image.
-        cpu_image = image_for(self.plan, "visibility")
+        cpu_image = self.image or image_for(self.plan, "visibility")
         self.load_image(image, self.gpu_workers)
         self.load_image(cpu_image, self.cpu_workers.values())
         self.ensure_namespace()
@@ -267,7 +271,7 @@ class Smoke:
     def load_image(self, image, workers):
         """An image the host's Docker has goes into the workers that lack it: no registry needed."""
         wanted = {w.node for w in workers}
-        if not wanted:
+        if not wanted or self.foreign:
             return
         client = nodes.docker_client()
         found = [n for n in nodes.cluster_nodes(client, self.plan.name) if n.name in wanted]
@@ -364,14 +368,19 @@ class Smoke:
 
     def verdict(self, logs, failure, limit, asks, seconds, checks=()):
         """asks: CPU-only worker key -> the check of its pod asking for 1 GPU; checks: smoke_checks rows."""
-        assignments = {w.node: [g.uuid for g in w.gpus] for w in self.gpu_workers}
+        # Where the UUIDs are not known (a cluster kindgpu did not make), the node's GPU count is.
+        assignments = {w.node: [g.uuid for g in w.gpus] if all(g.uuid for g in w.gpus) else len(w.gpus)
+                       for w in self.gpu_workers}
         cpu_nodes = [w.node for w in self.cpu_workers.values()]
         cluster = judge.judge_cluster(self.level, logs, assignments, cpu_only=cpu_nodes)
         rows = []
         for w in self.gpu_workers:
             v = cluster.workers[w.node]
             result, _ = judge.parse_result(logs.get(w.node) or "")
-            rows.append({"node": w.node, "worker": w.number, "expected": assignments[w.node],
+            expected = assignments[w.node]
+            rows.append({"node": w.node, "worker": w.number,
+                         "expected": expected if isinstance(expected, list) else [],
+                         "expectedCount": len(w.gpus),
                          "seen": (result or {}).get("uuids") or [g.get("uuid") for g in (result or {}).get("gpus", [])
                                                                  if isinstance(g, dict)],
                          "ok": v.ok, "message": v.message})
@@ -428,7 +437,8 @@ def show(outcome, cluster, as_json):
         return
     console.table(f"Smoke ({outcome.level}) on {cluster}: {'PASS' if outcome.ok else 'FAIL'}",
                   ["worker", "node", "expected GPUs", "seen GPUs", "result"],
-                  [(w["worker"], w["node"], "\n".join(w["expected"]), "\n".join(u for u in w["seen"] if u),
+                  [(w["worker"], w["node"], "\n".join(w["expected"]) or f"{w['expectedCount']} (as the node offers)",
+                    "\n".join(u for u in w["seen"] if u),
                     "pass" if w["ok"] else w["message"]) for w in outcome.workers]
                   + [("cpu-only", w["node"], "(none)", "\n".join(w["seen"]) or "(none)",
                       "pass" if w["ok"] else w["message"]) for w in outcome.cpu_workers])
@@ -446,14 +456,21 @@ def show(outcome, cluster, as_json):
         print(outcome.message)
 
 
-def smoke(name, level, reporter, *, junit=None, as_json=False, timeout=300):
+def smoke(name, level, reporter, *, junit=None, as_json=False, timeout=300, image=None):
     nodes.docker_client()  # no Docker: say so, not what kind says
     kube = Kube.for_kind_cluster(name)
     plan = record.require(kube, name)
     check_level(plan, level)
+    return run_and_report(kube, plan, level, reporter, junit or StateDir.of(name).junit(level),
+                          as_json=as_json, timeout=timeout, image=image)
+
+
+def run_and_report(kube, plan, level, reporter, junit, *, as_json=False, timeout=300, foreign=False, image=None):
+    """Run the level's Jobs on the plan's workers, write the JUnit report, show the outcome."""
+    name = plan.name
     with reporter.step("smoke", f"{level} Jobs on {len(plan.workers)} worker(s)") as progress:
-        outcome = Smoke(kube, plan, level, progress, timeout).run()
-    path = junit or StateDir.of(name).junit(level)
+        outcome = Smoke(kube, plan, level, progress, timeout, foreign=foreign, image=image).run()
+    path = junit
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(junit_xml(outcome, name))
     show(outcome, name, as_json)

@@ -33,7 +33,8 @@ class StateDir:
 
     root: Path
 
-    kubeconfig = Entry("kubeconfig")  # the cluster's own, unless its spec names another; never ~/.kube/config
+    kubeconfig = Entry("kubeconfig")  # the cluster's own, unless its spec names another
+    merged = Entry("merged-kubeconfig.json")  # where kindgpu merged kind-<name>: what `down` removes
     kind_config = Entry("kind-config.yaml")
     spec = Entry("spec.yaml")
     spec_hash = Entry("spec.sha256")

@@ -226,6 +226,23 @@ def test_visibility_missing_worker_log_fails_the_run():
     assert not cv.ok and "no pod log" in cv.workers[W2].message
 
 
+def test_visibility_on_a_cluster_kindgpu_did_not_make_is_judged_by_each_nodes_count():
+    """Only the node's allocatable count is known there: exactly that many distinct GPUs pass."""
+    logs = {w: log(f"visibility-{w}") for w in ASSIGN}
+    counts = {w: len(u) for w, u in ASSIGN.items()}
+    cv = judge.judge_cluster("visibility", logs, counts)
+    assert cv.ok, cv.message
+    assert "sees the 1 GPU(s) its node offers" in cv.workers[W1].message
+    cv = judge.judge_cluster("visibility", logs, {W1: 2, W2: 1})
+    assert not cv.ok and "sees 1 GPU(s), but its node offers 2" in cv.workers[W1].message
+    # The same GPU from two nodes fails the run even when each count is right.
+    cv = judge.judge_cluster("visibility", {W1: logs[W1], W2: logs[W1]}, counts)
+    assert not cv.ok and f"GPU {UUID0} seen on 2 workers" in cv.message
+    # A pod that lists one GPU twice does not make up the count.
+    dup = edit_result(logs[W1], uuids=[UUID0, UUID0], count=2)
+    assert not judge.judge_visibility(dup, None, expected_count=2).ok
+
+
 # ---------------------------------------------------------------- level 2
 
 

@@ -164,8 +164,13 @@ def test_a_step_task_runs_the_steps_before_it_first_and_stops_after_it(state_dir
     """No cluster yet: Docker (faked at its client) has no node containers."""
     no_containers = SimpleNamespace(containers=SimpleNamespace(list=lambda **filters: []))
     monkeypatch.setattr(nodes, "docker_client", lambda: no_containers)
+    monkeypatch.setenv("KUBECONFIG", str(state_dir.parent / "kubectl-config"))
     tasks.ns["label"](Context(), name="t", simulate="8", dry_run=True)
     out = capsys.readouterr().out
-    assert [line.split()[1] for line in out.splitlines()] == ["preflight", "config", "create", "label"]
+    assert [line.split()[1] for line in out.splitlines()] == ["preflight", "config", "create", "label", "kubeconfig"]
     assert "would run: cluster t does not exist" in out and "label  would run: the cluster is not up yet" in out
+    assert f"kubeconfig  would merge context kind-t into {state_dir.parent / 'kubectl-config'}" in out
     assert not (state_dir / "t").exists()  # a dry run writes no state
+    assert not (state_dir.parent / "kubectl-config").exists()  # nor merges
+    tasks.ns["label"](Context(), name="t", simulate="8", dry_run=True, no_merge=True)
+    assert "kubeconfig" not in capsys.readouterr().out

@@ -41,19 +41,25 @@ probe() {
 # The compute and collective levels' image, from this machine's own Python and PyTorch (no
 # gigabytes carried): its interpreter, standard library, site directories and shared libraries.
 torch_image() {
-  local list=/var/tmp/kindgpu-torch-paths bin missing tries
+  local list=/var/tmp/kindgpu-torch-paths bin site missing tries said module=${RIG_PYTHON_ROOTS:-torch}
+  module=${module%% *}
   python3 hack/gpu-host/torch_paths.py | sed 's|^/||' >"$list"
   bin=$(dirname "$(python3 -c 'import sys; print(sys.executable)')")
+  # Its site directories, named: the interpreter in the image need not find them by itself (a
+  # distribution's site.py may look for Debian's dist-packages instead).
+  site=$(python3 -c 'import sys; print(":".join(p for p in sys.path if p.endswith(("site-packages", "dist-packages"))))')
   for tries in 1 2 3 4; do
     docker rmi -f "$SMOKE_PYTORCH_IMAGE" >/dev/null 2>&1
     echo "$(wc -l <"$list") paths; python3 in $bin"
     tar -C / -c --exclude='usr/lib/x86_64-linux-gnu/dri' bin lib lib64 sbin -T "$list" \
       | docker import --change "ENV PATH=$bin:$CUDA_PATH" --change "ENV LD_LIBRARY_PATH=$CUDA_LD_LIBRARY_PATH" \
-        --change "ENV NVIDIA_VISIBLE_DEVICES=all" --change 'CMD ["python3"]' - "$SMOKE_PYTORCH_IMAGE" >/dev/null \
+        --change "ENV PYTHONPATH=$site" --change "ENV NVIDIA_VISIBLE_DEVICES=all" --change 'CMD ["python3"]' \
+        - "$SMOKE_PYTORCH_IMAGE" >/dev/null \
       || { echo "tar | docker import failed"; return 1; }
-    said=$(docker run --rm --entrypoint python3 "$SMOKE_PYTORCH_IMAGE" -c 'import torch; print("torch", torch.__version__)' 2>&1)
+    said=$(docker run --rm --network none --entrypoint python3 "$SMOKE_PYTORCH_IMAGE" -c \
+      "import $module; print('imported', $module.__name__)" 2>&1)
     echo "$said" | tail -n 3
-    if echo "$said" | grep -q "^torch "; then docker image ls "$SMOKE_PYTORCH_IMAGE"; return 0; fi
+    if echo "$said" | grep -q "^imported "; then docker image ls "$SMOKE_PYTORCH_IMAGE"; return 0; fi
     missing=$(echo "$said" | sed -n "s/.*No module named '\([^'.]*\).*/\1/p")
     [ -n "$missing" ] || return 1
     # What the metadata did not name: take the module from where this Python finds it.

@@ -35,7 +35,8 @@ def link_chain(path):
 
 
 dists = {}
-for root in ("torch", "numpy"):
+# RIG_PYTHON_ROOTS: other roots, to rehearse on a machine without torch (e.g. "yaml").
+for root in os.environ.get("RIG_PYTHON_ROOTS", "torch numpy").split():
     closure(root, dists)
 # The base interpreter's standard library (in a virtual environment, platstdlib is the environment's
 # own lib/, which holds every package).
@@ -44,6 +45,13 @@ paths = {base["stdlib"], base["platstdlib"], os.path.join(sys.prefix, "pyvenv.cf
          "/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/bin/sh", "/usr/bin/dash", "/usr/bin/env",
          "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/passwd", "/etc/group"}
 paths.update(link_chain(sys.executable))
+# An interpreter built with a shared libpython needs its own: another one the image has (the
+# distribution's, under /usr/lib) would be loaded instead and break its extension modules.
+if sysconfig.get_config_var("Py_ENABLE_SHARED"):
+    libdir, library = sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("INSTSONAME")
+    for name in {library, sysconfig.get_config_var("LDLIBRARY")}:
+        if name:
+            paths.update(link_chain(os.path.join(libdir, name)))
 for dist in dists.values():
     for f in dist.files or []:
         path = os.path.abspath(dist.locate_file(f))  # as the interpreter finds it

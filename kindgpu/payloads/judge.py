@@ -149,10 +149,12 @@ def _uuid_set_problems(seen, expected, what="visible"):
 # ---------------------------------------------------------------- level 1
 
 
-def judge_visibility(log, expected_uuids, worker=None, expect_none=False) -> Verdict:
+def judge_visibility(log, expected_uuids, worker=None, expect_none=False, expected_count=None) -> Verdict:
     """Pass iff the pod's nvidia-smi listed exactly expected_uuids: no duplicate, none missing or extra.
 
     expect_none: a CPU-only worker's pod, given no GPU; pass iff it sees none (see _judge_none).
+    expected_count: on a cluster kindgpu did not make, only the number of GPUs the node offers is
+    known (expected_uuids None): pass iff the pod lists exactly that many distinct GPUs.
     """
     if expect_none:
         return _judge_none(log, worker)
@@ -171,13 +173,18 @@ def judge_visibility(log, expected_uuids, worker=None, expect_none=False) -> Ver
             problems.add(f"{result['bad_lines']} line(s) of nvidia-smi output are not GPU UUIDs")
         if not uuids:
             problems.add("no GPU visible")
-        if expected_uuids is None:
+        if expected_uuids is None and expected_count is None:
             problems.add("no expected UUIDs given to judge against")
+        if expected_uuids is None and expected_count is not None:
+            details["expected_count"] = expected_count
+            if len(uuids) != expected_count:
+                problems.add(f"sees {len(uuids)} GPU(s), but its node offers {expected_count}")
         for p in _uuid_set_problems(uuids, expected_uuids):
             problems.add(p)
         _check_echoed(log, uuids, problems)
     n = len(details.get("uuids", []))
-    return problems.verdict(_label("visibility", worker, result), details, f"sees its {n} assigned GPU(s)")
+    ok = f"sees its {n} assigned GPU(s)" if expected_uuids is not None else f"sees the {n} GPU(s) its node offers"
+    return problems.verdict(_label("visibility", worker, result), details, ok)
 
 
 def _check_echoed(log, uuids, problems):
@@ -409,7 +416,8 @@ def judge(level, log, **expected) -> Verdict:
     collective: world_size, local_gpus, nnodes. Unknown keywords are ignored."""
     if level == "visibility":
         return judge_visibility(log, expected.get("expected_uuids"), worker=expected.get("worker"),
-                                expect_none=expected.get("expect_none", False))
+                                expect_none=expected.get("expect_none", False),
+                                expected_count=expected.get("expected_count"))
     if level == "compute":
         return judge_compute(log, expected.get("expected_count"), expected.get("expected_uuids"),
                              worker=expected.get("worker"))
@@ -426,21 +434,25 @@ def judge_cluster(level, logs, assignments, cpu_only=()) -> ClusterVerdict:
     """Judge every worker's pod and what only the run as a whole shows.
 
     logs: worker name -> pod log text (a worker without a log fails).
-    assignments: GPU worker name -> its assigned GPU UUIDs, in node-rank order for collective.
+    assignments: GPU worker name -> its assigned GPU UUIDs, in node-rank order for collective; or
+    its GPU count alone, on a cluster kindgpu did not make (where the node's UUIDs are not known).
     cpu_only: names of CPU-only workers; their pods ran the visibility payload (whatever the
     level) and must see no GPU.
     Cross-worker checks: no GPU UUID reported by two workers; collective pods agree
     on world size and rank map.
     """
     verdicts = {}
-    world = sum(len(u) for u in assignments.values())
-    for name, uuids in assignments.items():
+    counts = {name: given if isinstance(given, int) else len(given) for name, given in assignments.items()}
+    world = sum(counts.values())
+    for name, given in assignments.items():
         log = logs.get(name)
         if log is None:
             verdicts[name] = Verdict(False, f"{level} on {name}: no pod log", {})
             continue
-        verdicts[name] = judge(level, log, worker=name, expected_uuids=list(uuids), expected_count=len(uuids),
-                               world_size=world, local_gpus=len(uuids), nnodes=len(assignments))
+        verdicts[name] = judge(level, log, worker=name,
+                               expected_uuids=None if isinstance(given, int) else list(given),
+                               expected_count=counts[name], world_size=world, local_gpus=counts[name],
+                               nnodes=len(assignments))
     for name in cpu_only:
         log = logs.get(name)
         verdicts[name] = (judge_visibility(log, [], worker=name, expect_none=True) if log is not None

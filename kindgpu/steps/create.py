@@ -158,8 +158,9 @@ def records_spec(name: str) -> bool:
 def delete_cluster(ctx: Context) -> None:
     """kind delete, editing only the cluster's own kubeconfig; the network goes too when empty."""
     plan = ctx.plan
-    kubeconfig = ["--kubeconfig", plan.kubeconfig] if plan.kubeconfig.exists() else []
-    cmd.run(["kind", "delete", "cluster", "--name", plan.name, *kubeconfig], check=False, timeout=300)
+    # With its own kubeconfig, even one that is gone: kind would otherwise edit every file kubectl reads.
+    cmd.run(["kind", "delete", "cluster", "--name", plan.name, "--kubeconfig", plan.kubeconfig],
+            check=False, timeout=300)
     nodes.remove_networks(ctx.docker, plan.name)
 
 
@@ -214,7 +215,7 @@ def kind_failed(name: str, returncode: int, output: str, where=None) -> StepFail
 
 
 def write_kubeconfig(ctx: Context) -> None:
-    """The cluster's own kubeconfig, mode 0600; ~/.kube/config is never touched."""
+    """The cluster's own kubeconfig, mode 0600 (what kindgpu reads; merging is kindgpu.kubeconfig's)."""
     path = ctx.plan.kubeconfig
     text = cmd.run(["kind", "get", "kubeconfig", "--name", ctx.plan.name]).stdout
     if not path.exists() or path.read_text() != text:

@@ -34,6 +34,17 @@ def harness():
     return os.environ["KINDGPU_NODE_IMAGE"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def users_kubeconfig(tmp_path_factory):
+    """The kubeconfig kubectl reads, for the whole suite: `invoke up` merges its context there, so
+    no test touches this host's ~/.kube/config."""
+    path = tmp_path_factory.mktemp("kube") / "config"
+    patch = pytest.MonkeyPatch()
+    patch.setenv("KUBECONFIG", str(path))
+    yield path
+    patch.undo()
+
+
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

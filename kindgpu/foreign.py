@@ -1,0 +1,105 @@
+"""GPU clusters kindgpu did not make, reached through a kubeconfig alone (`invoke smoke --kubeconfig`,
+the pytest plugin's `--kindgpu-kubeconfig`).
+
+Such a cluster records no plan, so its nodes make one: every node offering allocatable
+`nvidia.com/gpu` (and not cordoned) is a GPU worker with that many GPUs, their UUIDs unknown. The
+smoke levels then pass when each node's pod sees exactly that many GPUs, no UUID shows on two
+nodes, and a pod asking one GPU more than the largest node has stays Pending; the collective level
+spans all of those nodes.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from . import names, spec as specs
+from .errors import KindgpuError
+from .inventory import GPU, Inventory
+from .kube import Kube, is_transient
+from .plan import Plan, WorkerPlan
+from .state import state_root
+
+PRODUCT_LABEL = "nvidia.com/gpu.product"  # set by NVIDIA's GPU feature discovery, where it runs
+MEMORY_LABEL = "nvidia.com/gpu.memory"  # MiB, same
+
+
+def kube_for(path):
+    """The API of the cluster in `path` (its current context); an error with the fix if unusable."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        from .errors import Problem, SpecError
+
+        raise SpecError([Problem("--kubeconfig", f"{path} does not exist", "give the kubeconfig of the cluster")],
+                        title="invalid task flags")
+    return Kube(path)
+
+
+def cluster_label(path):
+    """A name for the cluster in `path`: its current context, made fit for a file name."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        doc = {}
+    context = str(doc.get("current-context") or Path(path).stem) if isinstance(doc, dict) else Path(path).stem
+    label = re.sub(r"[^a-z0-9]+", "-", context.lower()).strip("-")[:49].strip("-")
+    return label or "cluster"
+
+
+def gpu_nodes(kube):
+    """(Nodes offering nvidia.com/gpu, as (name, count, labels) in name order; cordoned ones' names)."""
+    offering, cordoned = [], []
+    for node in sorted(kube.nodes(), key=lambda n: n.metadata.name):
+        count = int((node.status.allocatable or {}).get(names.GPU_RESOURCE, "0") or 0)
+        if count <= 0:
+            continue
+        if node.spec.unschedulable:
+            cordoned.append(node.metadata.name)
+            continue
+        offering.append((node.metadata.name, count, dict(node.metadata.labels or {})))
+    return offering, cordoned
+
+
+def observed_plan(kube, name, doc=None):
+    """The plan a cluster's nodes make: a worker per node offering GPUs, numbered in name order,
+    with as many GPUs as it offers (UUID "": not known). doc: a spec for the smoke images."""
+    offering, cordoned = gpu_nodes(kube)
+    if not offering:
+        raise KindgpuError(
+            f"no node of cluster {name} offers allocatable {names.GPU_RESOURCE}"
+            + (f" (cordoned: {', '.join(cordoned)})" if cordoned else ""),
+            "install NVIDIA's device plugin or GPU operator there, and wait for the nodes to offer their GPUs "
+            "(kubectl get nodes -o custom-columns=NODE:.metadata.name,GPU:.status.allocatable.nvidia\\.com/gpu)")
+    doc = dict(doc or specs.defaults())
+    # kindgpu set none of its labels there, and smoke's check by GPU product judges recorded UUIDs.
+    # What a node offers is its count already, time-sliced or not: nothing to multiply by replicas.
+    doc.update(name=name, simulate=None, workers=len(offering), gpuFeatureLabels=False,
+               devicePlugin={k: v for k, v in (doc.get("devicePlugin") or {}).items() if k != "sharing"})
+    workers, every_gpu = [], []
+    for number, (node, count, labels) in enumerate(offering, start=1):
+        memory = labels.get(MEMORY_LABEL, "")
+        gpus = tuple(GPU(index=i, uuid="", name=labels.get(PRODUCT_LABEL, ""), pci_bus_id="",
+                         memory_mib=int(memory) if memory.isdigit() else 0, minor=None) for i in range(count))
+        every_gpu += gpus
+        workers.append(WorkerPlan(number, node, gpus, labels))
+    return Plan(doc, "", Inventory(tuple(every_gpu)), tuple(workers))
+
+
+def smoke(path, level, reporter, *, doc=None, image=None, junit=None, as_json=False, timeout=300):
+    """`invoke smoke --kubeconfig FILE`: the level's Jobs on every node that offers GPUs."""
+    from . import smoke as smoke_test
+
+    kube = kube_for(path)
+    name = cluster_label(path)
+    try:
+        plan = observed_plan(kube, name, doc)
+    except Exception as err:
+        if not is_transient(err):
+            raise
+        raise KindgpuError(f"cannot reach the cluster in {path}: {type(err).__name__}: {err}",
+                           f"check it with `kubectl --kubeconfig {path} get nodes`") from err
+    junit = junit or state_root() / "foreign" / name / f"smoke-{level}-junit.xml"
+    return smoke_test.run_and_report(kube, plan, level, reporter, junit, as_json=as_json, timeout=timeout,
+                                     foreign=True, image=image)
