@@ -55,3 +55,30 @@ def fake_host_gpu_devices(minors):
     finally:
         for path in made:
             path.unlink(missing_ok=True)
+
+
+@contextmanager
+def cluster_from_spec(root, cluster, spec_text, request):
+    """A spec file for `cluster` in a state dir of its own under root; afterwards kind's logs when
+    a test failed, then the cluster, its network and the previous KINDGPU_STATE_DIR are gone/back."""
+    before = os.environ.get("KINDGPU_STATE_DIR")
+    os.environ["KINDGPU_STATE_DIR"] = str(root / "state")
+    path = root / f"{cluster}.yaml"
+    path.write_text(spec_text)
+    try:
+        yield path
+    finally:
+        if getattr(request.session, "e2e_failed", False):
+            export_logs(cluster, "failed")
+        subprocess.run(["kind", "delete", "cluster", "--name", cluster], capture_output=True)
+        docker("network", "rm", f"kindgpu-{cluster}")
+        if before is None:
+            os.environ.pop("KINDGPU_STATE_DIR")
+        else:
+            os.environ["KINDGPU_STATE_DIR"] = before
+
+
+def kind_kube(cluster):
+    from kindgpu.kube import Kube
+
+    return Kube.for_kind_cluster(cluster)

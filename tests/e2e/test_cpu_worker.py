@@ -4,12 +4,10 @@ The tests run in file order and share one cluster.
 """
 
 import json
-import os
-import subprocess
 
 import pytest
 
-from cluster_helpers import docker, export_logs, fake_host_gpu_devices, invoke, node_gpu_minors
+from cluster_helpers import cluster_from_spec, docker, fake_host_gpu_devices, invoke, kind_kube, node_gpu_minors
 
 CLUSTER = "cpuw"
 GPU_NODE, CPU_NODE = f"{CLUSTER}-worker", f"{CLUSTER}-worker2"
@@ -29,27 +27,13 @@ GPU_LABELS = ("gpu-worker", "gpu-ids", "nvidia.com/gpu.present", "team")
 @pytest.fixture(scope="module")
 def spec_file(tmp_path_factory, harness, request):
     """The spec, a state dir of its own, every host GPU device node faked, and cleanup whatever happens."""
-    root = tmp_path_factory.mktemp("kindgpu-cpuw")
-    before = os.environ.get("KINDGPU_STATE_DIR")
-    os.environ["KINDGPU_STATE_DIR"] = str(root / "state")
-    path = root / "cpuw.yaml"
-    path.write_text(SPEC)
-    with fake_host_gpu_devices(range(8)):
+    with fake_host_gpu_devices(range(8)), \
+            cluster_from_spec(tmp_path_factory.mktemp("kindgpu-cpuw"), CLUSTER, SPEC, request) as path:
         yield path
-        if getattr(request.session, "e2e_failed", False):
-            export_logs(CLUSTER, "failed")
-        subprocess.run(["kind", "delete", "cluster", "--name", CLUSTER], capture_output=True)
-        docker("network", "rm", f"kindgpu-{CLUSTER}")
-    if before is None:
-        os.environ.pop("KINDGPU_STATE_DIR")
-    else:
-        os.environ["KINDGPU_STATE_DIR"] = before
 
 
 def kube():
-    from kindgpu.kube import Kube
-
-    return Kube.for_kind_cluster(CLUSTER)
+    return kind_kube(CLUSTER)
 
 
 def test_up_makes_a_gpu_worker_and_a_cpu_only_worker(spec_file):

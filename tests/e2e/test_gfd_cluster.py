@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from cluster_helpers import docker, export_logs, invoke
+from cluster_helpers import cluster_from_spec, docker, invoke, kind_kube
 
 CLUSTER = "kgfd"
 WORKERS = (f"{CLUSTER}-worker", f"{CLUSTER}-worker2")
@@ -34,26 +34,12 @@ gpusPerWorker: 1{sharing}
 @pytest.fixture(scope="module")
 def spec_file(tmp_path_factory, harness, request):
     """The spec, a state dir of its own, and cleanup whatever happens."""
-    root = tmp_path_factory.mktemp("kindgpu-kgfd")
-    before = os.environ.get("KINDGPU_STATE_DIR")
-    os.environ["KINDGPU_STATE_DIR"] = str(root / "state")
-    path = root / "kgfd.yaml"
-    path.write_text(spec_text())
-    yield path
-    if getattr(request.session, "e2e_failed", False):
-        export_logs(CLUSTER, "failed")
-    subprocess.run(["kind", "delete", "cluster", "--name", CLUSTER], capture_output=True)
-    docker("network", "rm", f"kindgpu-{CLUSTER}")
-    if before is None:
-        os.environ.pop("KINDGPU_STATE_DIR")
-    else:
-        os.environ["KINDGPU_STATE_DIR"] = before
+    with cluster_from_spec(tmp_path_factory.mktemp("kindgpu-kgfd"), CLUSTER, spec_text(), request) as path:
+        yield path
 
 
 def kube():
-    from kindgpu.kube import Kube
-
-    return Kube.for_kind_cluster(CLUSTER)
+    return kind_kube(CLUSTER)
 
 
 def labels():
