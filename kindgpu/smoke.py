@@ -48,11 +48,12 @@ class Outcome:
     cpu_workers: list = field(default_factory=list)  # dicts: node, seen, ok, message, gpuAsk (a limit dict)
     checks: list = field(default_factory=list)  # smoke_checks rows: check, name, subject, ok, message, nodes, uuids
     sharing: str = "not shared"
+    fix: str = ""  # what to do about a pod that could not run
 
     def to_dict(self):
         return {"level": self.level, "ok": self.ok, "message": self.message, "workers": self.workers,
                 "cpuWorkers": self.cpu_workers, "limitEnforced": self.limit, "checks": self.checks,
-                "sharing": self.sharing, "seconds": round(self.seconds, 2)}
+                "sharing": self.sharing, "seconds": round(self.seconds, 2), **({"fix": self.fix} if self.fix else {})}
 
 
 def image_for(plan, level):
@@ -238,8 +239,10 @@ class Smoke:
             rows = concurrently(self.finish_check, checks)
         finally:
             self.cleanup()
-        return self.verdict(logs, failure, limit, dict(zip(self.cpu_workers, asks)), time.monotonic() - start,
-                            rows)
+        outcome = self.verdict(logs, failure, limit, dict(zip(self.cpu_workers, asks)), time.monotonic() - start,
+                               rows)
+        outcome.fix = self.failure_fix
+        return outcome
 
     def checks(self):
         """smoke_checks' checks for this cluster: by product (when it sets the feature labels and
@@ -291,18 +294,21 @@ class Smoke:
             failed = [p for p in pods if p.status.phase == "Failed"]
             if failed:
                 return Seen(failed=f"pod {failed[0].metadata.name} failed:\n{self.log_tail(failed[0])}")
+            cannot_pull, fix = image_pull_failure(pods)
+            if cannot_pull:  # the image is in no node and cannot be pulled: waiting longer changes nothing
+                return Seen(failed=cannot_pull, fix=fix)
             done = [p for p in pods if p.status.phase == "Succeeded"]
             waiting = {p.metadata.name: waiting_reason(p) for p in pods if p.status.phase != "Succeeded"}
             return Seen(done=len(done) == expected,
                         last=f"{len(done)}/{expected} done" + (f"; waiting: {waiting}" if waiting else ""))
 
-        failure = ""
+        failure, self.failure_fix = "", ""
         try:
             wait_for(probe, what=f"the {self.level} smoke pods", timeout=self.timeout, interval=0.5,
                      progress=self.progress,
                      hint="`kubectl -n kindgpu-smoke describe pods` shows why a pod does not start")
         except (WaitFailed, WaitTimeout) as err:
-            failure = str(err)
+            failure, self.failure_fix = str(err), err.fix or ""
         pods = self.pods(selector)
         node_names = [pod.spec.node_name or pod.spec.node_selector.get("kubernetes.io/hostname") for pod in pods]
         return dict(zip(node_names, concurrently(self.read_log, pods))), failure
@@ -405,6 +411,19 @@ class Smoke:
                        sharing.describe(self.ts))
 
 
+def image_pull_failure(pods):
+    """(what, fix) for the first pod whose image could not be pulled, after retries; ("", "") if none."""
+    for pod in pods:
+        for cs in pod.status.container_statuses or []:
+            if cs.state.waiting and cs.state.waiting.reason == "ImagePullBackOff":
+                return (f"pod {pod.metadata.name} on {pod.spec.node_name} cannot get image {cs.image}: it is in "
+                        f"no node and could not be pulled ({cs.state.waiting.message or 'ImagePullBackOff'})",
+                        f"put it into the host's Docker (`docker pull {cs.image}`, or `docker load -i` on a host "
+                        "without a registry), then `invoke smoke` loads it into the nodes; or point the spec's "
+                        "smoke.cudaImage / smoke.pytorchImage at an image you have")
+    return "", ""
+
+
 def waiting_reason(pod):
     for cs in pod.status.container_statuses or []:
         if cs.state.waiting:
@@ -477,5 +496,5 @@ def run_and_report(kube, plan, level, reporter, junit, *, as_json=False, timeout
     if not as_json:
         print(f"JUnit report: {path}")
     if not outcome.ok:
-        raise KindgpuError(f"smoke failed: {outcome.message}")
+        raise KindgpuError(f"smoke failed: {outcome.message}", outcome.fix or None)
     return outcome

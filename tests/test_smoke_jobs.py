@@ -304,3 +304,27 @@ def test_a_shared_pod_seeing_two_gpus_or_none_fails():
     assert not judge.judge_shared([vis_log("s", "GPU-a")], ["GPU-a"], 2, "w").ok  # only one pod
     distinct = judge.judge_shared([vis_log("s", "GPU-a"), vis_log("s", "GPU-b")], ["GPU-a", "GPU-b"], 2, "w")
     assert distinct.ok and "got GPUs GPU-a, GPU-b" in distinct.message
+
+
+def test_a_smoke_image_that_cannot_be_pulled_fails_the_wait_at_once():
+    from kubernetes.client import (
+        V1ContainerState,
+        V1ContainerStateWaiting,
+        V1ContainerStatus,
+        V1ObjectMeta,
+        V1Pod,
+        V1PodSpec,
+        V1PodStatus,
+    )
+
+    def pod(reason):
+        status = V1ContainerStatus(name="payload", image="local/torch:1", image_id="", ready=False, restart_count=0,
+                                   state=V1ContainerState(waiting=V1ContainerStateWaiting(reason=reason, message="m")))
+        return V1Pod(metadata=V1ObjectMeta(name=f"p-{reason}"), spec=V1PodSpec(containers=[], node_name="w1"),
+                     status=V1PodStatus(container_statuses=[status]))
+
+    # A first failed pull may be a registry hiccup and a pull in progress is fine; a back-off is final here.
+    assert smoke.image_pull_failure([pod("ErrImagePull"), pod("ContainerCreating")]) == ("", "")
+    what, fix = smoke.image_pull_failure([pod("ContainerCreating"), pod("ImagePullBackOff")])
+    assert "p-ImagePullBackOff on w1 cannot get image local/torch:1" in what
+    assert "docker pull local/torch:1" in fix and "smoke.pytorchImage" in fix

@@ -327,6 +327,20 @@ def test_smoke_through_a_kubeconfig_alone_checks_every_gpu_node_by_its_count(dai
     assert 'failures="0"' in junit.read_text()
 
 
+def test_smoke_image_that_no_node_has_and_none_can_pull_fails_at_once(daily, foreign_kubeconfig):
+    """No registry here: the pods back off pulling; smoke says so within seconds, not after its timeout."""
+    image = "kindgpu-e2e/no-such-smoke-image:1"
+    start = time.monotonic()
+    result = invoke("smoke", "--kubeconfig", str(foreign_kubeconfig), "--image", image, "--json",
+                    env=without_kind_or_docker())
+    took = time.monotonic() - start
+    doc = json.loads(result.stdout)
+    assert result.returncode == 1 and not doc["ok"]
+    assert took < 120, f"took {took:.0f}s (the smoke timeout is 300 s)"
+    assert f"cannot get image {image}" in doc["message"] and f"docker pull {image}" in doc["fix"]
+    assert f"fix: put it into the host's Docker (`docker pull {image}`" in result.stderr
+
+
 def test_smoke_through_a_kubeconfig_fails_when_one_gpu_shows_on_two_nodes(daily, foreign_kubeconfig):
     """worker3 made to offer, besides its own, a GPU of worker1 (its simulated plugin advertises
     whatever its sim-gpus directory holds): each count is right, but the UUID is on two nodes."""
