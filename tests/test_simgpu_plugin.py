@@ -15,11 +15,12 @@ from kindgpu import inventory
 from kindgpu.simgpu import manifest
 
 
-@pytest.fixture
-def node(plugin_api, plugin, node_dir, monkeypatch):
-    """A node with the plugin running in a thread of this process."""
+def running_node(plugin_api, plugin, node_dir, monkeypatch, **settings):
+    """A node with the plugin (its settings changed by `settings`) running in a thread of this process."""
     monkeypatch.setattr(plugin, "POLL_SECONDS", 0.2)
     node = Node(plugin_api, plugin, node_dir)
+    for key, value in settings.items():
+        setattr(node.settings, key, value)
     stop = threading.Event()
     thread = threading.Thread(target=plugin.run, args=(node.settings, stop))
     thread.start()
@@ -27,6 +28,12 @@ def node(plugin_api, plugin, node_dir, monkeypatch):
     stop.set()
     thread.join(timeout=15)
     node.kubelet.stop()
+
+
+@pytest.fixture
+def node(plugin_api, plugin, node_dir, monkeypatch):
+    """A node with the plugin running in a thread of this process."""
+    yield from running_node(plugin_api, plugin, node_dir, monkeypatch)
 
 
 def test_registers_nvidia_gpu_and_lists_the_sim_gpu_files(node, plugin):
@@ -118,16 +125,7 @@ def test_manifest_env_names_are_the_ones_the_plugin_reads(plugin):
 @pytest.fixture
 def shared_node(plugin_api, plugin, node_dir, monkeypatch):
     """A node whose plugin time-slices each GPU 3 ways, advertised as nvidia.com/gpu.shared."""
-    monkeypatch.setattr(plugin, "POLL_SECONDS", 0.2)
-    node = Node(plugin_api, plugin, node_dir)
-    node.settings.replicas, node.settings.resource = 3, "nvidia.com/gpu.shared"
-    stop = threading.Event()
-    thread = threading.Thread(target=plugin.run, args=(node.settings, stop))
-    thread.start()
-    yield node
-    stop.set()
-    thread.join(timeout=15)
-    node.kubelet.stop()
+    yield from running_node(plugin_api, plugin, node_dir, monkeypatch, replicas=3, resource="nvidia.com/gpu.shared")
 
 
 def test_time_sliced_gpus_are_advertised_as_replicas_with_nvidias_ids(shared_node):
