@@ -13,28 +13,42 @@ from .parallel import concurrently
 # Docker's client is imported where used: listing the tasks must not pay for it.
 
 
-def node_image_tags(node):
-    """The image tags a node's containerd has (for Kubernetes)."""
+def normalized(reference):
+    """An image name as containerd records it: docker.io/library/app:latest for `app`."""
+    name, _, tag = reference.rpartition(":") if ":" in reference.rsplit("/", 1)[-1] else (reference, "", "latest")
+    first = name.split("/", 1)[0]
+    if "/" not in name:
+        name = f"docker.io/library/{name}"
+    elif not ("." in first or ":" in first or first == "localhost"):
+        name = f"docker.io/{name}"
+    return f"{name}:{tag}"
+
+
+def node_image_ids(node):
+    """{image name: image ID} of what a node's containerd holds for Kubernetes."""
     out = node.run(["crictl", "images", "-o", "json"], check=False).stdout
     try:
-        return {tag for img in json.loads(out).get("images", []) for tag in img.get("repoTags") or []}
+        listed = json.loads(out).get("images", [])
     except ValueError:
-        return set()
+        return {}
+    return {tag: img.get("id") for img in listed for tag in img.get("repoTags") or []}
 
 
 def preload(client, nodes, image, progress):
     """Put `image` into each node container that lacks it, when the host's Docker has it
-    (otherwise the nodes pull it themselves). Each node is asked: the image list in a node's
-    status can be 30 s old, and a node that lost the image would then fail to pull it."""
+    (otherwise the nodes pull it themselves). A node has it when its containerd holds the name
+    with the host's image ID: an image rebuilt under the same tag is loaded again. Each node is
+    asked: the image list in a node's status can be 30 s old, and a node that lost the image
+    would then fail to pull it."""
     from docker.errors import ImageNotFound
 
     try:
-        client.images.get(image)
+        image_id = client.images.get(image).id
     except ImageNotFound:
         return
-    nodes = list(nodes)
-    present = concurrently(lambda node: any(t.endswith(image) for t in node_image_tags(node)), nodes)
-    lacking = [node for node, has in zip(nodes, present) if not has]
+    nodes, ref = list(nodes), normalized(image)
+    held = concurrently(node_image_ids, nodes)
+    lacking = [node for node, ids in zip(nodes, held) if ids.get(ref) != image_id]
     if lacking:
         progress(f"loading {image} into {len(lacking)} node(s)")
         import_into(lacking, image)

@@ -67,29 +67,6 @@ def worker_number(node, cluster):
     return int(suffix) if suffix.isdigit() else 1
 
 
-def normalized(reference):
-    """An image name as containerd records it: docker.io/library/app:latest for `app`."""
-    name, _, tag = reference.rpartition(":") if ":" in reference.rsplit("/", 1)[-1] else (reference, "", "latest")
-    first = name.split("/", 1)[0]
-    if "/" not in name:
-        name = f"docker.io/library/{name}"
-    elif not ("." in first or ":" in first or first == "localhost"):
-        name = f"docker.io/{name}"
-    return f"{name}:{tag}"
-
-
-def node_image_ids(node):
-    """{image name: image ID} of what a node's containerd holds for Kubernetes."""
-    import json
-
-    out = node.run(["crictl", "images", "-o", "json"], check=False).stdout
-    try:
-        listed = json.loads(out).get("images", [])
-    except ValueError:
-        return {}
-    return {tag: img.get("id") for img in listed for tag in img.get("repoTags") or []}
-
-
 def cluster_nodes(client, cluster, workers=None):
     """The nodes to load into: every node, or the workers numbered in `workers`."""
     found = sorted(nodes.cluster_nodes(client, cluster), key=lambda n: n.name)
@@ -135,17 +112,17 @@ def load(cluster, listed, reporter, workers=None):
     client = nodes.docker_client()
     targets = cluster_nodes(client, cluster, workers)
     ids = local_images(client, listed)
-    held = dict(zip((n.name for n in targets), concurrently(node_image_ids, targets)))
+    held = dict(zip((n.name for n in targets), concurrently(node_images.node_image_ids, targets)))
     results = []
     for image, image_id in ids.items():
-        ref = normalized(image)
+        ref = node_images.normalized(image)
         lacking = [n for n in targets if held[n.name].get(ref) != image_id]
         result = Loaded(image, [n.name for n in lacking], [n.name for n in targets if n not in lacking])
         if lacking:
             start = time.monotonic()
             with reporter.step("load", f"{image} into {len(lacking)} node(s)"):
                 node_images.import_into(lacking, image)
-                after = concurrently(node_image_ids, lacking)
+                after = concurrently(node_images.node_image_ids, lacking)
             result.seconds = time.monotonic() - start
             still = [n.name for n, have in zip(lacking, after) if have.get(ref) != image_id]
             if still:

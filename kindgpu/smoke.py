@@ -230,11 +230,16 @@ class Smoke:
                     for rank, worker in enumerate(self.gpu_workers)]
             jobs += [j for key, w in self.cpu_workers.items()
                      for j in cpu_jobs(self.run_id, cpu_image, w, key, extra_env=extra_env, resource=self.ts.resource)]
-            # The checks' pods run the visibility payload, in its image, at every level.
-            checks = self.checks()
-            jobs += [j for c in checks for j in check_jobs(self.run_id, cpu_image, c, self.ts.resource, extra_env)]
             concurrently(self.create, [*jobs, self.overask_job(image)])
             logs, failure = self.wait_jobs()
+            # The checks' pods start once the level's have ended: they ask for GPUs those hold, and a
+            # pod the scheduler has found unschedulable can wait minutes before it is tried again (on
+            # the H200, a check started beside the compute pod stayed Pending past smoke's timeout).
+            # After a failure they are not run: the failure is the verdict.
+            checks = [] if failure else self.checks()
+            # They run the visibility payload, in its image, at every level.
+            concurrently(self.create, [j for c in checks for j in check_jobs(self.run_id, cpu_image, c,
+                                                                              self.ts.resource, extra_env)])
             limit, *asks = concurrently(lambda check: self.check_pending(*check), self.pending_checks())
             rows = concurrently(self.finish_check, checks)
         finally:

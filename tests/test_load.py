@@ -2,7 +2,7 @@
 
 import pytest
 
-from kindgpu import load
+from kindgpu import images, load
 from kindgpu.errors import SpecError
 
 
@@ -38,7 +38,7 @@ def test_worker_numbers():
     ("localhost/app:2", "localhost/app:2"),
 ])
 def test_image_names_are_compared_as_containerd_records_them(given, recorded):
-    assert load.normalized(given) == recorded
+    assert images.normalized(given) == recorded
 
 
 class Container:

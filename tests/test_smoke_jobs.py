@@ -328,3 +328,37 @@ def test_a_smoke_image_that_cannot_be_pulled_fails_the_wait_at_once():
     what, fix = smoke.image_pull_failure([pod("ContainerCreating"), pod("ImagePullBackOff")])
     assert "p-ImagePullBackOff on w1 cannot get image local/torch:1" in what
     assert "docker pull local/torch:1" in fix and "smoke.pytorchImage" in fix
+
+
+def run_order(failure):
+    """What Smoke.run does, in order, with the cluster's side replaced by a record of the calls."""
+    from types import SimpleNamespace
+
+    from kindgpu import smoke_checks
+
+    run, order = shared_run(), []
+    run.load_image = run.ensure_namespace = run.cleanup = lambda *args: None
+
+    def create(obj):
+        labels = obj["spec"]["template"]["metadata"]["labels"] if obj["kind"] == "Job" else {}
+        order.append("check pod" if smoke_checks.CHECK_LABEL in labels else f"create {obj['kind']}")
+
+    run.create = create
+    run.failure_fix = ""
+    run.wait_jobs = lambda: order.append("wait for the level's pods") or ({}, failure)
+    run.check_pending = lambda *check: {"ok": True}
+    run.finish_check = lambda check: order.append(f"finish {check.kind}") or {"ok": True}
+    run.verdict = lambda *args: SimpleNamespace(fix="")
+    run.run()
+    return order
+
+
+def test_check_pods_start_after_the_level_pods_ended_and_not_after_a_failure(state_dir):
+    """A check pod asks for a GPU the level's pod holds: started beside it, it can wait in the
+    scheduler's back-off past smoke's timeout (the H200's compute run)."""
+    order = run_order(failure="")
+    waited = order.index("wait for the level's pods")
+    assert "check pod" not in order[:waited] and order[waited + 1:].count("check pod") == 3  # product 1, shared 2
+    assert order[-2:] == ["finish product", "finish shared"]
+    assert "check pod" not in run_order(failure="pod p failed") and not any(
+        step.startswith("finish") for step in run_order(failure="pod p failed"))

@@ -4,7 +4,7 @@
 # $RIG_RUNS/<phase>/ (default /var/tmp/kindgpu-runs); with $OUT set (the device tool brings back at
 # most 8 files from it), they are also packed into $OUT/runs.tgz.
 #
-#   bash hack/gpu-host/rig.sh PHASE...   # probe torch-image gpu1 compute restart cpu bench down
+#   bash hack/gpu-host/rig.sh PHASE...   # probe torch-image gpu1 compute collective restart cpu bench down
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . hack/gpu-host/versions.sh
@@ -43,11 +43,13 @@ probe() {
 torch_image() {
   local list=/var/tmp/kindgpu-torch-paths bin site missing tries said module=${RIG_PYTHON_ROOTS:-torch}
   module=${module%% *}
-  python3 hack/gpu-host/torch_paths.py | sed 's|^/||' >"$list"
-  bin=$(dirname "$(python3 -c 'import sys; print(sys.executable)')")
+  # The rig's own PYTHONPATH (kindgpu's dependencies) stays out: torch's come from its environment.
+  py() { env -u PYTHONPATH python3 "$@"; }
+  py hack/gpu-host/torch_paths.py | sed 's|^/||' >"$list"
+  bin=$(dirname "$(py -c 'import sys; print(sys.executable)')")
   # Its site directories, named: the interpreter in the image need not find them by itself (a
   # distribution's site.py may look for Debian's dist-packages instead).
-  site=$(python3 -c 'import sys; print(":".join(p for p in sys.path if p.endswith(("site-packages", "dist-packages"))))')
+  site=$(py -c 'import sys; print(":".join(p for p in sys.path if p.endswith(("site-packages", "dist-packages"))))')
   for tries in 1 2 3 4; do
     docker rmi -f "$SMOKE_PYTORCH_IMAGE" >/dev/null 2>&1
     echo "$(wc -l <"$list") paths; python3 in $bin"
@@ -63,7 +65,7 @@ torch_image() {
     missing=$(echo "$said" | sed -n "s/.*No module named '\([^'.]*\).*/\1/p")
     [ -n "$missing" ] || return 1
     # What the metadata did not name: take the module from where this Python finds it.
-    python3 -c "import os, $missing as m; f = m.__file__; print(os.path.dirname(f) if f.endswith('__init__.py') else f)" \
+    py -c "import os, $missing as m; f = m.__file__; print(os.path.dirname(f) if f.endswith('__init__.py') else f)" \
       | sed 's|^/||' >>"$list"
   done
   return 1
@@ -94,6 +96,11 @@ gpu1() {
 
 compute() {
   rec smoke-compute inv smoke --config "$SPECS/one-gpu.yaml" --level compute --json
+}
+
+# One worker: NCCL in one pod (nNodes 1); across workers is the multi-GPU machines' run.
+collective() {
+  rec smoke-collective inv smoke --config "$SPECS/one-gpu.yaml" --level collective --json
 }
 
 # `docker restart` of the GPU worker: isolation and the plugin come back with `invoke up`.
@@ -142,7 +149,7 @@ for PHASE in "$@"; do
   echo "=== phase $PHASE"
   case "$PHASE" in
     torch-image) rec build torch_image ;;
-    probe|gpu1|compute|restart|cpu|bench|down) "$PHASE" ;;
+    probe|gpu1|compute|collective|restart|cpu|bench|down) "$PHASE" ;;
     *) echo "unknown phase $PHASE"; exit 2 ;;
   esac
   [ -n "${OUT:-}" ] && tar -C "$RUNS" -czf "$OUT/runs.tgz" .

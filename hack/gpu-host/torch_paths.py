@@ -9,20 +9,24 @@ import sysconfig
 from importlib import metadata
 
 
-def closure(name, seen):
-    """The distribution `name` and what it requires (no extras), recursively."""
+def closure(name, seen, extras=frozenset()):
+    """The distribution `name` and what it requires, with the extras asked for (torch asks for
+    cuda-toolkit[cudart,nvrtc,...]), recursively. seen: key -> (distribution, extras followed)."""
     key = re.sub(r"[-_.]+", "-", name).lower()
-    if key in seen:
+    if key in seen and extras <= seen[key][1]:
         return
     try:
         dist = metadata.distribution(name)
     except metadata.PackageNotFoundError:
         return
-    seen[key] = dist
+    followed = extras | (seen[key][1] if key in seen else frozenset())
+    seen[key] = (dist, followed)
     for req in dist.requires or []:
-        if "extra ==" in req:
+        wanted = re.search(r"""extra\s*==\s*["']([^"']+)""", req)
+        if wanted and wanted.group(1) not in followed:
             continue
-        closure(re.split(r"[ ;<>=!~\[(]", req, maxsplit=1)[0], seen)
+        named = re.match(r"\s*([A-Za-z0-9._-]+)\s*(?:\[([^\]]*)\])?", req)
+        closure(named.group(1), seen, frozenset(e.strip() for e in (named.group(2) or "").split(",") if e.strip()))
 
 
 def link_chain(path):
@@ -52,7 +56,7 @@ if sysconfig.get_config_var("Py_ENABLE_SHARED"):
     for name in {library, sysconfig.get_config_var("LDLIBRARY")}:
         if name:
             paths.update(link_chain(os.path.join(libdir, name)))
-for dist in dists.values():
+for dist, _ in dists.values():
     for f in dist.files or []:
         path = os.path.abspath(dist.locate_file(f))  # as the interpreter finds it
         if "__pycache__" not in path:

@@ -281,6 +281,16 @@ def test_a_rebuilt_image_under_the_same_tag_is_loaded_again_everywhere(daily):
     assert again["loaded"] == [] and again["present"] == NODES
 
 
+def test_smoke_loads_its_image_again_when_rebuilt_under_the_same_tag(daily):
+    """Every node holds APP by that tag; smoke with a rebuild of it must run the rebuild (on the
+    H200 a rebuilt smoke image under the same tag went unused: only the tag was compared)."""
+    build_app(uuid.uuid4().hex)
+    assert not any(holds_app(n) for n in NODES)
+    result = invoke("smoke", "--name", CLUSTER, "--image", APP, "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [holds_app(n) for n in NODES] == [False, True, True, True]  # smoke loads into the GPU workers
+
+
 def test_load_says_what_is_wrong(daily):
     result = invoke("load", "kindgpu-e2e/absent:1", "--name", CLUSTER)
     assert result.returncode == 1
