@@ -41,3 +41,27 @@ def test_a_cluster_is_kindgpus_when_every_node_has_its_mount():
     theirs = nodes.Node(FakeContainer("c-worker", "worker", {}))
     assert ours.owner_mount == "/state/c/node" and theirs.owner_mount is None
     assert nodes.made_by_kindgpu([ours]) and not nodes.made_by_kindgpu([ours, theirs])
+
+
+def test_docker_start_times_read_to_the_microsecond_as_aware_times():
+    from datetime import datetime, timezone
+
+    assert nodes.docker_time("2026-12-01T17:43:51.123456789Z") == datetime(2026, 12, 1, 17, 43, 51, 123456,
+                                                                          tzinfo=timezone.utc)
+    assert nodes.docker_time("2026-12-01T17:43:51Z").tzinfo is not None
+
+
+def test_a_nodes_last_report_is_its_newest_heartbeat():
+    from datetime import datetime, timezone
+
+    from kubernetes.client import V1Node, V1NodeCondition, V1NodeStatus
+
+    from kindgpu.steps.device_plugin import last_report
+
+    def at(second):
+        return datetime(2026, 12, 1, 18, 0, second, tzinfo=timezone.utc)
+
+    conditions = [V1NodeCondition(type="Ready", status="True", last_heartbeat_time=at(5)),
+                  V1NodeCondition(type="MemoryPressure", status="False", last_heartbeat_time=at(9))]
+    assert last_report(V1Node(status=V1NodeStatus(conditions=conditions))) == at(9)
+    assert last_report(V1Node(status=V1NodeStatus(conditions=None))) is None
