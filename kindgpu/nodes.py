@@ -164,6 +164,12 @@ def network_name(cluster):
     return f"kindgpu-{cluster}"
 
 
+def start_times(found: dict[str, Node]) -> dict[str, datetime]:
+    """{name: when its container last started}, to the second as the API's times are: a node's
+    kubelet must have reported after that for the API's view of the node to be current."""
+    return {name: node.started_at().replace(microsecond=0) for name, node in found.items()}
+
+
 def docker_time(text: str) -> datetime:
     """Docker's RFC 3339 time (nanoseconds, Z) as an aware datetime."""
     return datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", text).replace("Z", "+00:00"))

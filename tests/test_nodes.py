@@ -51,17 +51,23 @@ def test_docker_start_times_read_to_the_microsecond_as_aware_times():
     assert nodes.docker_time("2026-12-01T17:43:51Z").tzinfo is not None
 
 
-def test_a_nodes_last_report_is_its_newest_heartbeat():
+def test_a_node_is_ready_only_as_its_kubelet_reported_after_its_container_started():
     from datetime import datetime, timezone
 
     from kubernetes.client import V1Node, V1NodeCondition, V1NodeStatus
 
-    from kindgpu.steps.device_plugin import last_report
+    from kindgpu import record
 
     def at(second):
         return datetime(2026, 12, 1, 18, 0, second, tzinfo=timezone.utc)
 
-    conditions = [V1NodeCondition(type="Ready", status="True", last_heartbeat_time=at(5)),
-                  V1NodeCondition(type="MemoryPressure", status="False", last_heartbeat_time=at(9))]
-    assert last_report(V1Node(status=V1NodeStatus(conditions=conditions))) == at(9)
-    assert last_report(V1Node(status=V1NodeStatus(conditions=None))) is None
+    def node(status, beat):
+        return V1Node(status=V1NodeStatus(conditions=[V1NodeCondition(type="Ready", status=status,
+                                                                       last_heartbeat_time=beat)]))
+
+    assert record.reported_ready(node("True", at(5)), started=at(3))
+    assert record.reported_ready(node("True", at(5)), started=at(5))  # whole seconds, as the API's
+    assert not record.reported_ready(node("True", at(5)), started=at(9))  # restarted since: stale
+    assert not record.reported_ready(node("False", at(9)), started=at(5))
+    assert record.reported_ready(node("True", at(5)))
+    assert not record.reported_ready(V1Node(status=V1NodeStatus(conditions=None)))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from .. import deviceplugin, diagnostics, record
 from ..errors import KindgpuError
 from ..kube import is_transient, manifest_hash
@@ -26,25 +24,6 @@ def plugin_objects(ctx: Context, image: str) -> list[dict]:
     return deviceplugin.objects(ctx.plan, image, deviceplugin.node_driver_layout(first))
 
 
-def not_reported_since_restart(ctx: Context) -> list[str]:
-    """A sentence for each worker whose container started after its kubelet last reported: what the
-    API says it offers is from before the restart (kubelet and the plugin come back moments later)."""
-    reported = {n.metadata.name: last_report(n) for n in ctx.kube.nodes()}
-    late = []
-    for name, node in ctx.worker_nodes().items():
-        started, last = node.started_at(), reported.get(name)
-        # The API's times are whole seconds.
-        if last is not None and started.replace(microsecond=0) > last:
-            late.append(f"{name} restarted at {started:%H:%M:%S} and its kubelet has not reported since")
-    return late
-
-
-def last_report(node) -> datetime | None:
-    """The last time the node's kubelet posted its status (its conditions' newest heartbeat)."""
-    beats = [c.last_heartbeat_time for c in node.status.conditions or [] if c.last_heartbeat_time]
-    return max(beats, default=None)
-
-
 class DevicePlugin(Step):
     """Deploy the device plugin and wait until every worker offers its GPUs."""
 
@@ -57,7 +36,7 @@ class DevicePlugin(Step):
                  != manifest_hash(obj)]
         if stale:
             return f"device plugin {', '.join(stale)} not deployed as specified"
-        return "; ".join(not_reported_since_restart(ctx) or record.gpu_shortfall(ctx.kube, ctx.plan))
+        return "; ".join(record.gpu_shortfall(ctx.kube, ctx.plan))
 
     def run(self, ctx: Context, progress: Progress) -> None:
         plan = ctx.plan
@@ -66,7 +45,7 @@ class DevicePlugin(Step):
             ctx.kube.apply(obj)
 
         def offered():
-            short = not_reported_since_restart(ctx) or record.gpu_shortfall(ctx.kube, plan)
+            short = record.gpu_shortfall(ctx.kube, plan)
             # A crashing plugin will not offer GPUs: say so now, not after the timeout.
             failed, fix = diagnostics.plugin_crash(ctx) if short else ("", "")
             return Seen(done=not short, failed=failed, fix=fix, last="; ".join(short))
