@@ -14,12 +14,24 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .wait import Seen, WaitTimeout, wait_for
+
 
 def holder_of(fd: int) -> str:
     """What the lock file says about the command that holds it: "up 1234"."""
     try:
         return os.pread(fd, 200, 0).decode(errors="replace").strip()
     except OSError:
+        return ""
+
+
+def holder_once_written(fd: int) -> str:
+    """holder_of, given a moment: the holder writes the file just after taking the lock, so a
+    waiter that came in between reads it empty."""
+    try:
+        return wait_for(lambda: Seen(done=bool(text := holder_of(fd)), last=text), what="the lock's holder",
+                        timeout=1, interval=0.02).last
+    except WaitTimeout:
         return ""
 
 
@@ -52,7 +64,7 @@ def exclusive(path: Path, name: str, command: str, note: Callable[[str], None]) 
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 if not told:
-                    note(waiting_text(name, holder_of(fd)))
+                    note(waiting_text(name, holder_once_written(fd)))
                     told = True
                 fcntl.flock(fd, fcntl.LOCK_EX)
             if not still_there(fd, path):

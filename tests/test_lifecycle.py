@@ -112,3 +112,27 @@ def test_down_of_nothing_says_so_and_leaves_no_state_dir_for_its_lock(state_dir,
     assert cluster.down("none", notes) == []
     assert notes.lines == ["nothing to delete: no cluster none"]
     assert not StateDir.of("none").root.exists()
+
+
+def test_a_waiter_that_comes_before_the_holder_wrote_its_name_still_names_it(tmp_path):
+    """The holder takes the lock, then writes "up PID": a waiter in between must not say
+    "another kindgpu command" (the two-ups e2e test saw it once)."""
+    from kindgpu import lock
+
+    path = tmp_path / "lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # taken, nothing written yet
+    said = []
+
+    def write_then_release():
+        time.sleep(0.2)
+        os.pwrite(fd, b"up 4242\n", 0)
+        time.sleep(0.2)
+        os.close(fd)
+
+    holder = threading.Thread(target=write_then_release)
+    holder.start()
+    with lock.exclusive(path, "busy", "down", said.append):
+        pass
+    holder.join()
+    assert said == ["waiting for another `invoke up` of busy (pid 4242)"]
