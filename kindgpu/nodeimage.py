@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,16 +108,19 @@ def inputs(plan, client) -> Inputs:
     return Inputs(base=base, base_id=base_id, held=held)
 
 
-def ensure(plan, client, progress) -> Inputs:
-    """The derived image for this plan, built when missing (simulated GPUs: their plugin image first)."""
+def ensure(plan, client, note) -> Inputs:
+    """The derived image for this plan, built when missing (simulated GPUs: their plugin image
+    first); note(text) is told when it is built, and how long that took."""
     if plan.simulated:
         from .simgpu.build import ensure_image
 
         ensure_image(client)
     wanted = inputs(plan, client)
     if image_id(client, wanted.tag) is None:
-        progress(f"building node image {wanted.tag} (once)")
+        note(f"building node image {wanted.tag} from {wanted.base} (once)")
+        start = time.monotonic()
         build(wanted)
+        note(f"built node image {wanted.tag} in {time.monotonic() - start:.1f}s")
     return wanted
 
 
@@ -226,3 +230,23 @@ def remove_unused(client, progress) -> tuple[list[Built], list[Built]]:
         removed.append(image)
     return removed, kept
 
+
+
+def show_removal(removed: list[Built], kept: list[Built], note) -> None:
+    for image in removed:
+        note(f"removed node image {image.tag}")
+    for image in kept:
+        note(f"kept node image {image.tag}: used by {', '.join(image.used_by) or 'another image name'}")
+
+
+def show(found: list[Built], as_json: bool) -> None:
+    """`invoke node-images`: each image kindgpu built, its size and the containers made from it."""
+    if as_json:
+        print(json.dumps([{"tag": b.tag, "id": b.image_id, "sizeBytes": b.size, "usedBy": list(b.used_by)}
+                          for b in found], indent=2))
+        return
+    for b in found:
+        users = f"used by {', '.join(b.used_by)}" if b.used_by else "unused"
+        print(f"{b.tag}  {b.size / 2**20:.0f} MiB  {users}")
+    if not found:
+        print("no node image kindgpu built is there")

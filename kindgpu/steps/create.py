@@ -82,7 +82,7 @@ class Create(Step):
         image = ctx.plan.spec["nodeImage"]
         held = {}
         if nodeimage.enabled(ctx.plan.spec):
-            derived = nodeimage.ensure(ctx.plan, ctx.docker, progress)
+            derived = nodeimage.ensure(ctx.plan, ctx.docker, ctx.reporter.note)
             image, held = derived.tag, derived.held
         progress("kind create cluster (about a minute)")
         # kind leaves the workers idle while it sets up the control plane: load the device
