@@ -74,6 +74,13 @@ def test_inputs_hold_the_plugin_and_smoke_images_the_host_has(state_dir, h200_in
     assert "docker pull kindgpu-harness/node:v1" in caught.value.fix
 
 
+def test_simulated_gpus_need_one_image_their_plugin_and_smoke_share(state_dir):
+    from kindgpu.simgpu.build import image_tag
+
+    p = plan.make_plan(spec.resolve(env={}, flags={"workers": 2, "gpusPerWorker": 1, "simulate": 2}))
+    assert nodeimage.held_images(p) == [image_tag()]
+
+
 def test_cdi_goes_into_kinds_containerd_config_and_nothing_else_changes():
     patched = nodeimage.with_cdi(KIND_CONTAINERD_CONFIG, "kindest/node:v1.31.4")
     cri, before = load_toml(patched)["plugins"][nodeimage.CRI_V2], load_toml(KIND_CONTAINERD_CONFIG)
