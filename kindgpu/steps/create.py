@@ -86,13 +86,13 @@ class Create(Step):
             image, held = derived.tag, derived.held
         progress("kind create cluster (about a minute)")
         # kind leaves the workers idle while it sets up the control plane: load the device
-        # plugin's image into them meanwhile (it takes seconds per 100 MB on a small host),
-        # unless the node image holds it.
+        # plugin's image into them meanwhile (it takes seconds per 100 MB on a small host), or,
+        # when the node image holds it, unpack it.
         plugin_image = deviceplugin.image(ctx.plan)
         created, failed = threading.Event(), threading.Event()
         loaded = []
         with ThreadPoolExecutor(max_workers=1) as pool:
-            loading = None if plugin_image in held else pool.submit(load_once_booted, ctx, created, failed)
+            loading = pool.submit(load_once_booted, ctx, created, failed, held)
             try:
                 create_cluster(ctx, image)
             except BaseException:  # failed or interrupted: load nothing, leave at once
@@ -102,9 +102,9 @@ class Create(Step):
                 created.set()
             wait_ready_and_record(ctx, progress, {})
             try:
-                loaded = loading.result() if loading else []
+                loaded = loading.result()
             except KindgpuError as err:  # the device-plugin step loads what is missing
-                ctx.reporter.note(f"preloading the device plugin image failed: {err}")
+                ctx.reporter.note(f"preparing the device plugin image in the workers failed: {err}")
         images.record_loads(ctx.plan.state.loads, self.name, {plugin_image: loaded}, nodeImage=image,
                             nodeImageHolds=sorted(held))
 
@@ -175,9 +175,9 @@ def delete_cluster(ctx: Context) -> None:
     nodes.remove_networks(ctx.docker, plan.name)
 
 
-def load_once_booted(ctx: Context, created: threading.Event, failed: threading.Event) -> list[str]:
+def load_once_booted(ctx: Context, created: threading.Event, failed: threading.Event, held) -> list[str]:
     """Preload the plugin image as soon as every worker's containerd answers (or kind is done);
-    the nodes it went into."""
+    the nodes it went into. The node image's `held` images are only unpacked."""
     from docker.errors import APIError
 
     def booted():
@@ -189,6 +189,9 @@ def load_once_booted(ctx: Context, created: threading.Event, failed: threading.E
     wait_for(booted, what="containerd in the new nodes", timeout=NODE_READY_TIMEOUT, interval=0.5,
              transient=lambda err: isinstance(err, APIError))
     if failed.is_set():
+        return []
+    if deviceplugin.image(ctx.plan) in held:
+        nodeimage.unpack(ctx.worker_nodes().values(), held)
         return []
     return deviceplugin.load_image(ctx.plan, ctx.docker, ctx.worker_nodes().values(), lambda text: None)[1]
 
