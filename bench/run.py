@@ -297,13 +297,16 @@ def main():
         + " | ".join("+{} MiB (peak {} MiB in use)".format(*results.get(f"{m}:memory", (0, 0))) for m in modes)
         + " | |",
         "",
+        "| measurement | value | target |",
+        "|---|---|---|",
         f"| preflight, median | {med('preflight'):.2f} s | ≤ 1 s |",
         f"| `invoke --list`, median | {med('list'):.2f} s | ≤ 0.5 s |",
     ]
     if "plain" in modes and "derived" in modes and results.get("build"):
         saved = med("plain:up") - med("derived:up")
+        faster = "faster" if saved >= 0 else "slower"
         lines += ["", f"kindgpu's node image: built once in {med('build'):.1f} s; each 2-worker `up` from it "
-                      f"{saved:+.1f} s faster than from kind's node image (medians)."]
+                      f"{abs(saved):.1f} s {faster} than from kind's node image (medians)."]
     if "load" in cases:
         lines += ["", "| measurement | runs | median | min – max |", "|---|---|---|---|",
                   *bench_load(args.runs, args.load_workers, args.load_mib, log)]
