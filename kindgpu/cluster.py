@@ -130,9 +130,10 @@ def down(name, reporter, *, force=False):
 def status(name):
     """Nodes, roles, labels, assigned vs allocatable GPUs and plugin pods, as one document.
     It reads the cluster alone (kind gives its kubeconfig): the state directory may be gone."""
-    nodes.docker_client()
+    client = nodes.docker_client()
     kube = Kube.for_kind_cluster(name)
     plan = record.require(kube, name)
+    started = nodes.start_times({n.name: n for n in nodes.cluster_nodes(client, name)})
     assigned = {w.node: w for w in plan.workers}
     sim = plan.simulated
     ts = sharing.of(plan.spec)
@@ -147,7 +148,7 @@ def status(name):
         rows.append({
             "node": node.metadata.name,
             "role": "control-plane" if "node-role.kubernetes.io/control-plane" in labels else "worker",
-            "ready": getattr(record.ready_condition(node), "status", "") == "True",
+            "ready": record.reported_ready(node, started.get(node.metadata.name)),
             "gpuWorker": labels.get(names.LABEL_GPU_WORKER, ""),
             "gpuIds": labels.get(names.LABEL_GPU_IDS, ""),
             "cpuOnly": cpu_only,

@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
+
 from . import names
 from .cmd import Result
 from .errors import CommandError, KindgpuError
@@ -75,6 +78,11 @@ class Node:
     def owner_mount(self) -> str | None:
         """The host directory kindgpu mounted into this node; None in clusters kindgpu did not make."""
         return owner_mount_source(self.container.attrs.get("Mounts"))
+
+    def started_at(self) -> datetime:
+        """When Docker last started the container (asked anew: a listing does not say)."""
+        self.container.reload()
+        return docker_time(self.container.attrs["State"]["StartedAt"])
 
     def run(self, argv: list[str], *, check: bool = True) -> Result:
         """Run argv inside the node. Docker's exec gives one stream: stdout holds stderr too."""
@@ -154,3 +162,14 @@ def remove_networks(client, cluster) -> list[str]:
 def network_name(cluster):
     """Each kindgpu cluster gets its own Docker network, so `down` can remove it."""
     return f"kindgpu-{cluster}"
+
+
+def start_times(found: dict[str, Node]) -> dict[str, datetime]:
+    """{name: when its container last started}, to the second as the API's times are: a node's
+    kubelet must have reported after that for the API's view of the node to be current."""
+    return {name: node.started_at().replace(microsecond=0) for name, node in found.items()}
+
+
+def docker_time(text: str) -> datetime:
+    """Docker's RFC 3339 time (nanoseconds, Z) as an aware datetime."""
+    return datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", text).replace("Z", "+00:00"))

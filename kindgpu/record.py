@@ -79,20 +79,19 @@ def ready_condition(node: V1Node) -> V1NodeCondition | None:
     return next((c for c in node.status.conditions or [] if c.type == "Ready"), None)
 
 
-def node_readiness(kube: Kube, plan: Plan, since: dict[str, datetime] | None = None) -> set[str]:
-    """The plan's nodes that are not Ready yet.
+def reported_ready(node: V1Node, started: datetime | None = None) -> bool:
+    """Ready, as the node's kubelet reported after its container started at `started`. Until a
+    restarted node's kubelet posts a fresh status, the API shows the Ready (and the GPUs offered)
+    of the node from before the restart."""
+    cond = ready_condition(node)
+    return bool(cond and cond.status == "True" and (started is None or cond.last_heartbeat_time >= started))
 
-    A node restarted at `since[name]` must report again after that time. Until its kubelet posts
-    a fresh status, the API still shows the Ready of the node from before the restart.
-    """
+
+def node_readiness(kube: Kube, plan: Plan, started: dict[str, datetime]) -> set[str]:
+    """The plan's nodes that are not Ready yet; started: {name: when its container started}
+    (nodes.start_times)."""
     expected = {plan.control_plane, *(w.node for w in plan.workers)}
-    ready = set()
-    for node in kube.nodes():
-        cond = ready_condition(node)
-        restarted = since and node.metadata.name in since
-        if cond and cond.status == "True" and (not restarted or cond.last_heartbeat_time >= since[node.metadata.name]):
-            ready.add(node.metadata.name)
-    return expected - ready
+    return expected - {n.metadata.name for n in kube.nodes() if reported_ready(n, started.get(n.metadata.name))}
 
 
 def allocatable_gpus(kube: Kube, plan: Plan) -> dict[str, int]:

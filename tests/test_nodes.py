@@ -41,3 +41,33 @@ def test_a_cluster_is_kindgpus_when_every_node_has_its_mount():
     theirs = nodes.Node(FakeContainer("c-worker", "worker", {}))
     assert ours.owner_mount == "/state/c/node" and theirs.owner_mount is None
     assert nodes.made_by_kindgpu([ours]) and not nodes.made_by_kindgpu([ours, theirs])
+
+
+def test_docker_start_times_read_to_the_microsecond_as_aware_times():
+    from datetime import datetime, timezone
+
+    assert nodes.docker_time("2026-12-01T17:43:51.123456789Z") == datetime(2026, 12, 1, 17, 43, 51, 123456,
+                                                                          tzinfo=timezone.utc)
+    assert nodes.docker_time("2026-12-01T17:43:51Z").tzinfo is not None
+
+
+def test_a_node_is_ready_only_as_its_kubelet_reported_after_its_container_started():
+    from datetime import datetime, timezone
+
+    from kubernetes.client import V1Node, V1NodeCondition, V1NodeStatus
+
+    from kindgpu import record
+
+    def at(second):
+        return datetime(2026, 12, 1, 18, 0, second, tzinfo=timezone.utc)
+
+    def node(status, beat):
+        return V1Node(status=V1NodeStatus(conditions=[V1NodeCondition(type="Ready", status=status,
+                                                                       last_heartbeat_time=beat)]))
+
+    assert record.reported_ready(node("True", at(5)), started=at(3))
+    assert record.reported_ready(node("True", at(5)), started=at(5))  # whole seconds, as the API's
+    assert not record.reported_ready(node("True", at(5)), started=at(9))  # restarted since: stale
+    assert not record.reported_ready(node("False", at(9)), started=at(5))
+    assert record.reported_ready(node("True", at(5)))
+    assert not record.reported_ready(V1Node(status=V1NodeStatus(conditions=None)))

@@ -4,13 +4,16 @@
 # $RIG_RUNS/<phase>/ (default /var/tmp/kindgpu-runs); with $OUT set (the device tool brings back at
 # most 8 files from it), they are also packed into $OUT/runs.tgz.
 #
-#   bash hack/gpu-host/rig.sh PHASE...   # probe torch-image gpu1 compute collective restart cpu bench down
+#   bash hack/gpu-host/rig.sh PHASE...   # probe torch-image gpu1 compute collective multi layout:WxG scale restart cpu bench down
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . hack/gpu-host/versions.sh
 # shellcheck disable=SC1091
 [ -f "$RIG_ROOT/env" ] && . "$RIG_ROOT/env"
 RUNS=${RIG_RUNS:-/var/tmp/kindgpu-runs}
+# NVLink multicast stays off in every process started here (it can put a shared host's GPUs out of
+# service); the specs' smoke.env sets the same in the smoke pods.
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 SPECS=hack/gpu-host/specs
 FAILED=0
 
@@ -103,6 +106,42 @@ collective() {
   rec smoke-collective inv smoke --config "$SPECS/one-gpu.yaml" --level collective --json
 }
 
+# Several GPUs (the multi-GPU machines): every worker layout the machine's GPUs allow, each made,
+# checked at every smoke level and deleted. `scale` times `up` for 1, 2, 4, 8 workers against bare kind.
+multi() {
+  local n
+  n=$(nvidia-smi -L | grep -c '^GPU ')
+  [ "$n" -ge 2 ] || { echo "multi: $n GPU(s) here, 2 or more needed"; FAILED=1; return; }
+  layout "$n" 1
+  [ "$n" -ge 8 ] && layout 2 4
+  [ "$n" -ge 4 ] && layout 1 4  # NCCL between 4 GPUs inside one pod
+  layout 2 1
+}
+
+# layout WORKERS GPUS: preflight, up, status, each worker's device nodes, smoke at every level, down.
+layout() {
+  local tag=$1x$2 spec=$SPECS/one-gpu.yaml level
+  rec "preflight-$tag" inv preflight --config "$spec" --workers "$1" --gpus "$2" --json
+  rec "up-$tag" inv up --config "$spec" --workers "$1" --gpus "$2"
+  rec "status-$tag" inv status --config "$spec" --json
+  rec "worker-devices-$tag" sh -c 'for node in $(docker ps --format "{{.Names}}" | grep "^rig-worker" | sort); do
+    echo "== $node"; docker exec "$node" sh -c "ls -l /dev/nvidia[0-9]*"; done'
+  for level in visibility compute collective; do
+    rec "smoke-$level-$tag" inv smoke --config "$spec" --level "$level" --json
+  done
+  rec "down-$tag" inv down --config "$spec"
+}
+
+scale() {
+  local n w
+  n=$(nvidia-smi -L | grep -c '^GPU ')
+  for w in 1 2 4 8; do
+    [ "$w" -le "$n" ] || break
+    bare_and_up "$w" "-$w"
+    rec "down-$w" inv down --config "$SPECS/one-gpu.yaml"
+  done
+}
+
 # `docker restart` of the GPU worker: isolation and the plugin come back with `invoke up`.
 restart() {
   local spec=$SPECS/one-gpu.yaml
@@ -127,15 +166,20 @@ cpu() {
   rec smoke-visibility inv smoke --config "$spec" --json
 }
 
-# Bare `kind create cluster` with the config kindgpu renders, against `invoke up`.
-bench() {
+# bare_and_up WORKERS SUFFIX: bare `kind create cluster` with the config kindgpu renders (WORKERS
+# workers of 1 GPU), deleted, then `invoke up` of the same.
+bare_and_up() {
   local spec=$SPECS/one-gpu.yaml cfg=/tmp/kindgpu-bench-kind.yaml
-  rec down-before inv down --config "$SPECS/gpu-and-cpu.yaml"
-  rec config inv config --config "$spec"
+  rec "config$2" inv config --config "$spec" --workers "$1" --gpus 1
   sed -e 's/^name: rig$/name: rig-bare/' "$(python3 -c "from kindgpu.state import StateDir; print(StateDir.of('rig').kind_config)")" >"$cfg"
-  rec kind-create kind create cluster --config "$cfg" --image "$KINDGPU_NODE_IMAGE" --kubeconfig /tmp/kindgpu-bench-kc
-  rec kind-delete kind delete cluster --name rig-bare
-  rec up inv up --config "$spec"
+  rec "kind-create$2" kind create cluster --config "$cfg" --image "$KINDGPU_NODE_IMAGE" --kubeconfig /tmp/kindgpu-bench-kc
+  rec "kind-delete$2" kind delete cluster --name rig-bare
+  rec "up$2" inv up --config "$spec" --workers "$1" --gpus 1
+}
+
+bench() {
+  rec down-before inv down --config "$SPECS/gpu-and-cpu.yaml"
+  bare_and_up 1 ""
 }
 
 down() {
@@ -149,7 +193,10 @@ for PHASE in "$@"; do
   echo "=== phase $PHASE"
   case "$PHASE" in
     torch-image) rec build torch_image ;;
-    probe|gpu1|compute|collective|restart|cpu|bench|down) "$PHASE" ;;
+    layout:*)
+      [[ $PHASE =~ ^layout:([1-9][0-9]*)x([1-9][0-9]*)$ ]] || { echo "layout:WORKERSxGPUS, e.g. layout:8x1"; exit 2; }
+      layout "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" ;;
+    probe|gpu1|compute|collective|multi|scale|restart|cpu|bench|down) "$PHASE" ;;
     *) echo "unknown phase $PHASE"; exit 2 ;;
   esac
   [ -n "${OUT:-}" ] && tar -C "$RUNS" -czf "$OUT/runs.tgz" .

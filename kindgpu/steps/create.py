@@ -8,7 +8,6 @@ import os
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 
 from .. import cmd, deviceplugin, diagnostics, images, nodeimage, nodes, record
 from ..errors import KindgpuError
@@ -56,7 +55,7 @@ class Create(Step):
         if not plan.kubeconfig.exists():
             return f"kubeconfig {plan.kubeconfig} is missing: writing it again (kind get kubeconfig)"
         try:
-            not_ready = record.node_readiness(ctx.kube, plan)
+            not_ready = record.node_readiness(ctx.kube, plan, nodes.start_times(found))
             stale = record.out_of_date(ctx.kube, plan)
         except Exception as err:
             if not is_transient(err):
@@ -76,7 +75,8 @@ class Create(Step):
             delete_cluster(ctx)
             found = {}
         if found:
-            wait_ready_and_record(ctx, progress, start_stopped(found, progress))
+            start_stopped(found, progress)
+            wait_ready_and_record(ctx, progress)
             images.record_loads(ctx.plan.state.loads, self.name, {})
             return
         image = ctx.plan.spec["nodeImage"]
@@ -100,7 +100,7 @@ class Create(Step):
                 raise
             finally:
                 created.set()
-            wait_ready_and_record(ctx, progress, {})
+            wait_ready_and_record(ctx, progress)
             try:
                 loaded = loading.result()
             except KindgpuError as err:  # the device-plugin step loads what is missing
@@ -109,11 +109,12 @@ class Create(Step):
                             nodeImageHolds=sorted(held))
 
 
-def wait_ready_and_record(ctx: Context, progress: Progress, restarted: dict[str, datetime]) -> None:
+def wait_ready_and_record(ctx: Context, progress: Progress) -> None:
     """Write the kubeconfig, wait until every node is Ready, then record the plan in the cluster."""
     plan = ctx.plan
     write_kubeconfig(ctx)
-    wait_for(lambda: Seen(done=not (left := record.node_readiness(ctx.kube, plan, restarted)),
+    started = nodes.start_times(ctx.nodes())
+    wait_for(lambda: Seen(done=not (left := record.node_readiness(ctx.kube, plan, started)),
                           last=f"not Ready: {sorted(left)}"),
              what=f"the nodes of {plan.name} to be Ready", timeout=NODE_READY_TIMEOUT, interval=0.5,
              transient=is_transient, progress=progress,
@@ -121,15 +122,12 @@ def wait_ready_and_record(ctx: Context, progress: Progress, restarted: dict[str,
     ctx.kube.apply(record.spec_configmap(plan))
 
 
-def start_stopped(found: dict[str, Node], progress: Progress) -> dict[str, datetime]:
-    """Start the node containers that are not running; {name: when} for the Ready check."""
-    restarted = {}
+def start_stopped(found: dict[str, Node], progress: Progress) -> None:
+    """Start the node containers that are not running."""
     for node in found.values():
         if not node.running:
             progress(f"starting {node.name}")
-            restarted[node.name] = datetime.now(timezone.utc).replace(microsecond=0)
             node.start()
-    return restarted
 
 
 def half_made(name: str) -> str:

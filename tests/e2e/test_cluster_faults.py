@@ -147,3 +147,25 @@ def test_state_dir_deleted_while_the_cluster_runs(state):
     smoke = invoke("smoke", "--name", "kf-nostate")
     assert smoke.returncode == 0, smoke.stdout + smoke.stderr
     assert image_tag().partition(":")[2] in docker("exec", "kf-nostate-worker", "crictl", "images").stdout
+
+
+def test_a_restarted_worker_is_not_ready_until_its_kubelet_reports_then_up_brings_it_back(state):
+    """Right after `docker restart` of a worker the API still shows it Ready, offering its GPUs;
+    neither `up` nor `status` may take that as so. Its kubelet is held back (disabled) to keep
+    that moment."""
+    state.append("kf-restart")
+    assert invoke("up", "--name", "kf-restart", *SMALL).returncode == 0
+    worker = "kf-restart-worker"
+    assert docker("exec", worker, "systemctl", "disable", "kubelet").returncode == 0
+    assert docker("restart", worker).returncode == 0
+    dry = invoke("up", "--name", "kf-restart", *SMALL, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"node(s) not Ready: {worker}" in dry.stdout
+    status = json.loads(invoke("status", "--name", "kf-restart", "--json").stdout)
+    assert not status["healthy"] and [n["ready"] for n in status["nodes"]] == [True, False]
+    assert docker("exec", worker, "systemctl", "enable", "--now", "kubelet").returncode == 0
+    up = invoke("up", "--name", "kf-restart", *SMALL)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert healthy("kf-restart")
+    smoke = invoke("smoke", "--name", "kf-restart")
+    assert smoke.returncode == 0, smoke.stdout + smoke.stderr
