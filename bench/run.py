@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -40,8 +41,16 @@ def timed(fn):
     return time.perf_counter() - start
 
 
-def spec_args(workers):
-    return ["--name", NAME, "--workers", str(workers), "--gpus", "1", "--simulate", str(workers)]
+MODES = {"plain": "false", "derived": "true"}  # spec prepareNodeImage: kind's node image, or kindgpu's
+
+
+def spec_args(workers, mode="derived"):
+    """The bench's cluster; mode picks the node image (a spec file that says only that)."""
+    spec = Path(os.environ["KINDGPU_STATE_DIR"]) / f"bench-{mode}.yaml"
+    if not spec.exists():
+        spec.write_text(f"apiVersion: kindgpu.dev/v1alpha1\nkind: GPUCluster\nprepareNodeImage: {MODES[mode]}\n")
+    return ["--config", str(spec), "--name", NAME, "--workers", str(workers), "--gpus", "1",
+            "--simulate", str(workers)]
 
 
 def down():
@@ -49,9 +58,10 @@ def down():
 
 
 def bare_kind(workers, until_ready=False):
-    """kind create with exactly the config kindgpu renders; with until_ready, also until every
-    node is Ready (kind's own --wait covers the control plane only)."""
-    invoke("config", *spec_args(workers))
+    """kind create with exactly the config kindgpu renders for kind's own node image (containerd
+    patched for CDI); with until_ready, also until every node is Ready (kind's own --wait covers
+    the control plane only)."""
+    invoke("config", *spec_args(workers, "plain"))
     config = Path(os.environ["KINDGPU_STATE_DIR"]) / NAME / "kind-config.yaml"
     kubeconfig = str(config.with_name("kubeconfig"))
 
@@ -175,6 +185,8 @@ def main():
                         help="what to measure: core (up, smoke, preflight, scaling), load (images into nodes)")
     parser.add_argument("--load-workers", type=int, default=4, help="workers of the load case's cluster")
     parser.add_argument("--load-mib", type=int, default=200, help="size of the load case's image")
+    parser.add_argument("--modes", default="plain,derived",
+                        help="node images to compare: plain (kind's, prepareNodeImage: false), derived (kindgpu's)")
     args = parser.parse_args()
     os.environ.setdefault("KINDGPU_STATE_DIR", tempfile.mkdtemp(prefix="kindgpu-bench-"))
     # `up` merges its context into kubectl's kubeconfig: the bench's own, never this host's.
@@ -203,31 +215,46 @@ def main():
                             for _ in range(args.quick_runs)]
     log(row("invoke --list", results["list"]))
 
-    # 1. overhead over bare kind, 2 workers
-    bare, ready, up = [], [], []
-    for _ in range(args.runs):
-        bare.append(bare_kind(2))
-        ready.append(bare_kind(2, until_ready=True))
-        up.append(timed(lambda: invoke("up", *spec_args(2))))
+    modes = args.modes.split(",")
+    # 0. kindgpu's node image, built once: its cost, against what each up saves
+    if "derived" in modes:
+        invoke("node-images", "--remove")  # only kindgpu's, and only those no container uses
+        first = {}
+        first["up"] = timed(lambda: first.update(out=invoke("up", *spec_args(2, "derived")).stdout))
+        built = re.search(r"built node image \S+ in ([0-9.]+)s", first["out"])
+        results["build"], results["first_up"] = [float(built.group(1))] if built else [], [first["up"]]
         down()
-        log(f"bare kind {bare[-1]:.1f}s, kind + nodes Ready {ready[-1]:.1f}s, up {up[-1]:.1f}s")
-    results["bare"], results["ready"], results["up"] = bare, ready, up
+        log(f"node image built in {built.group(1) if built else '?'}s; that up {first['up']:.1f}s")
+
+    # 1. overhead over bare kind, 2 workers; the modes take turns
+    for key in ("bare", "ready", *(f"{m}:up" for m in modes)):
+        results[key] = []
+    for _ in range(args.runs):
+        results["bare"].append(bare_kind(2))
+        results["ready"].append(bare_kind(2, until_ready=True))
+        for mode in modes:
+            results[f"{mode}:up"].append(timed(lambda: invoke("up", *spec_args(2, mode))))
+            down()
+        log(f"bare kind {results['bare'][-1]:.1f}s, kind + nodes Ready {results['ready'][-1]:.1f}s, "
+            + ", ".join(f"up ({m}) {results[f'{m}:up'][-1]:.1f}s" for m in modes))
 
     # 2, 3, 5, 6: post-create time, no-op up, smoke per worker count; memory at the largest
     for workers in scale:
-        post, noop, smoke = [], [], []
+        for mode in modes:
+            for key in ("post", "noop", "smoke"):
+                results[f"{mode}:{key}{workers}"] = []
         for run in range(args.runs):
-            with MemoryPeak() as mem:  # the whole up: create, then the rest timed on its own
-                invoke("up", *spec_args(workers), "--until", "create")
-                post.append(timed(lambda: invoke("up", *spec_args(workers))))
-            if workers == max(scale) and run == 0:
-                results["memory_rise_mib"] = mem.rise_mib
-                results["memory_peak_mib"] = mem.peak
-            noop.extend(timed(lambda: invoke("up", *spec_args(workers))) for _ in range(3))
-            smoke.append(timed(lambda: invoke("smoke", "--name", NAME)))
-            down()
-            log(f"{workers} workers: post-create {post[-1]:.1f}s, smoke {smoke[-1]:.1f}s")
-        results[f"post{workers}"], results[f"noop{workers}"], results[f"smoke{workers}"] = post, noop, smoke
+            for mode in modes:
+                post, noop, smoke = (results[f"{mode}:{key}{workers}"] for key in ("post", "noop", "smoke"))
+                with MemoryPeak() as mem:  # the whole up: create, then the rest timed on its own
+                    invoke("up", *spec_args(workers, mode), "--until", "create")
+                    post.append(timed(lambda: invoke("up", *spec_args(workers, mode))))
+                if workers == max(scale) and run == 0:
+                    results[f"{mode}:memory"] = (mem.rise_mib, mem.peak)
+                noop.extend(timed(lambda: invoke("up", *spec_args(workers, mode))) for _ in range(3))
+                smoke.append(timed(lambda: invoke("smoke", "--name", NAME)))
+                down()
+                log(f"{workers} workers ({mode}): post-create {post[-1]:.1f}s, smoke {smoke[-1]:.1f}s")
 
     lo, hi = min(scale), max(scale)
     med = lambda key: statistics.median(results[key])  # noqa: E731
@@ -236,28 +263,50 @@ def main():
         "",
         "| measurement | runs | median | min – max |",
         "|---|---|---|---|",
-        row("bare `kind create cluster` (kindgpu's config, 2 workers)", results["bare"]),
+        row("bare `kind create cluster` (kindgpu's config for kind's node image, 2 workers)", results["bare"]),
         row("bare `kind create cluster`, then until every node is Ready", results["ready"]),
-        row("`invoke up` to device plugin ready (2 workers)", results["up"]),
-        *[row(f"post-create (label, isolate, device plugin, wait), {w} worker(s)", results[f"post{w}"])
-          for w in scale],
-        *[row(f"`invoke up` with nothing to do, {w} worker(s)", results[f"noop{w}"]) for w in scale],
-        *[row(f"`invoke smoke`, {w} worker(s)", results[f"smoke{w}"]) for w in scale],
+    ]
+    if results.get("build"):
+        lines += [row("kindgpu's node image: the build (once)", results["build"]),
+                  row("kindgpu's node image: the first `invoke up`, which builds it (2 workers)", results["first_up"])]
+    for mode in modes:
+        lines += [
+            row(f"`invoke up` to device plugin ready (2 workers), {mode}", results[f"{mode}:up"]),
+            *[row(f"post-create (label, isolate, device plugin, wait), {w} worker(s), {mode}",
+                  results[f"{mode}:post{w}"]) for w in scale],
+            *[row(f"`invoke up` with nothing to do, {w} worker(s), {mode}", results[f"{mode}:noop{w}"])
+              for w in scale],
+            *[row(f"`invoke smoke`, {w} worker(s), {mode}", results[f"{mode}:smoke{w}"]) for w in scale],
+        ]
+    lines += [
         row("`invoke preflight` (2 workers, simulated)", results["preflight"]),
         row("`invoke --list`", results["list"]),
         "",
-        "| ratio | value | target |",
+        "| ratio | " + " | ".join(modes) + " | target |",
+        "|---|" + "---|" * len(modes) + "---|",
+        "| up / bare kind | " + " | ".join(f"{med(f'{m}:up') / med('bare'):.2f}" for m in modes) + " | ≤ 1.15 |",
+        "| up / (bare kind + nodes Ready) | " + " | ".join(f"{med(f'{m}:up') / med('ready'):.2f}" for m in modes)
+        + " | |",
+        f"| post-create {hi} / {lo} workers | "
+        + " | ".join(f"{med(f'{m}:post{hi}') / med(f'{m}:post{lo}'):.2f}" for m in modes) + " | ≤ 1.3 |",
+        f"| smoke {hi} / {lo} workers | "
+        + " | ".join(f"{med(f'{m}:smoke{hi}') / med(f'{m}:smoke{lo}'):.2f}" for m in modes) + " | ≤ 1.5 |",
+        f"| no-op up ({hi} workers), median | " + " | ".join(f"{med(f'{m}:noop{hi}'):.2f} s" for m in modes)
+        + " | ≤ 2 s |",
+        f"| host memory during an {hi}-worker up | "
+        + " | ".join("+{} MiB (peak {} MiB in use)".format(*results.get(f"{m}:memory", (0, 0))) for m in modes)
+        + " | |",
+        "",
+        "| measurement | value | target |",
         "|---|---|---|",
-        f"| up / bare kind | {med('up') / med('bare'):.2f} | ≤ 1.15 |",
-        f"| up / (bare kind + nodes Ready) | {med('up') / med('ready'):.2f} | |",
-        f"| post-create {hi} / {lo} workers | {med(f'post{hi}') / med(f'post{lo}'):.2f} | ≤ 1.3 |",
-        f"| smoke {hi} / {lo} workers | {med(f'smoke{hi}') / med(f'smoke{lo}'):.2f} | ≤ 1.5 |",
-        f"| no-op up ({hi} workers), median | {med(f'noop{hi}'):.2f} s | ≤ 2 s |",
         f"| preflight, median | {med('preflight'):.2f} s | ≤ 1 s |",
         f"| `invoke --list`, median | {med('list'):.2f} s | ≤ 0.5 s |",
-        f"| host memory during an {hi}-worker up | +{results.get('memory_rise_mib', 0)} MiB "
-        f"(peak {results.get('memory_peak_mib', 0)} MiB in use) | |",
     ]
+    if "plain" in modes and "derived" in modes and results.get("build"):
+        saved = med("plain:up") - med("derived:up")
+        faster = "faster" if saved >= 0 else "slower"
+        lines += ["", f"kindgpu's node image: built once in {med('build'):.1f} s; each 2-worker `up` from it "
+                      f"{abs(saved):.1f} s {faster} than from kind's node image (medians)."]
     if "load" in cases:
         lines += ["", "| measurement | runs | median | min – max |", "|---|---|---|---|",
                   *bench_load(args.runs, args.load_workers, args.load_mib, log)]

@@ -206,7 +206,8 @@ def image(plan):
 
 
 def load_image(plan, docker, workers, progress):
-    """Build (simulated GPUs, first time only) and preload the device plugin's image; its tag.
+    """Build (simulated GPUs, first time only) and preload the device plugin's image: its tag and
+    the names of the nodes it was loaded into.
 
     workers: the Nodes to load it into. The create step preloads it, the device-plugin step
     loads what is still missing.
@@ -217,5 +218,4 @@ def load_image(plan, docker, workers, progress):
 
         progress(f"building {tag} (first time only)")
         ensure_image(docker)
-    images.preload(docker, workers, tag, progress)
-    return tag
+    return tag, images.preload(docker, workers, tag, progress)

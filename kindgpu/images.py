@@ -34,24 +34,38 @@ def node_image_ids(node):
     return {tag: img.get("id") for img in listed for tag in img.get("repoTags") or []}
 
 
-def preload(client, nodes, image, progress):
+def preload(client, nodes, image, progress) -> list[str]:
     """Put `image` into each node container that lacks it, when the host's Docker has it
     (otherwise the nodes pull it themselves). A node has it when its containerd holds the name
     with the host's image ID: an image rebuilt under the same tag is loaded again. Each node is
     asked: the image list in a node's status can be 30 s old, and a node that lost the image
-    would then fail to pull it."""
+    would then fail to pull it. Returns the names of the nodes it loaded the image into."""
     from docker.errors import ImageNotFound
 
     try:
         image_id = client.images.get(image).id
     except ImageNotFound:
-        return
+        return []
     nodes, ref = list(nodes), normalized(image)
     held = concurrently(node_image_ids, nodes)
     lacking = [node for node, ids in zip(nodes, held) if ids.get(ref) != image_id]
     if lacking:
         progress(f"loading {image} into {len(lacking)} node(s)")
         import_into(lacking, image)
+    return [node.name for node in lacking]
+
+
+def record_loads(path: Path, step: str, loaded: dict[str, list[str]], **about) -> None:
+    """Write down what a step loaded into nodes ({image: [node, ...]}, only images it loaded), beside
+    what the other steps did, in the state directory (StateDir.loads): a later look at it needs no
+    guess from timings. `about`: more of what the step knows (the node image it made the nodes from)."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        doc = {}
+    doc[step] = {"loaded": {image: sorted(names) for image, names in loaded.items() if names}, **about}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
 
 IMPORT = ["ctr", "--namespace=k8s.io", "images", "import", "--all-platforms", "--digests"]

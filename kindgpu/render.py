@@ -9,7 +9,7 @@ import json
 import os
 from functools import lru_cache
 
-from . import names
+from . import names, nodeimage
 from .errors import KindgpuError
 from .spec import SCHEMA_PATH
 
@@ -84,9 +84,12 @@ def kind_config(plan):
         "name": plan.name,
         "networking": networking,
         "kubeadmConfigPatches": [KUBELET_PATCH],
-        "containerdConfigPatches": [CONTAINERD_CDI_PATCH],
         "nodes": nodes,
     }
+    if not nodeimage.enabled(spec):
+        # kindgpu's node image has CDI on already; a patch would make kind restart every node's
+        # containerd on the way (the create step passes that image as `kind create cluster --image`).
+        config["containerdConfigPatches"] = [CONTAINERD_CDI_PATCH]
     check_kind_config(config)
     return config
 

@@ -159,14 +159,38 @@ def step_task(step):
     return task(name=step.name, help=UP_HELP, iterable=["force"], klass=KindgpuTask)(user_errors(run_until))
 
 
-@task(help={**NAME_HELP, "force": "also delete a kind cluster kindgpu did not make"})
+@task(help={**NAME_HELP, "force": "also delete a kind cluster kindgpu did not make",
+            "images": "also remove the node images kindgpu built that no container uses (see node-images)"})
 @user_errors
-def down(c, config=None, name=None, force=False):
+def down(c, config=None, name=None, force=False, images=False):
     """Delete the cluster, its Docker network and its state directory."""
-    from kindgpu import cluster
+    from kindgpu import cluster, nodeimage
     from kindgpu.report import Reporter
 
-    cluster.down(cluster_name(config, name), Reporter(), force=force)
+    reporter = Reporter()
+    cluster.down(cluster_name(config, name), reporter, force=force)
+    if images:
+        nodeimage.show_removal(*nodeimage.remove_unused(nodes_client(), reporter.note), reporter.note)
+
+
+def nodes_client():
+    from kindgpu import nodes
+
+    return nodes.docker_client()
+
+
+@task(help={"remove": "remove those no container uses (a cluster's nodes keep theirs)", "json": "print as JSON"})
+@user_errors
+def node_images(c, remove=False, json=False):
+    """List the node images kindgpu built (spec prepareNodeImage); --remove those no container uses."""
+    from kindgpu import nodeimage
+    from kindgpu.report import Reporter
+
+    client = nodes_client()
+    if remove:
+        nodeimage.show_removal(*nodeimage.remove_unused(client, Reporter(quiet=json).note),
+                               Reporter(quiet=json).note)
+    nodeimage.show(nodeimage.built(client), json)
 
 
 @task(help={**NAME_HELP, "json": "print as JSON"})
@@ -260,4 +284,4 @@ def smoke(c, config=None, name=None, level=DEFAULT_LEVEL, json=False, junit=None
 
 # A step with a task of its own already (preflight, config) keeps it; every other step becomes one.
 STEP_TASKS = [step_task(s) for s in steps.pipeline() if s.name not in ("preflight", "config")]
-ns = Collection(config, preflight, up, down, status, smoke, kubeconfig, load, *STEP_TASKS)
+ns = Collection(config, preflight, up, down, status, smoke, kubeconfig, load, node_images, *STEP_TASKS)

@@ -165,6 +165,8 @@ GOLDEN_CASES = {
     "h200-uuids": dict(path=SPECS / "valid" / "uuids.yaml", h200=True),
     "cpu-worker-simulated": dict(path=REPO / "configs" / "cpu-worker.yaml", simulate=8),
     "h200-cpu-worker": dict(path=SPECS / "valid" / "cpu-worker.yaml", h200=True),
+    # kind's image as it is: containerd gets CDI from kindgpu's patch (kind restarts it for that).
+    "h200-plain-node-image": dict(path=SPECS / "valid" / "uuids.yaml", h200=True, prepareNodeImage=False),
 }
 
 

@@ -9,7 +9,7 @@ import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from .. import cmd, deviceplugin, diagnostics, nodes, record
+from .. import cmd, deviceplugin, diagnostics, images, nodeimage, nodes, record
 from ..errors import KindgpuError
 from ..kube import is_transient
 from ..nodes import Node
@@ -77,15 +77,24 @@ class Create(Step):
         if found:
             start_stopped(found, progress)
             wait_ready_and_record(ctx, progress)
+            images.record_loads(ctx.plan.state.loads, self.name, {})
             return
+        image = ctx.plan.spec["nodeImage"]
+        held = {}
+        if nodeimage.enabled(ctx.plan.spec):
+            derived = nodeimage.ensure(ctx.plan, ctx.docker, ctx.reporter.note)
+            image, held = derived.tag, derived.held
         progress("kind create cluster (about a minute)")
         # kind leaves the workers idle while it sets up the control plane: load the device
-        # plugin's image into them meanwhile (it takes seconds per 100 MB on a small host).
+        # plugin's image into them meanwhile (it takes seconds per 100 MB on a small host), or,
+        # when the node image holds it, unpack it.
+        plugin_image = deviceplugin.image(ctx.plan)
         created, failed = threading.Event(), threading.Event()
+        loaded = []
         with ThreadPoolExecutor(max_workers=1) as pool:
-            loading = pool.submit(load_once_booted, ctx, created, failed)
+            loading = pool.submit(load_once_booted, ctx, created, failed, held)
             try:
-                create_cluster(ctx)
+                create_cluster(ctx, image)
             except BaseException:  # failed or interrupted: load nothing, leave at once
                 failed.set()
                 raise
@@ -93,9 +102,11 @@ class Create(Step):
                 created.set()
             wait_ready_and_record(ctx, progress)
             try:
-                loading.result()
+                loaded = loading.result()
             except KindgpuError as err:  # the device-plugin step loads what is missing
-                ctx.reporter.note(f"preloading the device plugin image failed: {err}")
+                ctx.reporter.note(f"preparing the device plugin image in the workers failed: {err}")
+        images.record_loads(ctx.plan.state.loads, self.name, {plugin_image: loaded}, nodeImage=image,
+                            nodeImageHolds=sorted(held))
 
 
 def wait_ready_and_record(ctx: Context, progress: Progress) -> None:
@@ -162,8 +173,9 @@ def delete_cluster(ctx: Context) -> None:
     nodes.remove_networks(ctx.docker, plan.name)
 
 
-def load_once_booted(ctx: Context, created: threading.Event, failed: threading.Event) -> None:
-    """Preload the plugin image as soon as every worker's containerd answers (or kind is done)."""
+def load_once_booted(ctx: Context, created: threading.Event, failed: threading.Event, held) -> list[str]:
+    """Preload the plugin image as soon as every worker's containerd answers (or kind is done);
+    the nodes it went into. The node image's `held` images are only unpacked."""
     from docker.errors import APIError
 
     def booted():
@@ -175,15 +187,18 @@ def load_once_booted(ctx: Context, created: threading.Event, failed: threading.E
     wait_for(booted, what="containerd in the new nodes", timeout=NODE_READY_TIMEOUT, interval=0.5,
              transient=lambda err: isinstance(err, APIError))
     if failed.is_set():
-        return
-    deviceplugin.load_image(ctx.plan, ctx.docker, ctx.worker_nodes().values(), lambda text: None)
+        return []
+    if deviceplugin.image(ctx.plan) in held:
+        nodeimage.unpack(ctx.worker_nodes().values(), held)
+        return []
+    return deviceplugin.load_image(ctx.plan, ctx.docker, ctx.worker_nodes().values(), lambda text: None)[1]
 
 
-def create_cluster(ctx: Context) -> None:
-    """kind create, keeping a failed cluster just long enough to export its logs."""
+def create_cluster(ctx: Context, image: str) -> None:
+    """kind create from `image` (every node's), keeping a failed cluster just long enough to export its logs."""
     plan = ctx.plan
     argv = ["kind", "create", "cluster", "--name", plan.name, "--config", plan.state.kind_config,
-            "--kubeconfig", plan.kubeconfig, "--retain"]
+            "--kubeconfig", plan.kubeconfig, "--retain", "--image", image]
     plan.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
     result = cmd.run(argv, check=False, env=ctx.kind_env())
     if result.returncode != 0:

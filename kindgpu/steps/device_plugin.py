@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import deviceplugin, diagnostics, record
+from .. import deviceplugin, diagnostics, images, record
 from ..errors import KindgpuError
 from ..kube import is_transient, manifest_hash
 from ..wait import Seen, wait_for
@@ -40,7 +40,8 @@ class DevicePlugin(Step):
 
     def run(self, ctx: Context, progress: Progress) -> None:
         plan = ctx.plan
-        image = deviceplugin.load_image(plan, ctx.docker, ctx.worker_nodes().values(), progress)
+        image, loaded = deviceplugin.load_image(plan, ctx.docker, ctx.worker_nodes().values(), progress)
+        images.record_loads(plan.state.loads, self.name, {image: loaded})
         for obj in plugin_objects(ctx, image):
             ctx.kube.apply(obj)
 

@@ -4,6 +4,7 @@ The tests run in file order and share one cluster.
 """
 
 import json
+import os
 
 import pytest
 
@@ -20,6 +21,7 @@ workers:
   - gpus: []
     labels: {{pool: cpu}}
 labels: {{team: e2e}}
+prepareNodeImage: false  # kind's node image as it is: the plain path stays covered
 """
 GPU_LABELS = ("gpu-worker", "gpu-ids", "nvidia.com/gpu.present", "team")
 
@@ -41,6 +43,11 @@ def test_up_makes_a_gpu_worker_and_a_cpu_only_worker(spec_file):
     result = invoke("up", "--config", str(spec_file), check=True)
     assert "✓ preflight" in result.stdout
     assert "✓ create" in result.stdout and "✓ device-plugin" in result.stdout
+    # From the plain node image, up loads the plugin's image into the workers itself.
+    loads = json.loads((spec_file.parent / "state" / CLUSTER / "images-loaded.json").read_text())
+    assert loads["create"]["nodeImage"] == os.environ["KINDGPU_NODE_IMAGE"]
+    loaded = {node for step in loads.values() for names in step["loaded"].values() for node in names}
+    assert GPU_NODE in loaded
     nodes = {n.metadata.name: n for n in kube().nodes()}
     assert nodes[GPU_NODE].status.allocatable.get("nvidia.com/gpu") == "2"
     assert int(nodes[CPU_NODE].status.allocatable.get("nvidia.com/gpu", "0")) == 0
