@@ -150,7 +150,10 @@ def build(wanted: Inputs) -> None:
         config = cmd.run(["docker", "exec", container, "cat", CONTAINERD_CONFIG]).stdout
         cmd.run(["docker", "exec", "-i", container, "sh", "-c", f"cat > {CONTAINERD_CONFIG}"],
                 input=with_cdi(config, wanted.base))
-        cmd.run(["docker", "exec", container, "pkill", "containerd"])
+        # Stopped, not killed mid-write: the commit takes its database as it is on disk.
+        cmd.run(["docker", "exec", container, "sh", "-c",
+                 "pkill -x containerd; for i in $(seq 100); do pgrep -x containerd >/dev/null || exit 0; sleep 0.1; done; "
+                 "exit 1"])
         repository, _, tag = wanted.tag.partition(":")
         cmd.run(["docker", "commit", "--change", f"ENTRYPOINT {ENTRYPOINT}",
                  "--change", f"LABEL {LABEL_MANAGED}=kindgpu",
