@@ -47,6 +47,10 @@ ENTRYPOINT = '["/usr/local/bin/entrypoint", "/sbin/init"]'
 READY_TIMEOUT = 60
 
 
+# Stopped and gone, not killed mid-write: the commit takes its database as it is on disk.
+STOP_CONTAINERD = ("pkill -x containerd; for i in $(seq 100); do pgrep -x containerd >/dev/null || exit 0; "
+                   "sleep 0.1; done; exit 1")
+
 # Unpack an image into the node's snapshotter, as a pod's first start would: mounting it unpacks it.
 UNPACK = ('set -e; d=$(mktemp -d); ctr --namespace=k8s.io images mount "$1" "$d" >/dev/null; '
           'ctr --namespace=k8s.io images unmount --rm "$d" >/dev/null; rmdir "$d"')
@@ -150,10 +154,7 @@ def build(wanted: Inputs) -> None:
         config = cmd.run(["docker", "exec", container, "cat", CONTAINERD_CONFIG]).stdout
         cmd.run(["docker", "exec", "-i", container, "sh", "-c", f"cat > {CONTAINERD_CONFIG}"],
                 input=with_cdi(config, wanted.base))
-        # Stopped, not killed mid-write: the commit takes its database as it is on disk.
-        cmd.run(["docker", "exec", container, "sh", "-c",
-                 "pkill -x containerd; for i in $(seq 100); do pgrep -x containerd >/dev/null || exit 0; sleep 0.1; done; "
-                 "exit 1"])
+        cmd.run(["docker", "exec", container, "sh", "-c", STOP_CONTAINERD])
         repository, _, tag = wanted.tag.partition(":")
         cmd.run(["docker", "commit", "--change", f"ENTRYPOINT {ENTRYPOINT}",
                  "--change", f"LABEL {LABEL_MANAGED}=kindgpu",
