@@ -47,9 +47,10 @@ ENTRYPOINT = '["/usr/local/bin/entrypoint", "/sbin/init"]'
 READY_TIMEOUT = 60
 
 
-# Stopped and gone, not killed mid-write: the commit takes its database as it is on disk.
-STOP_CONTAINERD = ("pkill -x containerd; for i in $(seq 100); do pgrep -x containerd >/dev/null || exit 0; "
-                   "sleep 0.1; done; exit 1")
+# Stopped, not killed mid-write: the commit takes its database as it is on disk. Once it has
+# exited it stays a zombie (`sleep`, PID 1 here, reaps nothing).
+STOP_CONTAINERD = ("pkill -x containerd; for i in $(seq 100); do ps -o stat= -C containerd | grep -qv '^Z' "
+                   "|| exit 0; sleep 0.1; done; exit 1")
 
 # Unpack an image into the node's snapshotter, as a pod's first start would: mounting it unpacks it.
 UNPACK = ('set -e; d=$(mktemp -d); ctr --namespace=k8s.io images mount "$1" "$d" >/dev/null; '
