@@ -89,7 +89,7 @@ def import_into(nodes, image):
             if seen:
                 node.run([*IMPORT, in_node_path])
             else:
-                stream_into(node, archive)
+                stream_into(node.name, archive)
 
         concurrently(one, list(zip(nodes, sees)))
     finally:
@@ -102,7 +102,8 @@ def sees_file(node, in_node_path, size):
     return result.returncode == 0 and result.stdout.strip() == str(size)
 
 
-def stream_into(node, archive):
-    """Import the archive into the node through `docker exec -i`, as `kind load` does."""
+def stream_into(container, archive, importer=IMPORT):
+    """Import the archive into a node's (or a node image build's) containerd through `docker exec
+    -i`, as `kind load` does; importer: the `ctr images import` command line, without its file."""
     with open(archive, "rb") as data:
-        cmd.run(["docker", "exec", "-i", node.name, *IMPORT, "-"], stdin=data)
+        cmd.run(["docker", "exec", "-i", container, *importer, "-"], stdin=data)

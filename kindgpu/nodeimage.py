@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import cmd, deviceplugin
+from . import cmd, console, deviceplugin, images
 from .errors import KindgpuError
 from .parallel import concurrently
 from .preflight.nvidia import load_toml
@@ -38,7 +38,7 @@ RECIPE = "1"
 # As kind imports its own images into its node images (pkg/build/nodeimage/imageimporter.go):
 # pinned, so kubelet's image GC never removes them; unpacked when a pod first runs them.
 IMPORT = ["ctr", "--namespace=k8s.io", "images", "import", "--label=io.cri-containerd.pinned=pinned",
-          "--all-platforms", "--no-unpack", "--digests", "-"]
+          "--all-platforms", "--no-unpack", "--digests"]
 CONTAINERD_CONFIG = "/etc/containerd/config.toml"
 CRI_V2 = "io.containerd.grpc.v1.cri"
 CRI_V3 = "io.containerd.cri.v1.runtime"
@@ -149,8 +149,7 @@ def build(wanted: Inputs) -> None:
             for name in wanted.held:
                 archive = Path(tmp) / "image.tar"
                 cmd.run(["docker", "save", "--output", archive, name])
-                with open(archive, "rb") as data:
-                    cmd.run(["docker", "exec", "-i", container, *IMPORT], stdin=data)
+                images.stream_into(container, archive, IMPORT)
                 archive.unlink()
         config = cmd.run(["docker", "exec", container, "cat", CONTAINERD_CONFIG]).stdout
         cmd.run(["docker", "exec", "-i", container, "sh", "-c", f"cat > {CONTAINERD_CONFIG}"],
@@ -170,9 +169,7 @@ def unpack(nodes, held) -> None:
     unpacked in the image, they would cost as much again in every node's copy of /var. Left to
     the first pod, 8 nodes unpacking at once delayed the device plugin by seconds; the create step
     runs this while kind sets up the control plane, when the workers are idle."""
-    from .images import normalized
-
-    refs = [normalized(name) for name in held]
+    refs = [images.normalized(name) for name in held]
     concurrently(lambda node: [node.run(["sh", "-c", UNPACK, "unpack", ref]) for ref in refs], list(nodes))
 
 
@@ -264,11 +261,11 @@ def show_removal(removed: list[Built], kept: list[Built], note) -> None:
 def show(found: list[Built], as_json: bool) -> None:
     """`invoke node-images`: each image kindgpu built, its size and the containers made from it."""
     if as_json:
-        print(json.dumps([{"tag": b.tag, "id": b.image_id, "sizeBytes": b.size, "usedBy": list(b.used_by)}
-                          for b in found], indent=2))
+        console.print_json([{"tag": b.tag, "id": b.image_id, "sizeBytes": b.size, "usedBy": list(b.used_by)}
+                            for b in found])
         return
-    for b in found:
-        users = f"used by {', '.join(b.used_by)}" if b.used_by else "unused"
-        print(f"{b.tag}  {b.size / 2**20:.0f} MiB  {users}")
     if not found:
         print("no node image kindgpu built is there")
+        return
+    console.table("Node images kindgpu built", ["image", "size", "used by"],
+                  [(b.tag, f"{b.size / 2**20:.0f} MiB", ", ".join(b.used_by) or "unused") for b in found])

@@ -162,13 +162,10 @@ def judge_visibility(log, expected_uuids, worker=None, expect_none=False, expect
     result = _common(log, "visibility", problems)
     details = {"expected": sorted(expected_uuids or [])}
     if result is not None:
-        uuids = _result_uuids(result, problems)
-        details["uuids"] = uuids
+        uuids = _listed_uuids(result, problems, details)
         bad = [u for u in uuids if not UUID_RE.match(u)]
         if bad:
             problems.add(f"not GPU UUIDs: {', '.join(map(repr, bad))}")
-        if result.get("rc") not in (0, None):
-            problems.add(f"nvidia-smi exited {result.get('rc')}")
         if result.get("bad_lines"):
             problems.add(f"{result['bad_lines']} line(s) of nvidia-smi output are not GPU UUIDs")
         if not uuids:
@@ -192,6 +189,14 @@ def _check_echoed(log, uuids, problems):
     echoed = set(re.findall(r"\|\s*((?:GPU|MIG)-[0-9A-Za-z-]+)\s*$", log, flags=re.M))
     if echoed and echoed != set(uuids):
         problems.add("the UUIDs echoed in the log differ from the result line")
+
+
+def _listed_uuids(result, problems, details):
+    """The UUIDs a visibility result lists, kept in details; a failed nvidia-smi is a problem."""
+    uuids = details["uuids"] = _result_uuids(result, problems)
+    if result.get("rc") not in (0, None):
+        problems.add(f"nvidia-smi exited {result.get('rc')}")
+    return uuids
 
 
 def _result_uuids(result, problems):
@@ -243,10 +248,7 @@ def judge_some_of(log, allowed_uuids, count, worker=None, what="visibility") -> 
     result = _common(log, "visibility", problems)
     details = {"allowed": sorted(allowed_uuids or [])}
     if result is not None:
-        uuids = _result_uuids(result, problems)
-        details["uuids"] = uuids
-        if result.get("rc") not in (0, None):
-            problems.add(f"nvidia-smi exited {result.get('rc')}")
+        uuids = _listed_uuids(result, problems, details)
         if len(uuids) != count:
             problems.add(f"{len(uuids)} GPU(s) visible, asked {count}")
         for p in _uuid_set_problems(uuids, None):
