@@ -6,8 +6,10 @@ CACHE="${KINDGPU_HARNESS_CACHE:-/var/cache/kindgpu-harness}"
 export PATH="/usr/local/go/bin:${HOME:-/root}/go/bin:$PATH"
 
 # Pinned versions (part of the node-image recipe: changing them changes the tag).
-KIND_VERSION="${KIND_VERSION:-v0.32.0}"
-K8S_VERSION="${K8S_VERSION:-v1.30.4}"
+KIND_VERSION="${KIND_VERSION:-v0.33.0}"
+# The default line is kind v0.33's own (kindest/node:v1.37.x); setup.sh also builds K8S_EXTRA_VERSIONS.
+K8S_VERSION="${K8S_VERSION:-v1.37.2}"
+K8S_EXTRA_VERSIONS="${K8S_EXTRA_VERSIONS-v1.34.4}"
 CRI_TOOLS_VERSION="${CRI_TOOLS_VERSION:-v1.34.0}"
 
 log() { printf '[harness %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }

@@ -138,29 +138,30 @@ go_phase() {
   fi
 }
 
-# etcd: Debian's etcd-server (3.5.x) from trixie; apt-get download into the cache.
-ETCD_DEB_SUITE="${ETCD_DEB_SUITE:-trixie}"
+# etcd: built from its Go module at the minor kubeadm asks for (kubeadm 1.37 passes etcd 3.6+ flags
+# such as --feature-gates that Debian's 3.5 refuses). etcdmain is etcd's own entry point.
+ETCD_PINS="3.6=v3.6.16 3.7=v3.7.3"
 etcd_phase() {
-  local d="$CACHE/debs/$ETCD_DEB_SUITE" deb
-  deb=$(ls "$d"/etcd-server_3.5*.deb 2>/dev/null | tail -n1 || true)
-  if [ -z "$deb" ]; then
-    mkdir -p "$d/etc" "$d/lists/partial" "$d/archives/partial" "$d/cache"
-    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $DEBIAN_MIRROR $ETCD_DEB_SUITE main" >"$d/etc/sources.list"
-    local A=(-o "Dir::Etc::SourceList=$d/etc/sources.list" -o Dir::Etc::SourceParts=/dev/null
-             -o "Dir::State::Lists=$d/lists" -o "Dir::Cache=$d/cache" -o "Dir::Cache::archives=$d/archives"
-             -o APT::Sandbox::User=root)
-    log "apt-get download etcd-server from $ETCD_DEB_SUITE"
-    apt-get "${A[@]}" -qq update
-    (cd "$d" && apt-get "${A[@]}" -qq download etcd-server)
-    deb=$(ls "$d"/etcd-server_3.5*.deb | tail -n1) || die "no etcd-server 3.5 .deb in $ETCD_DEB_SUITE"
+  local want minor pin v dir
+  want=$("$K8S_BIN/kubeadm" config images list --kubernetes-version "$K8S_VERSION" | sed -n 's#.*/etcd:\([0-9]*\.[0-9]*\).*#\1#p')
+  for pin in $ETCD_PINS; do [ "${pin%%=*}" = "$want" ] && v=${pin#*=}; done
+  [ -n "${v:-}" ] || die "no pinned etcd for the $want line kubeadm $K8S_VERSION asks for (ETCD_PINS)"
+  dir="$CACHE/gobin/etcd-$v"
+  if [ ! -x "$dir/etcd" ]; then
+    log "building etcd $v from go.etcd.io/etcd/server/v3"
+    local mod="$CACHE/work/etcd-$v"
+    rm -rf "$mod"; mkdir -p "$mod" "$dir"
+    printf 'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\nfunc main() { etcdmain.Main(os.Args) }\n' >"$mod/main.go"
+    (cd "$mod" && go mod init kindgpu.local/etcd >/dev/null 2>&1 && go get "go.etcd.io/etcd/server/v3@$v" >/dev/null 2>&1 && go mod tidy >/dev/null 2>&1 \
+      && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath -ldflags "-s -w" -o "$dir/etcd" .) || die "etcd $v build failed"
+    rm -rf "$mod"
   fi
-  ETCD_DIR="$WORK/etcd-deb"
-  dpkg-deb -x "$deb" "$ETCD_DIR"
-  "$ETCD_DIR/usr/bin/etcd" --version | head -n1
+  ETCD_BIN="$dir/etcd"
+  "$ETCD_BIN" --version | head -n1
 }
 
 # ------------------------------------------------------------- images -------
-BASE_IMAGE="kindgpu-harness/base:${KIND_VERSION}-${HASH}"
+BASE_IMAGE="kindgpu-harness/base:${KIND_VERSION}-${K8S_VERSION}-${HASH}"
 base_image_phase() {
   docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 && return 0
   local ctx="$WORK/base-ctx" kmod
@@ -230,7 +231,7 @@ component_images_phase() {
       */kube-proxy:*)
         slim_image "$img" '["/usr/local/bin/kube-proxy"]' "$K8S_BIN/kube-proxy" ;;
       */etcd:*)
-        slim_image "$img" '["/usr/local/bin/etcd"]' "$ETCD_DIR/usr/bin/etcd" "$ETCD_DIR/usr/bin/etcdutl" ;;
+        slim_image "$img" '["/usr/local/bin/etcd"]' "$ETCD_BIN" ;;
       */coredns:*)
         scratch_image "$img" '["/usr/local/bin/coredns"]' "$COREDNS_BIN/coredns"
         # upstream's image has the binary at /coredns
@@ -326,11 +327,11 @@ phase tarball tarball_phase
 phase kind-build-node-image kind_build_phase
 log "node image $TAG built in $((SECONDS - T0))s ($(docker image inspect --format '{{.Size}}' "$TAG" | numfmt --to=iec))"
 
-# Drop node/base images of older recipes (1+ GB each); ones still used by a
-# container are kept (docker refuses). KINDGPU_HARNESS_KEEP_OLD_IMAGES=1 keeps all.
+# Drop node/base images of older recipes of this Kubernetes version (1+ GB each); other versions'
+# images and ones still used by a container are kept. KINDGPU_HARNESS_KEEP_OLD_IMAGES=1 keeps all.
 if [ "${KINDGPU_HARNESS_KEEP_OLD_IMAGES:-0}" != 1 ]; then
-  for old in $(docker images --format '{{.Repository}}:{{.Tag}}' kindgpu-harness/node) \
-             $(docker images --format '{{.Repository}}:{{.Tag}}' kindgpu-harness/base); do
+  for old in $(docker images --format '{{.Repository}}:{{.Tag}}' kindgpu-harness/node | grep ":$K8S_VERSION-") \
+             $(docker images --format '{{.Repository}}:{{.Tag}}' kindgpu-harness/base | grep -- "-$K8S_VERSION-"); do
     [ "$old" = "$TAG" ] || [ "$old" = "$BASE_IMAGE" ] && continue
     docker rmi "$old" >/dev/null 2>&1 && log "removed old image $old" || true
   done

@@ -14,6 +14,13 @@ phase docker-up "$HARNESS_DIR/docker-up.sh"
 phase build-kind "$HARNESS_DIR/build-kind.sh" >/dev/null
 tag=$(phase node-image "$HARNESS_DIR/node-image.sh" | tail -n1)
 [ -n "$tag" ] || die "node-image.sh printed no tag"
+# The other supported Kubernetes lines: a smaller e2e set runs on each (KINDGPU_NODE_IMAGES_EXTRA).
+extra=()
+for v in $K8S_EXTRA_VERSIONS; do
+  t=$(K8S_VERSION=$v phase "node-image-$v" "$HARNESS_DIR/node-image.sh" | tail -n1)
+  [ -n "$t" ] || die "node-image.sh printed no tag for $v"
+  extra+=("$t")
+done
 
 # kubectl: the one inside the node image (same version as the cluster).
 install_kubectl() {
@@ -36,6 +43,7 @@ phase kubectl install_kubectl
 cat >"$CACHE/env.tmp" <<ENV
 export PATH=$CACHE/bin:\$PATH
 export KINDGPU_NODE_IMAGE=$tag
+export KINDGPU_NODE_IMAGES_EXTRA="${extra[*]}"
 ENV
 mv -f "$CACHE/env.tmp" "$CACHE/env"
 log "setup done in $((SECONDS - T0))s; source $CACHE/env"
