@@ -23,7 +23,7 @@ from pathlib import Path
 from . import cmd, console, deviceplugin, images
 from .errors import KindgpuError
 from .parallel import concurrently
-from .preflight.nvidia import load_toml
+from .toml_text import load_toml
 from .wait import Seen, wait_for
 
 # Docker's client and the smoke module are imported where used: listing the tasks must not pay for them.

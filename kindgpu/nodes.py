@@ -40,8 +40,6 @@ def connect():
         client.ping()
         return client
     except DockerException as err:
-        from .preflight.dockerhost import short_error
-
         where = f" at DOCKER_HOST={os.environ['DOCKER_HOST']}" if os.environ.get("DOCKER_HOST") else ""
         if "Permission denied" in str(err):
             raise KindgpuError(f"Docker is not reachable{where}: permission denied on its socket",
@@ -50,6 +48,13 @@ def connect():
         raise KindgpuError(f"Docker is not reachable{where}: {short_error(str(err))}",
                            "start dockerd: `sudo systemctl start docker` (then `invoke preflight` checks "
                            "the host), and run this again") from err
+
+
+def short_error(text: str) -> str:
+    """Docker's error in one line: the reason in its parentheses, without the errno."""
+    m = re.search(r"\(([^()]*(?:No such file|refused|timed out|denied)[^()]*)\)", text)
+    found = (m.group(1) if m else text.splitlines()[0] if text else "unknown error").strip(" '\"")
+    return re.sub(r"^\d+, '?", "", found)  # "2, 'No such file or directory": the errno goes
 
 
 class Node:

@@ -9,7 +9,7 @@ from docker.errors import ImageNotFound
 
 from kindgpu import images, nodeimage, plan, render, spec
 from kindgpu.errors import KindgpuError, SpecError
-from kindgpu.preflight.nvidia import load_toml
+from kindgpu.toml_text import load_toml
 from paths import TESTDATA
 
 KIND_CONTAINERD_CONFIG = (TESTDATA / "containerd" / "kind-v0.32.0-config.toml").read_text()

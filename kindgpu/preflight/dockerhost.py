@@ -8,7 +8,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from .. import names
-from ..nodes import has_owner_mount
+from ..nodes import has_owner_mount, short_error
 from .model import Check, Status
 from .nvidia import SIMULATED
 
@@ -109,12 +109,6 @@ def unreachable(error) -> Check:
         "sudo systemctl start docker",
         hint + "; install Docker Engine first if it is missing: https://docs.docker.com/engine/install/",
     )
-
-
-def short_error(text):
-    m = re.search(r"\(([^()]*(?:No such file|refused|timed out|denied)[^()]*)\)", text)
-    found = (m.group(1) if m else text.splitlines()[0] if text else "unknown error").strip(" '\"")
-    return re.sub(r"^\d+, '?", "", found)  # "2, 'No such file or directory": the errno goes
 
 
 def checks(request, facts: DockerFacts) -> list[Check]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 
+from ..spec import is_loopback
 from .model import Check, Status
 
 # kind's known-issues page: multi-node clusters exhaust the default inotify limits.
@@ -144,8 +145,6 @@ def gpu_capacity_check(request, gpu_count) -> Check:
 
 def api_server_check(request) -> Check:
     """The spec may open the API server to the network (apiServer.allowRemoteAPI): say so."""
-    from ..spec import is_loopback
-
     title = "API server address"
     address = request.api_address
     details = {"address": address}

@@ -7,6 +7,7 @@ import shlex
 
 from .. import cmd, inventory
 from ..errors import CommandError
+from ..toml_text import load_toml
 from .model import TOOLKIT_CONFIG, Check, Status
 
 SIMULATED = "not needed with simulated GPUs"
@@ -59,14 +60,6 @@ def version_tuple(version):
     """'1.17.8' -> (1, 17); None when it does not start with two numbers."""
     m = re.match(r"(\d+)\.(\d+)", version or "")
     return (int(m.group(1)), int(m.group(2))) if m else None
-
-
-def load_toml(text):
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10: the tomli dependency
-        import tomli as tomllib
-    return tomllib.loads(text)
 
 
 def read_toolkit_config(path):
