@@ -10,6 +10,7 @@ import math
 
 from . import plan, runner, spec
 from .errors import Problem, SpecError
+from .payloads import levels
 from .steps import pipeline
 
 # task flag -> spec field
@@ -42,11 +43,8 @@ def seconds(flag, value):
 
 
 def level(flag, value):
-    from .payloads import LEVELS
-
-    if value not in LEVELS:
-        return value, [Problem(flag, f"unknown smoke level {value!r}", f"choose one of {', '.join(LEVELS)}")]
-    return value, []
+    found = levels.problem(value)
+    return value, [Problem(flag, *found)] if found else []
 
 
 def step_names(flag, value):

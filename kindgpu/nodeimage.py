@@ -23,10 +23,12 @@ from pathlib import Path
 from . import cmd, console, deviceplugin, images
 from .errors import KindgpuError
 from .parallel import concurrently
+from .payloads import levels
 from .toml_text import load_toml
 from .wait import Seen, wait_for
 
-# Docker's client and the smoke module are imported where used: listing the tasks must not pay for them.
+# Docker's client (with simgpu.build, which imports it) is imported where used: listing the tasks
+# must not pay for it.
 
 REPOSITORY = "kindgpu/node"
 # Only images carrying both are kindgpu's to list and remove.
@@ -90,9 +92,8 @@ class Inputs:
 def held_images(plan) -> list[str]:
     """What every node needs: the device plugin's image and the visibility level's smoke image
     (for simulated GPUs the same one)."""
-    from .smoke import image_for
-
-    wanted = [deviceplugin.image(plan), image_for(plan, "visibility")]
+    plugin = deviceplugin.image(plan)
+    wanted = [plugin, levels.image(plan.spec, levels.VISIBILITY.name, plugin if plan.simulated else None)]
     return list(dict.fromkeys(wanted))
 
 

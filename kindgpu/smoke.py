@@ -16,18 +16,16 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import console, gfd, images, names, nodes, payloads, record, sharing, smoke_checks
+from . import console, deviceplugin, gfd, images, names, nodes, payloads, record, sharing, smoke_checks
 from .errors import KindgpuError, Problem, SpecError
-from .flags import parse
 from .kube import Kube
 from .parallel import concurrently
-from .payloads import judge
+from .payloads import judge, levels
 from .plan import Plan
 from .state import StateDir
 from .wait import Seen, WaitFailed, WaitTimeout, wait_for
 
-# The Kubernetes client and simgpu.build (which imports Docker's client) are imported where used:
-# listing the tasks must not pay for them.
+# The Kubernetes client is imported where used: listing the tasks must not pay for it.
 
 NAMESPACE = "kindgpu-smoke"
 SERVICE = "smoke"  # headless: collective pods find rank 0 at w0.smoke.<namespace>
@@ -35,6 +33,7 @@ RUN_LABEL = "kindgpu.dev/smoke-run"
 WORKER_LABEL = "kindgpu.dev/worker"  # the worker a smoke pod is for: its gpu-worker number, or cpuN
 PENDING_LABEL = "kindgpu.dev/expect-pending"  # pods that must never be scheduled
 OVERASK_SECONDS = 60
+VISIBILITY = levels.VISIBILITY.name  # what CPU-only workers and the checks' pods run, at every level
 
 
 @dataclass
@@ -57,21 +56,15 @@ class Outcome:
 
 
 def image_for(plan, level):
-    spec = plan.spec
-    if plan.simulated:
-        from .simgpu.build import image_tag
-
-        return image_tag()  # its fake nvidia-smi answers like the real one
-    return spec["smoke"]["cudaImage"] if level == "visibility" else spec["smoke"]["pytorchImage"]
+    """The level's image; for simulated GPUs their plugin's, whose fake nvidia-smi answers like the real one."""
+    return levels.image(plan.spec, level, deviceplugin.image(plan) if plan.simulated else None)
 
 
 def check_level(plan, level):
-    """The level against the cluster: simulated GPUs run visibility only."""
-    parse(level=level)
-    if plan.simulated and level != "visibility":
-        raise SpecError([Problem("--level", f"simulated GPUs run the visibility level only (asked: {level})",
-                                 "compute and collective need real GPUs; use --level visibility")],
-                        title="invalid task flags")
+    """The level against the cluster (levels.problem): simulated GPUs run visibility only."""
+    found = levels.problem(level, plan.simulated)
+    if found:
+        raise SpecError([Problem("--level", *found)], title="invalid task flags")
 
 
 def job(run_id, level, image, worker, rank, gpu_counts, gpus=None, extra_env=None, time_slicing=None):
@@ -103,8 +96,8 @@ def cpu_jobs(run_id, image, worker, key, extra_env=None, resource=names.GPU_RESO
     GPU, and a pod asking for 1 GPU, which must stay Pending (the worker offers none)."""
     env = {**payloads.visibility_env(worker.node, expect_none=True), **(extra_env or {})}
     name = f"smoke-{run_id}-{key}"
-    return [pinned_job(run_id, name, "visibility", image, worker.node, key, env, None, hostname=key),
-            pinned_job(run_id, f"{name}-gpuask", "visibility", image, worker.node, key, env, 1,
+    return [pinned_job(run_id, name, VISIBILITY, image, worker.node, key, env, None, hostname=key),
+            pinned_job(run_id, f"{name}-gpuask", VISIBILITY, image, worker.node, key, env, 1,
                        hostname=key, pending=True, resource=resource)]
 
 
@@ -156,7 +149,7 @@ def check_jobs(run_id, image, check, resource, extra_env=None):
     jobs = []
     for i in range(1, check.pods + 1):
         node = check.subject if check.kind == "shared" else None
-        job = pinned_job(run_id, f"smoke-{run_id}-{check.key}-{i}", "visibility", image, node, check.key, env, 1,
+        job = pinned_job(run_id, f"smoke-{run_id}-{check.key}-{i}", VISIBILITY, image, node, check.key, env, 1,
                          hostname=f"{check.key}-{i}", resource=resource)
         pod = job["spec"]["template"]
         pod["metadata"]["labels"][smoke_checks.CHECK_LABEL] = check.key
@@ -172,7 +165,7 @@ def support_objects(run_id, level):
     configmap = {"apiVersion": "v1", "kind": "ConfigMap",
                  "metadata": {"name": f"smoke-{run_id}", "namespace": NAMESPACE, "labels": labels},
                  "data": payloads.configmap_data()}
-    if level != "collective":
+    if not levels.get(level).rendezvous:
         return [configmap]
     return [
         configmap,
@@ -215,7 +208,7 @@ class Smoke:
         start = time.monotonic()
         image = self.image or image_for(self.plan, self.level)
         # CPU-only workers run the visibility payload at every level, in its (small) image.
-        cpu_image = self.image or image_for(self.plan, "visibility")
+        cpu_image = self.image or image_for(self.plan, VISIBILITY)
         self.load_image(image, self.gpu_workers)
         self.load_image(cpu_image, self.cpu_workers.values())
         self.ensure_namespace()
@@ -337,7 +330,7 @@ class Smoke:
 
     def overask_job(self, image):
         worker, asked = self.overask_worker()
-        return job(self.run_id, "visibility", image, worker, 0, [asked], gpus=asked,
+        return job(self.run_id, VISIBILITY, image, worker, 0, [asked], gpus=asked,
                    extra_env=self.plan.spec["smoke"].get("env", {}), time_slicing=self.ts)
 
     def pending_checks(self):

@@ -10,7 +10,7 @@ from functools import wraps
 from invoke import Collection, Exit, Task, task
 
 from kindgpu import steps
-from kindgpu.payloads import DEFAULT_LEVEL
+from kindgpu.payloads.levels import DEFAULT_LEVEL
 
 SPEC_HELP = {
     "config": "spec file (see configs/), e.g. configs/default.yaml",

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from kindgpu import inventory, payloads
-from kindgpu.payloads import judge
+from kindgpu.payloads import judge, levels
 from paths import REPO, parse_information_dump
 
 DATA = Path(__file__).parent / "testdata" / "payloads" / "h200x2"
@@ -448,6 +448,18 @@ def test_judge_is_stdlib_only():
     imports = set(re.findall(r"^(?:from|import) ([a-z_]+)", source, flags=re.M))
     assert imports <= {"__future__", "json", "math", "re", "dataclasses", "shlex", "pathlib"}
     assert shutil.which("sh")
+
+
+def test_the_level_table_is_stdlib_only_and_checks_a_level_once():
+    source = (payloads.PAYLOAD_DIR / "levels.py").read_text()
+    assert set(re.findall(r"^(?:from|import) ([a-z_.]+)", source, flags=re.M)) <= {"__future__", "dataclasses"}
+    assert levels.problem("compute") is None and levels.problem("visibility", simulated=True) is None
+    assert levels.problem("nope") == ("unknown smoke level 'nope'", "choose one of visibility, compute, collective")
+    assert levels.problem("collective", simulated=True)[0].startswith("simulated GPUs run the visibility level only")
+    assert [levels.get(n).rendezvous for n in levels.LEVELS] == [False, False, True]
+    spec = {"smoke": {"cudaImage": "cuda:1", "pytorchImage": "torch:1"}}
+    assert [levels.image(spec, n) for n in levels.LEVELS] == ["cuda:1", "torch:1", "torch:1"]
+    assert levels.image(spec, "compute", "sim:1") == "sim:1"
 
 
 # ---------------------------------------------------------------- CPU-only workers: no GPU expected

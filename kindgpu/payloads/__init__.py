@@ -6,7 +6,7 @@ The smoke task mounts the files of :func:`configmap_data` from a ConfigMap at
 pod's log to :mod:`kindgpu.payloads.judge`. A CPU-only worker's pod asks for no
 GPU and runs the visibility payload with ``expect_none``: it must see none.
 
-Levels:
+Levels (their table, and the one level check: levels.py):
 
 visibility
     ``sh visibility.sh``: nvidia-smi lists the GPUs the pod sees (CUDA base
@@ -27,18 +27,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-LEVELS = ("visibility", "compute", "collective")
-DEFAULT_LEVEL = "visibility"
+from . import levels
+from .levels import COLLECTIVE, COMPUTE, DEFAULT_LEVEL, LEVELS, RESULT_TAG, VISIBILITY, get
+
+__all__ = ["DEFAULT_LEVEL", "LEVELS", "RESULT_TAG"]  # the level table's, for the payloads' callers
 
 MOUNT_DIR = "/kindgpu/payloads"  # where the ConfigMap is mounted in the pod
-RESULT_TAG = "KINDGPU-RESULT"  # every payload's final line: "KINDGPU-RESULT {json}"
 
 PAYLOAD_DIR = Path(__file__).resolve().parent
-SCRIPTS = {
-    "visibility": "visibility.sh",
-    "compute": "compute.py",
-    "collective": "collective.py",
-}
+SCRIPTS = {name: level.script for name, level in levels.BY_NAME.items()}
 
 DEFAULT_MASTER_PORT = 29500
 DEFAULT_TIMEOUT_S = 300  # collective: NCCL / rendezvous timeout inside the payload
@@ -68,12 +65,6 @@ NCCL_SAFETY_ENV = {
 SHM_VOLUME_NAME = "kindgpu-dshm"
 
 
-def check_level(level):
-    if level not in LEVELS:
-        raise ValueError(f"unknown smoke level {level!r}; choose one of {', '.join(LEVELS)}")
-    return level
-
-
 def payload_files() -> dict[str, Path]:
     """ConfigMap key (file name) -> the payload file in this package, for every level."""
     return {name: PAYLOAD_DIR / name for name in SCRIPTS.values()}
@@ -86,7 +77,7 @@ def configmap_data() -> dict[str, str]:
 
 def script_path(level) -> str:
     """Where the level's script is inside the pod."""
-    return f"{MOUNT_DIR}/{SCRIPTS[check_level(level)]}"
+    return f"{MOUNT_DIR}/{get(level).script}"
 
 
 def command(level) -> list[str]:
@@ -110,7 +101,7 @@ def visibility_env(worker_name, expected_uuids=(), expect_none=False) -> dict[st
     """
     if expect_none and expected_uuids:
         raise ValueError("a pod expected to see no GPU has no expected UUIDs")
-    env = _base_env("visibility", worker_name)
+    env = _base_env(VISIBILITY.name, worker_name)
     if expected_uuids:
         env["KINDGPU_EXPECTED_UUIDS"] = ",".join(expected_uuids)
     if expect_none:
@@ -120,7 +111,7 @@ def visibility_env(worker_name, expected_uuids=(), expect_none=False) -> dict[st
 
 def compute_env(worker_name, gpu_count=None, expected_uuids=()) -> dict[str, str]:
     """Env for level 2. With gpu_count the payload fails when it sees another number of GPUs."""
-    env = _base_env("compute", worker_name)
+    env = _base_env(COMPUTE.name, worker_name)
     if gpu_count is not None:
         env["KINDGPU_EXPECTED_GPUS"] = str(int(gpu_count))
     if expected_uuids:
@@ -156,7 +147,7 @@ def collective_env(
     if len(counts) != world_size or min(counts) < 1:
         raise ValueError(f"gpu_counts must give {world_size} positive GPU counts, got {gpu_counts!r}")
     worker_name = str(worker_name or f"worker-{rank}")
-    env = _base_env("collective", worker_name)
+    env = _base_env(COLLECTIVE.name, worker_name)
     env.update(
         {
             "MASTER_ADDR": str(master_addr),
@@ -187,10 +178,10 @@ def env(level, *, worker_name, gpu_uuids=(), rank=0, world_size=1, gpu_counts=No
     collective also needs rank, world_size, master_addr and gpu_counts (every
     worker's GPU count in rank order; default: all like this one).
     """
-    check_level(level)
-    if level == "visibility":
+    chosen = get(level)
+    if chosen is VISIBILITY:
         return visibility_env(worker_name, gpu_uuids)
-    if level == "compute":
+    if chosen is COMPUTE:
         return compute_env(worker_name, len(gpu_uuids) or None, gpu_uuids)
     if master_addr is None:
         raise ValueError("the collective level needs master_addr (the rank-0 pod's DNS name)")
@@ -207,7 +198,7 @@ def pod_volumes(level) -> tuple[list[dict], list[dict]]:
     collective adds a memory-backed /dev/shm, since NCCL's SHM transport and
     proxies between GPUs of one pod outgrow the runtime's 64 MiB default.
     """
-    if check_level(level) != "collective":
+    if not get(level).shared_memory:
         return [], []
     volumes = [{"name": SHM_VOLUME_NAME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}}]
     mounts = [{"name": SHM_VOLUME_NAME, "mountPath": "/dev/shm"}]

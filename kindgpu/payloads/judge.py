@@ -27,8 +27,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
-RESULT_TAG = "KINDGPU-RESULT"
-LEVELS = ("visibility", "compute", "collective")
+from .levels import COLLECTIVE, COMPUTE, RESULT_TAG, VISIBILITY, get
+
 TRACEBACK_MARK = "Traceback (most recent call last)"
 UUID_RE = re.compile(r"^(GPU|MIG)-[0-9A-Za-z-]+$")
 # nvidia-smi exit statuses that mean "no GPU here" for a pod given none: the shell's
@@ -159,7 +159,7 @@ def judge_visibility(log, expected_uuids, worker=None, expect_none=False, expect
     if expect_none:
         return _judge_none(log, worker)
     problems = _Problems()
-    result = _common(log, "visibility", problems)
+    result = _common(log, VISIBILITY.name, problems)
     details = {"expected": sorted(expected_uuids or [])}
     if result is not None:
         uuids = _listed_uuids(result, problems, details)
@@ -181,7 +181,7 @@ def judge_visibility(log, expected_uuids, worker=None, expect_none=False, expect
         _check_echoed(log, uuids, problems)
     n = len(details.get("uuids", []))
     ok = f"sees its {n} assigned GPU(s)" if expected_uuids is not None else f"sees the {n} GPU(s) its node offers"
-    return problems.verdict(_label("visibility", worker, result), details, ok)
+    return problems.verdict(_label(VISIBILITY.name, worker, result), details, ok)
 
 
 def _check_echoed(log, uuids, problems):
@@ -211,7 +211,7 @@ def _judge_none(log, worker):
     """A pod on a CPU-only worker, given no GPU: no UUID listed, no GPU device node, and an
     nvidia-smi that listed nothing, is missing, or found no device (anything else may hide a GPU)."""
     problems = _Problems()
-    result = _common(log, "visibility", problems)
+    result = _common(log, VISIBILITY.name, problems)
     details = {"expected": []}
     if result is not None:
         uuids = _result_uuids(result, problems)
@@ -241,11 +241,11 @@ def _judge_none(log, worker):
     return problems.verdict(_label("cpu-only visibility", worker, result), details, f"sees no GPU (nvidia-smi {how})")
 
 
-def judge_some_of(log, allowed_uuids, count, worker=None, what="visibility") -> Verdict:
+def judge_some_of(log, allowed_uuids, count, worker=None, what=VISIBILITY.name) -> Verdict:
     """Pass iff a pod asking `count` GPU(s) of a worker saw exactly that many, each one of the
     worker's (allowed_uuids): a pod placed by a nodeSelector, or given a time-slicing replica."""
     problems = _Problems()
-    result = _common(log, "visibility", problems)
+    result = _common(log, VISIBILITY.name, problems)
     details = {"allowed": sorted(allowed_uuids or [])}
     if result is not None:
         uuids = _listed_uuids(result, problems, details)
@@ -290,7 +290,7 @@ def _num(value):
 def judge_compute(log, expected_count=None, expected_uuids=None, worker=None) -> Verdict:
     """Pass iff every visible GPU's float64 product matched the CPU reference, on the expected GPUs."""
     problems = _Problems()
-    result = _common(log, "compute", problems)
+    result = _common(log, COMPUTE.name, problems)
     details = {}
     if result is not None:
         gpus = result.get("gpus")
@@ -331,7 +331,7 @@ def judge_compute(log, expected_count=None, expected_uuids=None, worker=None) ->
             for p in _uuid_set_problems(seen, None):
                 problems.add(p)
     times = ", ".join(f"GPU {g['index']} {g['matmul_ms']} ms" for g in details.get("gpus", []) if g.get("matmul_ms"))
-    return problems.verdict(_label("compute", worker, result), details, f"products correct ({times})")
+    return problems.verdict(_label(COMPUTE.name, worker, result), details, f"products correct ({times})")
 
 
 # ---------------------------------------------------------------- level 3
@@ -355,7 +355,7 @@ def judge_collective(log, world_size=None, local_gpus=None, nnodes=None, worker=
     count; nnodes: number of workers (NCCL must count that many nodes).
     """
     problems = _Problems()
-    result = _common(log, "collective", problems)
+    result = _common(log, COLLECTIVE.name, problems)
     details = {}
     if result is not None:
         for key in ("world_size", "busbw_gbps", "algbw_gbps", "time_ms_max", "size_bytes", "mismatches_total", "nccl"):
@@ -410,23 +410,22 @@ def judge_collective(log, world_size=None, local_gpus=None, nnodes=None, worker=
     transports = details.get("cross_worker_transports")
     ok_msg = (f"sum exact over {details.get('world_size')} rank(s), busbw {details.get('busbw_gbps')} GB/s"
               + (f" via {', '.join(transports)}" if transports else ""))
-    return problems.verdict(_label("collective", worker, result), details, ok_msg)
+    return problems.verdict(_label(COLLECTIVE.name, worker, result), details, ok_msg)
 
 
 def judge(level, log, **expected) -> Verdict:
     """Dispatch on level. visibility: expected_uuids (or expect_none); compute: expected_count, expected_uuids;
     collective: world_size, local_gpus, nnodes. Unknown keywords are ignored."""
-    if level == "visibility":
+    chosen = get(level)  # a ValueError for an unknown level
+    if chosen is VISIBILITY:
         return judge_visibility(log, expected.get("expected_uuids"), worker=expected.get("worker"),
                                 expect_none=expected.get("expect_none", False),
                                 expected_count=expected.get("expected_count"))
-    if level == "compute":
+    if chosen is COMPUTE:
         return judge_compute(log, expected.get("expected_count"), expected.get("expected_uuids"),
                              worker=expected.get("worker"))
-    if level == "collective":
-        return judge_collective(log, expected.get("world_size"), expected.get("local_gpus"),
-                                expected.get("nnodes"), worker=expected.get("worker"))
-    raise ValueError(f"unknown smoke level {level!r}; choose one of {', '.join(LEVELS)}")
+    return judge_collective(log, expected.get("world_size"), expected.get("local_gpus"),
+                            expected.get("nnodes"), worker=expected.get("worker"))
 
 
 # ---------------------------------------------------------------- a whole run
@@ -468,9 +467,9 @@ def judge_cluster(level, logs, assignments, cpu_only=()) -> ClusterVerdict:
         result, _ = parse_result(logs.get(name) or "")
         if not result:
             continue
-        if level == "visibility" or name in cpu_only:
+        if level == VISIBILITY.name or name in cpu_only:
             seen = result.get("uuids") or []
-        elif level == "compute":
+        elif level == COMPUTE.name:
             seen = [g.get("uuid") for g in result.get("gpus") or [] if isinstance(g, dict)]
         else:
             seen = [r.get("uuid") for r in result.get("local_ranks") or [] if isinstance(r, dict)]
@@ -480,7 +479,7 @@ def judge_cluster(level, logs, assignments, cpu_only=()) -> ClusterVerdict:
     shared = {u: sorted(ws) for u, ws in owners.items() if len(ws) > 1}
     for u, ws in sorted(shared.items()):
         problems.append(f"GPU {u} seen on {len(ws)} workers ({', '.join(ws)})")
-    if level == "collective":
+    if level == COLLECTIVE.name:
         maps = {}
         for name in assignments:
             result, _ = parse_result(logs.get(name) or "")
