@@ -18,6 +18,7 @@ from .errors import KindgpuError
 from .inventory import GPU, Inventory
 from .kube import Kube, is_transient
 from .plan import Plan, WorkerPlan
+from .smoke import run_and_report
 from .state import state_root
 
 PRODUCT_LABEL = "nvidia.com/gpu.product"  # set by NVIDIA's GPU feature discovery, where it runs
@@ -89,8 +90,6 @@ def observed_plan(kube, name, doc=None):
 
 def smoke(path, level, reporter, *, doc=None, image=None, junit=None, as_json=False, timeout=300):
     """`invoke smoke --kubeconfig FILE`: the level's Jobs on every node that offers GPUs."""
-    from . import smoke as smoke_test
-
     kube = kube_for(path)
     name = cluster_label(path)
     try:
@@ -101,5 +100,5 @@ def smoke(path, level, reporter, *, doc=None, image=None, junit=None, as_json=Fa
         raise KindgpuError(f"cannot reach the cluster in {path}: {type(err).__name__}: {err}",
                            f"check it with `kubectl --kubeconfig {path} get nodes`") from err
     junit = junit or state_root() / "foreign" / name / f"smoke-{level}-junit.xml"
-    return smoke_test.run_and_report(kube, plan, level, reporter, junit, as_json=as_json, timeout=timeout,
-                                     foreign=True, image=image)
+    return run_and_report(kube, plan, level, reporter, junit, as_json=as_json, timeout=timeout,
+                          foreign=True, image=image)

@@ -4,8 +4,9 @@ here (its Node objects are the client's own); the whole run is in tests/e2e/test
 import pytest
 from kubernetes.client import V1Node, V1NodeSpec, V1NodeStatus, V1ObjectMeta
 
-from kindgpu import foreign, smoke
+from kindgpu import foreign
 from kindgpu.errors import KindgpuError
+from kindgpu.smoke import jobs
 
 
 def node(name, gpus=None, cordoned=False, labels=None):
@@ -44,7 +45,7 @@ def test_a_cluster_without_gpu_nodes_says_what_to_install():
 
 def test_jobs_on_such_a_node_ask_its_count_and_expect_no_uuids():
     plan = foreign.observed_plan(Kube([node("gpu-a", 2)]), "prod")
-    job = smoke.job("r1", "visibility", "img", plan.workers[0], 0, [2])
+    job = jobs.job("r1", "visibility", "img", plan.workers[0], 0, [2])
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["resources"]["limits"] == {"nvidia.com/gpu": "2"}
     assert "KINDGPU_EXPECTED_UUIDS" not in {e["name"] for e in container["env"]}

@@ -4,9 +4,10 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from kindgpu import inventory, plan, smoke, spec
+from kindgpu import inventory, plan, sharing, smoke, spec
 from kindgpu.errors import SpecError
 from kindgpu.inventory import GPU
+from kindgpu.smoke import checks as smoke_checks, jobs as smoke_jobs, report, run as smoke_run, verdict
 from paths import REPO, TESTDATA, parse_information_dump
 
 WORKER = plan.WorkerPlan(2, "c-worker2", tuple(GPU(i, uuid, "NVIDIA H200", "", 143771, i) for i, uuid in
@@ -18,7 +19,7 @@ def pod(job):
 
 
 def test_job_is_pinned_to_its_worker_and_asks_all_its_gpus():
-    spec = pod(smoke.job("r1", "visibility", "img:1", WORKER, 1, [1, 2]))
+    spec = pod(smoke_jobs.job("r1", "visibility", "img:1", WORKER, 1, [1, 2]))
     container = spec["containers"][0]
     assert spec["nodeSelector"] == {"kubernetes.io/hostname": "c-worker2"}
     assert container["resources"]["limits"] == {"nvidia.com/gpu": "2"}
@@ -28,7 +29,7 @@ def test_job_is_pinned_to_its_worker_and_asks_all_its_gpus():
 
 
 def test_collective_job_finds_rank_zero_and_gets_shared_memory():
-    spec = pod(smoke.job("r1", "collective", "torch:1", WORKER, 1, [1, 2]))
+    spec = pod(smoke_jobs.job("r1", "collective", "torch:1", WORKER, 1, [1, 2]))
     env = {e["name"]: e["value"] for e in spec["containers"][0]["env"]}
     assert env["MASTER_ADDR"] == "w0.smoke.kindgpu-smoke.svc.cluster.local"
     assert env["NCCL_HOSTID"] == "kindgpu-c-worker2"  # one NCCL host per pod, despite one boot id
@@ -37,14 +38,15 @@ def test_collective_job_finds_rank_zero_and_gets_shared_memory():
 
 
 def test_only_the_collective_level_gets_the_service_its_ranks_meet_through():
-    kinds = {level: [o["kind"] for o in smoke.support_objects("r1", level)] for level in ("visibility", "collective")}
+    kinds = {level: [o["kind"] for o in smoke_jobs.support_objects("r1", level)]
+             for level in ("visibility", "collective")}
     assert kinds == {"visibility": ["ConfigMap"], "collective": ["ConfigMap", "Service"]}
-    spec = pod(smoke.job("r1", "visibility", "img:1", WORKER, 1, [1, 2]))
+    spec = pod(smoke_jobs.job("r1", "visibility", "img:1", WORKER, 1, [1, 2]))
     assert spec["automountServiceAccountToken"] is False  # payloads never call the API server
 
 
 def test_over_asking_job_asks_one_more():
-    job = smoke.job("r1", "visibility", "img:1", WORKER, 0, [3], gpus=3)
+    job = smoke_jobs.job("r1", "visibility", "img:1", WORKER, 0, [3], gpus=3)
     assert pod(job)["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "3"}
     assert job["metadata"]["name"].endswith("-overask")
 
@@ -59,11 +61,11 @@ def test_simulated_clusters_run_visibility_only():
 
 
 def test_junit_counts_failures():
-    outcome = smoke.Outcome("visibility", False, "worker 2 saw GPU-x", workers=[
+    outcome = verdict.Outcome("visibility", False, "worker 2 saw GPU-x", workers=[
         {"node": "c-worker", "ok": True, "message": "ok"},
         {"node": "c-worker2", "ok": False, "message": "saw GPU-x"}],
         limit={"ok": True, "message": "stays Pending"}, seconds=3.2)
-    suite = ET.fromstring(smoke.junit_xml(outcome, "c"))
+    suite = ET.fromstring(report.junit_xml(outcome, "c"))
     assert (suite.get("tests"), suite.get("failures")) == ("3", "1")
     failed = [c.get("name") for c in suite if c.find("failure") is not None]
     assert failed == ["visibility[c-worker2]"]
@@ -74,7 +76,7 @@ NVLS_OFF = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "N
 
 @pytest.mark.parametrize("level", ["visibility", "compute", "collective"])
 def test_spec_smoke_env_reaches_every_smoke_pod(level):
-    spec = pod(smoke.job("r1", level, "img:1", WORKER, 0, [2], extra_env={**NVLS_OFF, "KINDGPU_WORKER": "mine"}))
+    spec = pod(smoke_jobs.job("r1", level, "img:1", WORKER, 0, [2], extra_env={**NVLS_OFF, "KINDGPU_WORKER": "mine"}))
     env = {e["name"]: e["value"] for e in spec["containers"][0]["env"]}
     assert NVLS_OFF.items() <= env.items()
     assert env["KINDGPU_WORKER"] == "mine"  # the spec's value wins: it comes last
@@ -97,7 +99,7 @@ def env_of(job):
 
 
 def test_cpu_only_worker_gets_a_job_without_gpu_limit_and_a_one_gpu_ask():
-    sees, asks = smoke.cpu_jobs("r1", "img:1", CPU_WORKER, "cpu1")
+    sees, asks = smoke_jobs.cpu_jobs("r1", "img:1", CPU_WORKER, "cpu1")
     for job in (sees, asks):
         assert pod(job)["nodeSelector"] == {"kubernetes.io/hostname": "c-worker2"}
         assert pod(job)["containers"][0]["command"] == ["sh", "/kindgpu/payloads/visibility.sh"]
@@ -106,24 +108,24 @@ def test_cpu_only_worker_gets_a_job_without_gpu_limit_and_a_one_gpu_ask():
     assert env["KINDGPU_EXPECT_NONE"] == "1" and "KINDGPU_EXPECTED_UUIDS" not in env
     assert pod(asks)["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
     labels = [j["spec"]["template"]["metadata"]["labels"] for j in (sees, asks)]
-    assert [lab.get(smoke.PENDING_LABEL) for lab in labels] == [None, "true"]
-    assert {lab[smoke.WORKER_LABEL] for lab in labels} == {"cpu1"}
+    assert [lab.get(smoke_jobs.PENDING_LABEL) for lab in labels] == [None, "true"]
+    assert {lab[smoke_jobs.WORKER_LABEL] for lab in labels} == {"cpu1"}
     assert len({sees["metadata"]["name"], asks["metadata"]["name"]}) == 2
 
 
-def mixed_run(level="visibility"):
-    """A Smoke run on a plan with a CPU-only worker between two GPU workers (no cluster needed)."""
+def mixed_run():
+    """A plan with a CPU-only worker between two GPU workers (no cluster needed)."""
     doc = spec.resolve(REPO / "configs" / "cpu-worker.yaml", env={}, flags={"simulate": 8})
-    return smoke.Smoke(None, plan.make_plan(doc), level)
+    return plan.make_plan(doc)
 
 
 def test_cpu_only_workers_take_no_rank_and_are_not_over_asked(state_dir):
     run = mixed_run()
     assert [w.node for w in run.gpu_workers] == ["gpu-cluster-worker", "gpu-cluster-worker3"]
-    assert {k: w.node for k, w in run.cpu_workers.items()} == {"cpu1": "gpu-cluster-worker2"}
-    assert run.pending_checks() == [("1", "gpu-cluster-worker", 5, 4), ("cpu1", "gpu-cluster-worker2", 1, 0)]
+    assert {k: w.node for k, w in smoke_jobs.cpu_workers(run.workers).items()} == {"cpu1": "gpu-cluster-worker2"}
+    assert smoke_jobs.pending_checks(run) == [("1", "gpu-cluster-worker", 5, 4), ("cpu1", "gpu-cluster-worker2", 1, 0)]
     # The collective's ranks are the GPU workers': world size 2, 8 GPUs.
-    jobs = [smoke.job("r", "collective", "t:1", w, r, [4, 4]) for r, w in enumerate(run.gpu_workers)]
+    jobs = [smoke_jobs.job("r", "collective", "t:1", w, r, [4, 4]) for r, w in enumerate(run.gpu_workers)]
     assert [env_of(j)["KINDGPU_NNODES"] for j in jobs] == ["2", "2"]
     assert [env_of(j)["KINDGPU_RANK_OFFSET"] for j in jobs] == ["0", "4"]
 
@@ -139,14 +141,14 @@ def h200_mixed_run():
     query = host.split("$ ", 2)[1].split("\n", 1)[1].split("(exit")[0]
     inv = inventory.merge(inventory.parse_query_csv(query), parse_information_dump(host))
     doc = spec.resolve(env={}, flags={"name": "mixed", "workers": [{"gpus": [1]}, {"gpus": []}, {"gpus": [0]}]})
-    return smoke.Smoke(None, plan.make_plan(doc, inv), "visibility")
+    return plan.make_plan(doc, inv)
 
 
 PENDING = {"ok": True, "node": "x", "asked": 1, "message": "stays Pending: 0/4 nodes: Insufficient nvidia.com/gpu"}
 
 
 def junit_cases(outcome):
-    suite = ET.fromstring(smoke.junit_xml(outcome, "mixed"))
+    suite = ET.fromstring(report.junit_xml(outcome, "mixed"))
     return suite, {c.get("name"): c.find("failure") is None for c in suite}
 
 
@@ -157,7 +159,7 @@ def test_verdict_on_recorded_output_passes_with_the_cpu_worker_seeing_no_gpu(sta
     logs = {"mixed-worker": recorded("h200x2/visibility-kindgpu-worker2.log"),
             "mixed-worker3": recorded("h200x2/visibility-kindgpu-worker.log"),
             "mixed-worker2": recorded("cpu-only/visibility-host-no-gpu.log")}
-    outcome = run.verdict(logs, "", PENDING, {"cpu1": PENDING}, 2.0)
+    outcome = verdict.verdict("visibility", run.workers, logs, "", PENDING, {"cpu1": PENDING}, 2.0)
     assert outcome.ok, outcome.message
     doc = outcome.to_dict()
     assert [w["node"] for w in doc["workers"]] == ["mixed-worker", "mixed-worker3"]
@@ -178,7 +180,7 @@ def test_verdict_fails_when_the_cpu_worker_sees_a_gpu_or_its_gpu_ask_is_schedule
             "mixed-worker2": recorded("h200x2/visibility-unisolated.log")}
     scheduled = {"ok": False, "node": "mixed-worker2", "asked": 1,
                  "message": "a pod asking 1 GPU(s) was scheduled on mixed-worker2, which has 0"}
-    outcome = run.verdict(logs, "", PENDING, {"cpu1": scheduled}, 2.0)
+    outcome = verdict.verdict("visibility", run.workers, logs, "", PENDING, {"cpu1": scheduled}, 2.0)
     assert not outcome.ok
     cpu = outcome.to_dict()["cpuWorkers"][0]
     assert not cpu["ok"] and "2 GPU(s) visible on a CPU-only worker" in cpu["message"]
@@ -207,46 +209,44 @@ def vis_log(worker, *uuids):
 
 
 def shared_run(replicas=4, rename=False, **extra):
-    """A Smoke run on 2 simulated workers of 1 GPU each, time-sliced."""
+    """A plan of 2 simulated workers of 1 GPU each, time-sliced."""
     doc = spec.resolve(env={}, flags={"simulate": 2, "workers": 2, "gpusPerWorker": 1})
     doc["devicePlugin"]["sharing"] = {"timeSlicing": {"replicas": replicas, "renameByDefault": rename}}
     doc.update(extra)
-    return smoke.Smoke(None, plan.make_plan(doc), "visibility")
+    return plan.make_plan(doc)
 
 
 def test_with_time_slicing_each_worker_is_asked_for_its_gpus_times_replicas(state_dir):
     run = shared_run()
     worker = run.gpu_workers[0]
-    job = smoke.job("r1", "visibility", "img:1", worker, 0, [1, 1], time_slicing=run.ts)
+    job = smoke_jobs.job("r1", "visibility", "img:1", worker, 0, [1, 1], time_slicing=sharing.of(run.spec))
     assert pod(job)["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "4"}
     assert env_of(job)["KINDGPU_EXPECTED_UUIDS"] == worker.gpus[0].uuid  # still sees its 1 GPU
-    assert run.pending_checks()[0][2:] == (5, 4)  # one more than it offers
+    assert smoke_jobs.pending_checks(run)[0][2:] == (5, 4)  # one more than it offers
     renamed = shared_run(rename=True)
-    overask = renamed.overask_job("img:1")
+    overask = smoke_jobs.overask_job("r1", renamed, "img:1")
     assert pod(overask)["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu.shared": "5"}
 
 
 def test_without_sharing_the_jobs_are_as_before(state_dir):
     run = mixed_run()
-    assert run.ts.replicas == 1
-    job = smoke.job("r1", "visibility", "img:1", run.gpu_workers[0], 0, [4, 4], time_slicing=run.ts)
-    assert job == smoke.job("r1", "visibility", "img:1", run.gpu_workers[0], 0, [4, 4])
-    assert [c.kind for c in run.checks()] == ["product"]  # no shared check
+    assert sharing.of(run.spec).replicas == 1
+    job = smoke_jobs.job("r1", "visibility", "img:1", run.gpu_workers[0], 0, [4, 4], time_slicing=sharing.of(run.spec))
+    assert job == smoke_jobs.job("r1", "visibility", "img:1", run.gpu_workers[0], 0, [4, 4])
+    assert [c.kind for c in smoke_checks.for_plan(run)] == ["product"]  # no shared check
 
 
 def test_the_checks_select_by_product_and_share_one_workers_gpu(state_dir):
-    from kindgpu import smoke_checks
-
     run = shared_run()
-    product, shared = run.checks()
+    product, shared = smoke_checks.for_plan(run)
     assert (product.kind, product.subject, sorted(product.allowed)) == (
         "product", "NVIDIA-H200-SHARED", ["gpu-cluster-worker", "gpu-cluster-worker2"])
-    (pjob,) = smoke.check_jobs("r1", "img:1", product, run.ts.resource)
+    (pjob,) = smoke_jobs.check_jobs("r1", "img:1", product, sharing.of(run.spec).resource)
     assert pod(pjob)["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H200-SHARED"}
     assert pod(pjob)["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
     assert pjob["spec"]["template"]["metadata"]["labels"][smoke_checks.CHECK_LABEL] == "product-1"
     assert (shared.kind, shared.subject, shared.pods) == ("shared", "gpu-cluster-worker", 2)
-    jobs = smoke.check_jobs("r1", "img:1", shared, run.ts.resource)
+    jobs = smoke_jobs.check_jobs("r1", "img:1", shared, sharing.of(run.spec).resource)
     assert [pod(j)["nodeSelector"] for j in jobs] == [{"kubernetes.io/hostname": "gpu-cluster-worker"}] * 2
     assert len({j["metadata"]["name"] for j in jobs}) == 2
     assert "KINDGPU_EXPECTED_UUIDS" not in env_of(jobs[0])  # it sees one GPU of its worker's
@@ -254,14 +254,12 @@ def test_the_checks_select_by_product_and_share_one_workers_gpu(state_dir):
 
 def test_no_product_check_when_the_cluster_leaves_the_labels_to_gfd(state_dir):
     run = shared_run(gpuFeatureLabels=False)
-    assert [c.kind for c in run.checks()] == ["shared"]
+    assert [c.kind for c in smoke_checks.for_plan(run)] == ["shared"]
 
 
 def test_two_pods_seeing_one_shared_gpu_pass_and_the_verdict_says_so(state_dir):
-    from kindgpu import smoke_checks
-
     run = shared_run()
-    product, shared = run.checks()
+    product, shared = smoke_checks.for_plan(run)
     workers = {w.node: w.gpus[0].uuid for w in run.gpu_workers}
     w1, w2 = list(workers)
     rows = [smoke_checks.verdict(product, [(w2, "Succeeded", vis_log("p", workers[w2]))]),
@@ -271,7 +269,7 @@ def test_two_pods_seeing_one_shared_gpu_pass_and_the_verdict_says_so(state_dir):
     assert rows[1]["message"] == (f"time-slicing on {w1} (4 replicas per GPU): 2 pods shared {workers[w1]}, "
                                   "as time-slicing allows")
     logs = {w: vis_log(w, u) for w, u in workers.items()}
-    outcome = run.verdict(logs, "", PENDING, {}, 1.0, rows)
+    outcome = verdict.verdict("visibility", run.workers, logs, "", PENDING, {}, 1.0, rows, sharing.of(run.spec))
     assert outcome.ok, outcome.message
     assert "2 pods shared" in outcome.message and outcome.sharing.startswith("time-slicing, 4 replicas")
     suite, cases = junit_cases(outcome)
@@ -279,10 +277,8 @@ def test_two_pods_seeing_one_shared_gpu_pass_and_the_verdict_says_so(state_dir):
 
 
 def test_check_pods_in_the_wrong_place_or_seeing_a_foreign_gpu_fail(state_dir):
-    from kindgpu import smoke_checks
-
     run = mixed_run()
-    (product,) = run.checks()
+    (product,) = smoke_checks.for_plan(run)
     worker = run.gpu_workers[0]
     mine = worker.gpus[0].uuid
     assert smoke_checks.verdict(product, [(worker.node, "Succeeded", vis_log("p", mine))])["ok"]
@@ -292,7 +288,7 @@ def test_check_pods_in_the_wrong_place_or_seeing_a_foreign_gpu_fail(state_dir):
     assert not foreign["ok"] and "not the worker's GPU(s): GPU-other" in foreign["message"]
     pending = smoke_checks.verdict(product, [(None, "Pending", None)])
     assert not pending["ok"] and "not scheduled" in pending["message"]
-    outcome = run.verdict({}, "", PENDING, {"cpu1": PENDING}, 1.0, [pending])
+    outcome = verdict.verdict("visibility", run.workers, {}, "", PENDING, {"cpu1": PENDING}, 1.0, [pending])
     assert not outcome.ok and "gpu-product-selector[NVIDIA-H200]: a pod was not scheduled" in outcome.message
 
 
@@ -324,19 +320,22 @@ def test_a_smoke_image_that_cannot_be_pulled_fails_the_wait_at_once():
                      status=V1PodStatus(container_statuses=[status]))
 
     # A first failed pull may be a registry hiccup and a pull in progress is fine; a back-off is final here.
-    assert smoke.image_pull_failure([pod("ErrImagePull"), pod("ContainerCreating")]) == ("", "")
-    what, fix = smoke.image_pull_failure([pod("ContainerCreating"), pod("ImagePullBackOff")])
+    assert smoke_run.image_pull_failure([pod("ErrImagePull"), pod("ContainerCreating")]) == ("", "")
+    what, fix = smoke_run.image_pull_failure([pod("ContainerCreating"), pod("ImagePullBackOff")])
     assert "p-ImagePullBackOff on w1 cannot get image local/torch:1" in what
     assert "docker pull local/torch:1" in fix and "smoke.pytorchImage" in fix
 
 
+class NoCluster:
+    """The run's API client where every call to the cluster is replaced: touching it fails the test."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the cluster was asked for {name}")
+
+
 def run_order(failure):
-    """What Smoke.run does, in order, with the cluster's side replaced by a record of the calls."""
-    from types import SimpleNamespace
-
-    from kindgpu import smoke_checks
-
-    run, order = shared_run(), []
+    """What SmokeRun.run does, in order, with the cluster's side replaced by a record of the calls."""
+    run, order = smoke_run.SmokeRun(NoCluster(), shared_run(), "visibility"), []
     run.load_image = run.ensure_namespace = run.cleanup = lambda *args: None
 
     def create(obj):
@@ -347,8 +346,8 @@ def run_order(failure):
     run.failure_fix = ""
     run.wait_jobs = lambda: order.append("wait for the level's pods") or ({}, failure)
     run.check_pending = lambda *check: {"ok": True}
-    run.finish_check = lambda check: order.append(f"finish {check.kind}") or {"ok": True}
-    run.verdict = lambda *args: SimpleNamespace(fix="")
+    run.finish_check = lambda check: order.append(f"finish {check.kind}") or {"ok": True, "check": check.kind,
+                                                                             "message": ""}
     run.run()
     return order
 

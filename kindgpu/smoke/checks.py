@@ -1,6 +1,6 @@
 """Smoke's checks of what schedulers read: a pod that selects its worker by GPU product, and pods
-that share a time-sliced GPU. Pure: plain node names, labels and UUIDs in, Jobs and verdicts out;
-kindgpu.smoke creates the Jobs and hands their pods' logs back.
+that share a time-sliced GPU. Pure: a plan, or plain node names, labels and UUIDs, in; checks and
+verdicts out; smoke.jobs makes their Jobs and smoke.run hands their pods' logs back.
 
 product   one pod per product the GPU workers carry (nvidia.com/gpu.product), placed by that
           label alone, asking 1 GPU: it must land on a worker with that product and see one of
@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .payloads import judge
+from .. import gfd, sharing
+from ..payloads import judge
 
 CHECK_LABEL = "kindgpu.dev/smoke-check"  # on these pods only: the check they belong to
 PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -33,6 +34,16 @@ class Check:
     def name(self) -> str:
         """Its JUnit test case."""
         return f"gpu-product-selector[{self.subject}]" if self.kind == "product" else f"time-slicing[{self.subject}]"
+
+
+def for_plan(plan) -> list[Check]:
+    """The checks for this cluster: by product (when it sets the feature labels and records them),
+    and with time-slicing, two pods sharing a worker's GPU."""
+    gpu_workers = [(w.node, w.labels, [g.uuid for g in w.gpus]) for w in plan.gpu_workers]
+    found = shared_check(gpu_workers, sharing.of(plan.spec).replicas)
+    if gfd.enabled(plan.spec):
+        found = product_checks(gpu_workers) + found
+    return found
 
 
 def product_targets(workers) -> dict[str, list[str]]:

@@ -1,0 +1,168 @@
+"""The smoke run's Kubernetes objects, as plain dicts: the level's Job per worker, the CPU-only
+workers' Jobs, the over-ask pod, the checks' Jobs, the payloads' ConfigMap and the collective's
+Service. Pure: a plan in, manifests out (smoke.run creates them)."""
+
+from __future__ import annotations
+
+from .. import deviceplugin, names, payloads, sharing
+from ..payloads import levels
+from .checks import CHECK_LABEL, PRODUCT_LABEL
+
+NAMESPACE = "kindgpu-smoke"
+SERVICE = "smoke"  # headless: collective pods find rank 0 at w0.smoke.<namespace>
+RUN_LABEL = "kindgpu.dev/smoke-run"
+WORKER_LABEL = "kindgpu.dev/worker"  # the worker a smoke pod is for: its gpu-worker number, or cpuN
+PENDING_LABEL = "kindgpu.dev/expect-pending"  # pods that must never be scheduled
+VISIBILITY = levels.VISIBILITY.name  # what CPU-only workers and the checks' pods run, at every level
+
+
+def image_for(plan, level):
+    """The level's image; for simulated GPUs their plugin's, whose fake nvidia-smi answers like the real one."""
+    return levels.image(plan.spec, level, deviceplugin.image(plan) if plan.simulated else None)
+
+
+def job(run_id, level, image, worker, rank, gpu_counts, gpus=None, extra_env=None, time_slicing=None):
+    """One Job pinned to one GPU worker, asking for its GPUs (or `gpus` of them).
+
+    gpu_counts: every GPU worker's GPU count in rank order (the collective level numbers its ranks);
+    extra_env: the spec's smoke.env, added after kindgpu's own variables; time_slicing: the
+    cluster's (sharing.TimeSlicing): all its GPUs are then GPUs × replicas of its resource.
+    """
+    ts = time_slicing or sharing.TimeSlicing()
+    count = ts.allocatable(len(worker.gpus)) if gpus is None else gpus
+    uuids = [g.uuid for g in worker.gpus if g.uuid]  # none known on a cluster kindgpu did not make
+    env = payloads.env(level, worker_name=worker.node, gpu_uuids=uuids, rank=rank,
+                       world_size=len(gpu_counts), gpu_counts=gpu_counts,
+                       master_addr=f"w0.{SERVICE}.{NAMESPACE}.svc.cluster.local")
+    env.update(extra_env or {})
+    name = f"smoke-{run_id}-w{worker.number}" + ("-overask" if gpus is not None else "")
+    return pinned_job(run_id, name, level, image, worker.node, str(worker.number), env, count,
+                      hostname=f"w{rank}", pending=gpus is not None, resource=ts.resource)
+
+
+def cpu_key(position):
+    """What names a CPU-only worker's smoke pods: cpu1, cpu2, ... (it has no gpu-worker number)."""
+    return f"cpu{position}"
+
+
+def cpu_workers(workers) -> dict:
+    """{cpu_key: worker} of the CPU-only workers, in plan order. WorkerPlan.cpu_only is told by the
+    GPUs, so older records (no cpuOnly) read the same."""
+    return {cpu_key(i): w for i, w in enumerate((w for w in workers if w.cpu_only), 1)}
+
+
+def cpu_jobs(run_id, image, worker, key, extra_env=None, resource=names.GPU_RESOURCE):
+    """A CPU-only worker's two Jobs: the visibility payload with no GPU limit, which must see no
+    GPU, and a pod asking for 1 GPU, which must stay Pending (the worker offers none)."""
+    env = {**payloads.visibility_env(worker.node, expect_none=True), **(extra_env or {})}
+    name = f"smoke-{run_id}-{key}"
+    return [pinned_job(run_id, name, VISIBILITY, image, worker.node, key, env, None, hostname=key),
+            pinned_job(run_id, f"{name}-gpuask", VISIBILITY, image, worker.node, key, env, 1,
+                       hostname=key, pending=True, resource=resource)]
+
+
+def pinned_job(run_id, name, level, image, node, worker_key, env, gpus, *, hostname, pending=False,
+               resource=names.GPU_RESOURCE):
+    """A Job whose one pod runs the level's payload on `node`; gpus=None sets no GPU limit."""
+    volumes, mounts = payloads.pod_volumes(level)
+    labels = {RUN_LABEL: run_id, "app.kubernetes.io/managed-by": "kindgpu"}
+    pod_labels = {**labels, WORKER_LABEL: worker_key, **({PENDING_LABEL: "true"} if pending else {})}
+    container = {
+        "name": "payload",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": payloads.command(level),
+        "env": [{"name": k, "value": v} for k, v in env.items()],
+        "volumeMounts": [{"name": "payloads", "mountPath": payloads.MOUNT_DIR}, *mounts],
+    }
+    if gpus is not None:
+        container["resources"] = {"limits": {resource: str(gpus)}}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {"labels": pod_labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "hostname": hostname,
+                    "subdomain": SERVICE,
+                    "nodeSelector": {"kubernetes.io/hostname": node},
+                    "tolerations": [{"key": names.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
+                    # Payloads never call the API server: no token or service variables to make per pod.
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "containers": [container],
+                    "volumes": [{"name": "payloads", "configMap": {"name": f"smoke-{run_id}"}}, *volumes],
+                },
+            },
+        },
+    }
+
+
+def check_jobs(run_id, image, check, resource, extra_env=None):
+    """The Jobs of one checks.Check: the product check's pod placed by the product label
+    alone, the shared check's pods pinned to its worker; 1 GPU each."""
+    env = {**payloads.visibility_env(f"{check.kind}-check"), **(extra_env or {})}
+    jobs = []
+    for i in range(1, check.pods + 1):
+        node = check.subject if check.kind == "shared" else None
+        job = pinned_job(run_id, f"smoke-{run_id}-{check.key}-{i}", VISIBILITY, image, node, check.key, env, 1,
+                         hostname=f"{check.key}-{i}", resource=resource)
+        pod = job["spec"]["template"]
+        pod["metadata"]["labels"][CHECK_LABEL] = check.key
+        if check.kind == "product":
+            pod["spec"]["nodeSelector"] = {PRODUCT_LABEL: check.subject}
+        jobs.append(job)
+    return jobs
+
+
+def support_objects(run_id, level):
+    """The payloads' ConfigMap; for the collective level, the Service its ranks meet through."""
+    labels = {RUN_LABEL: run_id, "app.kubernetes.io/managed-by": "kindgpu"}
+    configmap = {"apiVersion": "v1", "kind": "ConfigMap",
+                 "metadata": {"name": f"smoke-{run_id}", "namespace": NAMESPACE, "labels": labels},
+                 "data": payloads.configmap_data()}
+    if not levels.get(level).rendezvous:
+        return [configmap]
+    return [
+        configmap,
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": SERVICE, "namespace": NAMESPACE, "labels": labels},
+         "spec": {"clusterIP": "None", "publishNotReadyAddresses": True,
+                  "selector": {RUN_LABEL: run_id}, "ports": [{"name": "rdzv", "port": 29500}]}},
+    ]
+
+
+def level_jobs(run_id, plan, level, image, cpu_image):
+    """Every worker's Job: the level's on each GPU worker (its rank among them), the two of each
+    CPU-only worker (in cpu_image), and the over-ask pod. They start at once."""
+    ts = sharing.of(plan.spec)  # an older record has none: not shared
+    counts = [len(w.gpus) for w in plan.gpu_workers]
+    extra_env = plan.spec["smoke"].get("env", {})
+    found = [job(run_id, level, image, worker, rank, counts, extra_env=extra_env, time_slicing=ts)
+             for rank, worker in enumerate(plan.gpu_workers)]
+    found += [j for key, w in cpu_workers(plan.workers).items()
+              for j in cpu_jobs(run_id, cpu_image, w, key, extra_env=extra_env, resource=ts.resource)]
+    return [*found, overask_job(run_id, plan, image)]
+
+
+def overask_worker(plan):
+    """The worker offering the most, and one GPU more than it offers (× replicas when shared)."""
+    worker = max(plan.gpu_workers, key=lambda w: len(w.gpus))
+    return worker, sharing.of(plan.spec).allocatable(len(worker.gpus)) + 1
+
+
+def overask_job(run_id, plan, image):
+    worker, asked = overask_worker(plan)
+    return job(run_id, VISIBILITY, image, worker, 0, [asked], gpus=asked,
+               extra_env=plan.spec["smoke"].get("env", {}), time_slicing=sharing.of(plan.spec))
+
+
+def pending_checks(plan):
+    """(worker key, node, GPUs asked, GPUs it has): the over-ask pod first, then each CPU-only worker's."""
+    worker, asked = overask_worker(plan)
+    return [(str(worker.number), worker.node, asked, asked - 1),
+            *((key, w.node, 1, 0) for key, w in cpu_workers(plan.workers).items())]
