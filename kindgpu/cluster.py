@@ -7,7 +7,21 @@ import re
 import shutil
 from pathlib import Path
 
-from . import cmd, console, deviceplugin, kubeconfig, lock, names, nodes, record, runner, sharing, spec as specs, steps
+from . import (
+    cmd,
+    console,
+    deviceplugin,
+    kubeconfig,
+    lock,
+    names,
+    nodes,
+    pods,
+    record,
+    runner,
+    sharing,
+    spec as specs,
+    steps,
+)
 from .errors import KindgpuError
 from .kube import Kube, is_transient
 from .state import StateDir
@@ -138,13 +152,13 @@ def status(name):
     sim = plan.simulated
     ts = sharing.of(plan.spec)
     selector = deviceplugin.plugin_selector(sim)
-    pods = {p.spec.node_name: p for p in kube.pods(names.SYSTEM_NAMESPACE, selector)}
+    plugins = {p.spec.node_name: p for p in kube.pods(names.SYSTEM_NAMESPACE, selector)}
     rows = []
     for node in sorted(kube.nodes(), key=lambda n: node_order(n.metadata.name)):
         labels = node.metadata.labels or {}
         worker = assigned.get(node.metadata.name)
         cpu_only = bool(worker) and not worker.gpus
-        pod = pods.get(node.metadata.name)
+        pod = plugins.get(node.metadata.name)
         rows.append({
             "node": node.metadata.name,
             "role": "control-plane" if "node-role.kubernetes.io/control-plane" in labels else "worker",
@@ -178,10 +192,7 @@ def worker_plugin(worker, cpu_only, pod):
 
 
 def plugin_state(pod):
-    if pod is None:
-        return "missing"
-    waiting = [cs.state.waiting.reason for cs in pod.status.container_statuses or [] if cs.state.waiting]
-    return waiting[0] if waiting else pod.status.phase
+    return "missing" if pod is None else pods.state(pod)
 
 
 def show_status(doc, as_json):

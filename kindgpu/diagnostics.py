@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from . import cmd, deviceplugin, names
+from . import cmd, deviceplugin, names, pods
 from .kube import REQUEST_TIMEOUT
 
 
@@ -32,10 +32,7 @@ def pod_summary(ctx, pod, tail=20):
     """Phase, container states, recent events and the log tail of one pod."""
     core = ctx.kube.core
     lines = [f"pod {pod.metadata.name} on {pod.spec.node_name}: {pod.status.phase}"]
-    for cs in pod.status.container_statuses or []:
-        state = cs.state.waiting or cs.state.terminated
-        if state:
-            lines.append(f"  {cs.name}: {state.reason} {state.message or ''}".rstrip())
+    lines += [f"  {name}: {state.reason} {state.message or ''}".rstrip() for name, state in pods.not_running(pod)]
     events = core.list_namespaced_event(pod.metadata.namespace,
                                         field_selector=f"involvedObject.name={pod.metadata.name}").items
     lines += [f"  event {e.type} {e.reason}: {e.message}" for e in events[-5:]]
@@ -52,22 +49,6 @@ def plugin_report(ctx, tail=20):
     if not pods:
         return "no device plugin pod exists: are the workers labelled nvidia.com/gpu.present=true?"
     return "\n".join(pod_summary(ctx, p, tail) for p in pods)
-
-
-# Exit codes of a container killed from outside (SIGKILL, SIGTERM, its node gone): not a crash of
-# its own; were it one, CrashLoopBackOff says so seconds later.
-KILLED = (137, 143, 255)
-
-
-def crash(pod):
-    """(container, what happened) of a plugin container that keeps failing; None if none does."""
-    for cs in pod.status.container_statuses or []:
-        waiting, ended = cs.state.waiting, cs.state.terminated
-        if waiting and waiting.reason in ("CrashLoopBackOff", "RunContainerError", "CreateContainerError"):
-            return cs.name, waiting.reason
-        if ended and ended.exit_code and ended.exit_code not in KILLED and (cs.restart_count or 0) >= 1:
-            return cs.name, f"exited {ended.exit_code} ({ended.reason}) {cs.restart_count} time(s)"
-    return None
 
 
 # What a crashing plugin's log says -> what to do about it.
@@ -114,7 +95,7 @@ def plugin_crash(ctx):
     """Why the wait for the plugin should stop now, and the fix: a plugin pod that keeps crashing
     (("", "") if none does)."""
     for pod in plugin_pods(ctx):
-        found = crash(pod)
+        found = pods.crash(pod)
         if not found:
             continue
         container, what = found

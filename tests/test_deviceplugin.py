@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from kubernetes.client import V1ContainerState, V1ContainerStateTerminated, V1ContainerStateWaiting, V1ContainerStatus
 
-from kindgpu import deviceplugin, diagnostics, spec
+from kindgpu import deviceplugin, diagnostics, pods, spec
 
 TESTDATA = Path(__file__).parent / "testdata"
 
@@ -124,7 +124,7 @@ class Pod:
     (status(terminated=V1ContainerStateTerminated(exit_code=255, reason="Unknown"), restarts=1), None),
 ])
 def test_a_crashing_plugin_is_seen_at_once(st, expected):
-    found = diagnostics.crash(Pod(st))
+    found = pods.crash(Pod(st))
     assert (found and found[1]) == expected
 
 
