@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from pathlib import Path
 
 from . import (
-    cmd,
     console,
     deviceplugin,
+    kind,
     kubeconfig,
     lock,
     names,
@@ -102,10 +101,7 @@ def delete(name, reporter, *, force=False, keep_lock=False):
     removed = []
     if found:
         with reporter.step("delete", f"kind delete cluster --name {name}"):
-            # kind edits only the kubeconfig it is given: the cluster's own, even when it is gone
-            # (without one kind would remove kind-<name> from every file kubectl reads).
-            cmd.run(["kind", "delete", "cluster", "--name", name, "--kubeconfig", own_kubeconfig(state)],
-                    timeout=300)
+            kind.delete(name)  # editing only the cluster's own kubeconfig
         removed.append(f"{len(found)} node container(s)")
     try:
         for path in kubeconfig.unmerge_recorded(name):  # what kindgpu merged, and nothing else
@@ -123,14 +119,6 @@ def delete(name, reporter, *, force=False, keep_lock=False):
         if had_state:
             removed.append(f"state {state.root}")
     return removed
-
-
-def own_kubeconfig(state):
-    """The cluster's own kubeconfig, as its plan.json says (a spec may have put it elsewhere)."""
-    try:
-        return Path(json.loads(state.plan.read_text())["kubeconfig"])
-    except (OSError, ValueError, KeyError):
-        return state.kubeconfig
 
 
 def down(name, reporter, *, force=False):

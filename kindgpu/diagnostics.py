@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from . import cmd, deviceplugin, names, pods
+from . import deviceplugin, kind, names, pods
 from .kube import REQUEST_TIMEOUT
 
 
@@ -12,7 +12,7 @@ def collect(ctx, step_name):
     """Write a diagnostics bundle; never raises (it runs while something already failed)."""
     where = ctx.plan.state.diagnostics(step_name)
     where.mkdir(parents=True, exist_ok=True)
-    cmd.run(["kind", "export", "logs", where / "kind", "--name", ctx.plan.name], check=False, timeout=300)
+    kind.export_logs(ctx.plan.name, where / "kind")
     try:
         (where / "plugin-pods.txt").write_text(plugin_report(ctx, tail=200))
         events = ctx.kube.core.list_namespaced_event(names.SYSTEM_NAMESPACE, _request_timeout=REQUEST_TIMEOUT).items

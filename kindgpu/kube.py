@@ -9,7 +9,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from . import cmd
+from . import kind
 from .errors import KindgpuError
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ class Kube:
         """The API of a running kind cluster, whatever kubeconfig it was written to."""
         import yaml
 
-        result = cmd.run(["kind", "get", "kubeconfig", "--name", name], check=False)
+        result = kind.get_kubeconfig(name, check=False)
         if result.returncode != 0:
             raise KindgpuError(f"cluster {name} is not running (kind get kubeconfig: "
                                f"{result.stderr.strip() or result.stdout.strip()})", "create it with `invoke up`")

@@ -61,11 +61,6 @@ def merge_target(env=None):
     return next((p for p in paths if p.is_file()), paths[-1])
 
 
-def private_path(doc):
-    """The cluster's own kubeconfig, from its resolved spec (what plan.Plan.kubeconfig says)."""
-    return Path(doc["kubeconfig"]).expanduser() if doc.get("kubeconfig") else StateDir.of(doc["name"]).kubeconfig
-
-
 # ---------------------------------------------------------------- reading and writing
 
 

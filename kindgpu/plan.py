@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import gfd, names, sharing, spec as specs
+from . import gfd, kind, names, sharing, spec as specs
 from .errors import KindgpuError, Problem, SpecError
 from .inventory import GPU, Inventory, read_host_inventory, simulated_inventory
 from .state import StateDir
@@ -63,7 +63,8 @@ class Plan:
 
     @property
     def kubeconfig(self) -> Path:
-        return Path(self.spec["kubeconfig"]).expanduser() if self.spec["kubeconfig"] else self.state.kubeconfig
+        """The cluster's own kubeconfig (kind.own_kubeconfig)."""
+        return kind.own_kubeconfig(self.spec)
 
     def to_dict(self) -> dict:
         """What plan.json holds: in the state directory, in every node, in the cluster's record."""

@@ -197,11 +197,11 @@ def node_images(c, remove=False, json=False):
 @user_errors
 def status(c, config=None, name=None, json=False):
     """Show nodes, labels, assigned vs allocatable GPUs and device plugin health."""
-    from kindgpu import cluster, kubeconfig
+    from kindgpu import cluster, kind, kubeconfig
 
     spec = cluster_spec(config, name)
     doc = cluster.status(spec["name"])
-    private = kubeconfig.private_path(spec)
+    private = kind.own_kubeconfig(spec)
     doc["kubeconfig"] = str(private)
     doc["next"] = kubeconfig.reach_command(spec["name"], private)
     cluster.show_status(doc, json)
@@ -217,14 +217,14 @@ def status(c, config=None, name=None, json=False):
 @user_errors
 def kubeconfig(c, config=None, name=None, merge=False, unmerge=False):
     """Print the cluster's own kubeconfig; --merge or --unmerge its context where kubectl looks."""
-    from kindgpu import kubeconfig as kc
+    from kindgpu import kind, kubeconfig as kc
     from kindgpu.errors import Problem, SpecError
 
     if merge and unmerge:
         raise SpecError([Problem("--merge", "cannot be given with --unmerge", "give one of them")],
                         title="invalid task flags")
     spec = cluster_spec(config, name)
-    cluster, private = spec["name"], kc.private_path(spec)
+    cluster, private = spec["name"], kind.own_kubeconfig(spec)
     if merge:
         change = kc.merge(cluster, private)
         print(f"{'merged' if change.changed else 'already merged:'} context {kc.key(cluster)} into {change.path}"

@@ -9,9 +9,9 @@ import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from .. import cmd, deviceplugin, diagnostics, images, nodeimage, nodes, record
+from .. import deviceplugin, diagnostics, images, kind, nodeimage, nodes, record
 from ..errors import KindgpuError
-from ..kube import is_transient
+from ..kube import Kube, is_transient
 from ..nodes import Node
 from ..wait import Seen, wait_for
 from .base import Context, Progress, Step, StepFailed
@@ -156,8 +156,6 @@ def kind_finished(ctx: Context, found: dict[str, Node]) -> bool:
 
 def records_spec(name: str) -> bool:
     """Whether the cluster answers with its recorded spec (kind gives the kubeconfig)."""
-    from ..kube import Kube
-
     try:
         return record.read(Kube.for_kind_cluster(name)) is not None
     except Exception:  # no kubeconfig, no API server, no answer: not a cluster that was finished
@@ -166,11 +164,8 @@ def records_spec(name: str) -> bool:
 
 def delete_cluster(ctx: Context) -> None:
     """kind delete, editing only the cluster's own kubeconfig; the network goes too when empty."""
-    plan = ctx.plan
-    # With its own kubeconfig, even one that is gone: kind would otherwise edit every file kubectl reads.
-    cmd.run(["kind", "delete", "cluster", "--name", plan.name, "--kubeconfig", plan.kubeconfig],
-            check=False, timeout=300)
-    nodes.remove_networks(ctx.docker, plan.name)
+    kind.delete(ctx.plan.name, check=False)
+    nodes.remove_networks(ctx.docker, ctx.plan.name)
 
 
 def load_once_booted(ctx: Context, created: threading.Event, failed: threading.Event, held) -> list[str]:
@@ -197,10 +192,7 @@ def load_once_booted(ctx: Context, created: threading.Event, failed: threading.E
 def create_cluster(ctx: Context, image: str) -> None:
     """kind create from `image` (every node's), keeping a failed cluster just long enough to export its logs."""
     plan = ctx.plan
-    argv = ["kind", "create", "cluster", "--name", plan.name, "--config", plan.state.kind_config,
-            "--kubeconfig", plan.kubeconfig, "--retain", "--image", image]
-    plan.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-    result = cmd.run(argv, check=False, env=ctx.kind_env())
+    result = kind.create(plan.name, plan.state.kind_config, plan.kubeconfig, image, ctx.kind_env())
     if result.returncode != 0:
         output = result.stdout + result.stderr
         where = diagnostics.collect(ctx, "create") if ctx.nodes() else None
@@ -230,7 +222,7 @@ def kind_failed(name: str, returncode: int, output: str, where=None) -> StepFail
 def write_kubeconfig(ctx: Context) -> None:
     """The cluster's own kubeconfig, mode 0600 (what kindgpu reads; merging is kindgpu.kubeconfig's)."""
     path = ctx.plan.kubeconfig
-    text = cmd.run(["kind", "get", "kubeconfig", "--name", ctx.plan.name]).stdout
+    text = kind.get_kubeconfig(ctx.plan.name).stdout
     if not path.exists() or path.read_text() != text:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
