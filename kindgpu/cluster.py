@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 
 from . import (
     console,
     deviceplugin,
+    drift,
     kind,
     kubeconfig,
     lock,
@@ -18,7 +18,6 @@ from . import (
     record,
     runner,
     sharing,
-    spec as specs,
     steps,
 )
 from .errors import KindgpuError
@@ -31,19 +30,8 @@ def cluster_lock(name, command, reporter):
     return lock.exclusive(StateDir.of(name).lock, name, command, reporter.note)
 
 
-# Spec fields about this host, not the cluster: a change in them never asks to recreate it.
-HOST_FIELDS = ("mergeKubeconfig",)
-
-
-def spec_differences(recorded, wanted):
-    """Field-by-field differences between the spec a cluster was made with and the one asked for."""
-    keys = sorted((set(recorded) | set(wanted)) - set(HOST_FIELDS))
-    return [f"{k}: {json.dumps(recorded.get(k))} -> {json.dumps(wanted.get(k))}"
-            for k in keys if recorded.get(k) != wanted.get(k)]
-
-
 def check_same_spec(ctx, recreate, reporter):
-    """Refuse to change a cluster made from another spec, unless asked to recreate it."""
+    """Refuse to change a cluster made from another spec, unless asked to recreate it (kindgpu.drift)."""
     found = ctx.nodes()
     if not found or not ctx.plan.kubeconfig.exists() or not nodes.made_by_kindgpu(found.values()):
         return
@@ -53,13 +41,13 @@ def check_same_spec(ctx, recreate, reporter):
         if not is_transient(err):
             raise
         return  # not answering: the create step will say so
-    diff = spec_differences(recorded.spec, ctx.plan.spec) if recorded is not None else []
+    diff = drift.spec_differences(recorded.spec, ctx.plan.spec) if recorded is not None else []
     if not diff:
         return
-    if not spec_differences(specs.without_live_fields(recorded.spec), specs.without_live_fields(ctx.plan.spec)):
+    if not drift.needs_recreate(recorded.spec, ctx.plan.spec):
         # Only what the steps change in place (devicePlugin.sharing): they do, and re-record the spec.
         reporter.note(f"changing {ctx.plan.name} in place: "
-                      f"{'; '.join(specs.live_differences(recorded.spec, ctx.plan.spec))}")
+                      f"{'; '.join(drift.live_differences(recorded.spec, ctx.plan.spec))}")
         return
     if not recreate:
         raise KindgpuError(

@@ -11,7 +11,7 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from . import names, render, sharing
+from . import drift, names, render, sharing
 from .errors import KindgpuError
 from .kube import Kube
 from .plan import Plan
@@ -58,7 +58,7 @@ NOT_RECORDED = "the cluster does not record its spec yet"
 
 def out_of_date(kube: Kube, plan: Plan) -> str:
     """What the cluster's record says otherwise than `plan` ("" when it matches): none yet, a field
-    that `up` changes in place (spec.LIVE_FIELDS), or the labels of a new inventory."""
+    that `up` changes in place (drift.LIVE_FIELDS), or the labels of a new inventory."""
     import yaml
 
     cm = kube.get("ConfigMap", names.SPEC_CONFIGMAP, names.SYSTEM_NAMESPACE)
@@ -66,8 +66,7 @@ def out_of_date(kube: Kube, plan: Plan) -> str:
         return NOT_RECORDED
     recorded = yaml.safe_load(cm.data["spec.yaml"])
     if recorded != plan.spec:
-        changed = sorted(k for k in {*recorded, *plan.spec} if recorded.get(k) != plan.spec.get(k))
-        return f"the cluster records another spec ({', '.join(changed)} changed)"
+        return f"the cluster records another spec ({', '.join(drift.changed_fields(recorded, plan.spec))} changed)"
     # plan.json itself: a plan read back (read) keeps only the workers' GPUs of the inventory.
     if json.loads(cm.data["plan.json"]) != json.loads(plan.to_json()):
         return "the cluster records an older plan"

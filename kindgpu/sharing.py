@@ -9,7 +9,7 @@ and ReplicatedResource.Replicas). Real GPUs: NVIDIA's plugin reads plugin_config
 ConfigMap, through its --config-file flag. Simulated GPUs: kindgpu's plugin advertises the replicas
 itself, with NVIDIA's device IDs for them (replica_ids).
 
-`invoke up` changes sharing in place (spec.LIVE_FIELDS): the plugin rolls and the labels follow.
+`invoke up` changes sharing in place (drift.LIVE_FIELDS): the plugin rolls and the labels follow.
 Stdlib only, but for the config's YAML.
 """
 

@@ -111,37 +111,9 @@ def resolve(config_file: str | Path | None = None, env: Mapping[str, str] | None
     return doc
 
 
-# Fields `invoke up` changes on a running cluster (the steps apply them); a change of any other
-# field needs `up --recreate`.
-LIVE_FIELDS = (("devicePlugin", "sharing"),)
-
-
-def without_live_fields(doc: dict) -> dict:
-    """The spec less LIVE_FIELDS: what must match the one a running cluster was made with."""
-    doc = copy.deepcopy(doc)
-    for *parents, key in LIVE_FIELDS:
-        node = doc
-        for parent in parents:
-            node = node.get(parent) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(key, None)
-    return doc
-
-
-def live_differences(recorded: dict, wanted: dict) -> list[str]:
-    """`field: old -> new` for each of LIVE_FIELDS that differs between two specs."""
-    def get(doc, path):
-        for key in path:
-            doc = doc.get(key) if isinstance(doc, dict) else None
-        return doc
-
-    return [f"{'.'.join(path)}: {json.dumps(get(recorded, path))} -> {json.dumps(get(wanted, path))}"
-            for path in LIVE_FIELDS if get(recorded, path) != get(wanted, path)]
-
-
 def spec_hash(doc: dict) -> str:
     """Hash of the normalized spec, recorded beside it. (Whether a cluster matches its spec is
-    decided by comparing the whole recorded spec, but for LIVE_FIELDS: cluster.check_same_spec.)"""
+    decided by comparing the whole recorded spec, as kindgpu.drift says: cluster.check_same_spec.)"""
     canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -255,11 +255,11 @@ def test_merge_needs_the_clusters_own_kubeconfig(state_dir, tmp_path):
 
 
 def test_a_changed_merge_setting_does_not_ask_to_recreate_the_cluster():
-    from kindgpu import cluster, spec
+    from kindgpu import drift, spec
 
     made = spec.resolve(env={}, flags={"name": "demo", "simulate": 4})
-    assert cluster.spec_differences(made, {**made, "mergeKubeconfig": False}) == []
-    assert cluster.spec_differences(made, {**made, "gpusPerWorker": 1}) == ["gpusPerWorker: 4 -> 1"]
+    assert drift.spec_differences(made, {**made, "mergeKubeconfig": False}) == []
+    assert drift.spec_differences(made, {**made, "gpusPerWorker": 1}) == ["gpusPerWorker: 4 -> 1"]
 
 
 class Notes:

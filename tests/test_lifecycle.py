@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from kindgpu import cluster
+from kindgpu import cluster, drift
 from kindgpu.state import StateDir
 
 
@@ -95,7 +95,7 @@ def wait_until(predicate, timeout=10):
 
 
 def test_spec_differences_name_the_fields():
-    diff = cluster.spec_differences({"workers": 2, "gpusPerWorker": 4, "name": "a"},
+    diff = drift.spec_differences({"workers": 2, "gpusPerWorker": 4, "name": "a"},
                                     {"workers": 3, "gpusPerWorker": 4, "name": "a"})
     assert diff == ["workers: 2 -> 3"]
 

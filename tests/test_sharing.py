@@ -6,7 +6,7 @@ import re
 import pytest
 import yaml
 
-from kindgpu import cluster, deviceplugin, plan, sharing, spec
+from kindgpu import cluster, deviceplugin, drift, plan, sharing, spec
 from kindgpu.errors import SpecError
 from kindgpu.simgpu import manifest
 from paths import h200_inventory as read_h200_inventory
@@ -223,10 +223,10 @@ def test_labels_follow_the_sharing(state_dir):
 def test_sharing_is_a_live_field_and_nothing_else_is():
     a = with_sharing(replicas=4)
     b = with_sharing(replicas=1)
-    assert a != b and spec.without_live_fields(a) == spec.without_live_fields(b)
+    assert a != b and drift.without_live_fields(a) == drift.without_live_fields(b)
     assert "sharing" in a["devicePlugin"]  # without_live_fields copies
     c = {**b, "gpusPerWorker": 2}
-    assert spec.without_live_fields(a) != spec.without_live_fields(c)
+    assert drift.without_live_fields(a) != drift.without_live_fields(c)
 
 
 class FakeReporter:

@@ -1,6 +1,6 @@
 """The create step: kind makes the cluster, or its stopped nodes are started; then every node must
 be Ready, and the cluster records the plan it was made from. A cluster recording another plan
-(a field `up` changes in place, spec.LIVE_FIELDS, or a new inventory) records this one again."""
+(a field `up` changes in place, drift.LIVE_FIELDS, or a new inventory) records this one again."""
 
 from __future__ import annotations
 
