@@ -24,6 +24,12 @@ def console(stream=None):
                    width=None if tty else 250)
 
 
+def warn(problems, stream=None):
+    """What a valid spec asks for at the user's risk (spec.warnings), on stderr: the warning, then the fix."""
+    for w in problems:
+        print(f"WARNING: {w.field}: {w.message}\nfix: {w.fix}", file=stream or sys.stderr)
+
+
 def print_json(doc, stream=None):
     (stream or sys.stdout).write(json.dumps(doc, indent=2, sort_keys=False) + "\n")
 

@@ -1,7 +1,9 @@
-"""Task flags: checked first, then turned into a plan (the one place flags meet the spec).
+"""Task flags: checked first, then turned into spec fields and a plan (the one place flags meet the spec).
 
 Every flag with a closed set of values or a number is checked in its task before any spec
 file, cluster or host is looked at: a bad one exits 2 naming the flag, even with no cluster.
+A task checks its flags once (parse); the command it calls takes the checked values, and the
+spec they make is validated once on the way to a plan (resolve, then plan_for).
 """
 
 from __future__ import annotations
@@ -74,12 +76,26 @@ def parse(**given):
     return out
 
 
+def spec_fields(checked: dict) -> dict:
+    """The spec flags among checked flags (parse's answer), as spec fields; unset flags are left out."""
+    return {FLAG_FIELDS[flag]: value for flag, value in checked.items()
+            if flag in FLAG_FIELDS and value is not None and value != ""}
+
+
 def to_flags(**given):
     """Spec flags as spec fields, checked (see parse); unset flags are left out."""
-    return {FLAG_FIELDS[flag]: value for flag, value in parse(**given).items()
-            if value is not None and value != ""}
+    return spec_fields(parse(**given))
+
+
+def resolve(config, checked: dict) -> dict:
+    """The spec from the spec file and the checked flags, validated (spec.resolve); no host looked at."""
+    return spec.resolve(config_file=config, flags=spec_fields(checked))
+
+
+def plan_for(config, checked: dict) -> plan.Plan:
+    """The plan: the spec resolved and validated once, then the host's GPUs allocated."""
+    return plan.allocate_plan(resolve(config, checked))
 
 
 def plan_from_flags(config=None, **given):
-    doc = spec.resolve(config_file=config, flags=to_flags(**given))
-    return plan.make_plan(doc)
+    return plan_for(config, parse(**given))

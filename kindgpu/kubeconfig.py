@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import KindgpuError, Problem, SpecError
+from .errors import KindgpuError
 from .state import StateDir
 
 ENV = "KUBECONFIG"
@@ -365,40 +365,3 @@ def reach_command(cluster, private, env=None, verb="get nodes"):
     if server and context and (clusters.get(context.get("cluster")) or {}).get("server") == server:
         return f"kubectl {verb}" if current == name else f"kubectl --context {name} {verb}"
     return f"kubectl --kubeconfig {shlex.quote(str(private))} {verb}"
-
-
-# ---------------------------------------------------------------- what `up` does
-
-
-def wants_merge(doc, merge=False, no_merge=False):
-    """Whether `up` merges: --merge or --no-merge, else the spec's mergeKubeconfig, else yes."""
-    if merge and no_merge:
-        raise SpecError([Problem("--merge", "cannot be given with --no-merge", "give one of them")],
-                        title="invalid task flags")
-    if merge or no_merge:
-        return bool(merge)
-    return doc.get("mergeKubeconfig", True) is not False
-
-
-def after_up(cluster, private, reporter, merging, env=None):
-    """Merge when asked (a no-op `up` leaves a kubeconfig that already has the entries alone),
-    then print the kubeconfig and the one command that reaches the cluster from here.
-
-    The cluster is up whatever happens here: a kubeconfig that cannot be merged into is a warning
-    (on stderr), not a failure, and the command shown then uses the cluster's own kubeconfig."""
-    import sys
-
-    if not Path(private).is_file():
-        return  # no cluster yet (`up --until config`)
-    if merging:
-        try:
-            change = merge(cluster, private, only_if_changed=True, env=env)
-        except KindgpuError as err:
-            print(f"WARNING: context {key(cluster)} not merged: {err}" + (f"\nfix: {err.fix}" if err.fix else ""),
-                  file=sys.stderr)
-        else:
-            if change.changed:
-                reporter.note(f"merged context {key(cluster)} into {change.path}"
-                              + (" (now the current context)" if change.current else ""))
-    reporter.note(f"kubeconfig: {private}")
-    reporter.note(f"next: {reach_command(cluster, private, env)}")

@@ -130,15 +130,3 @@ def load(cluster, listed, reporter, workers=None):
                                    f"see `docker exec {still[0]} crictl images`")
         results.append(result)
     return results
-
-
-def show(results, as_json=False):
-    from . import console
-
-    if as_json:
-        console.print_json({"images": [r.to_dict() for r in results]})
-        return
-    for r in results:
-        where = f"loaded into {', '.join(r.loaded)}" if r.loaded else "loaded nowhere"
-        print(f"{r.image}: {where}" + (f"; already in {', '.join(r.present)}" if r.present else ""))
-

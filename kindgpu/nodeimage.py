@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import cmd, console, deviceplugin, images
+from . import cmd, deviceplugin, images
 from .errors import KindgpuError
 from .parallel import concurrently
 from .payloads import levels
@@ -249,24 +249,3 @@ def remove_unused(client, progress) -> tuple[list[Built], list[Built]]:
             continue
         removed.append(image)
     return removed, kept
-
-
-
-def show_removal(removed: list[Built], kept: list[Built], note) -> None:
-    for image in removed:
-        note(f"removed node image {image.tag}")
-    for image in kept:
-        note(f"kept node image {image.tag}: used by {', '.join(image.used_by) or 'another image name'}")
-
-
-def show(found: list[Built], as_json: bool) -> None:
-    """`invoke node-images`: each image kindgpu built, its size and the containers made from it."""
-    if as_json:
-        console.print_json([{"tag": b.tag, "id": b.image_id, "sizeBytes": b.size, "usedBy": list(b.used_by)}
-                            for b in found])
-        return
-    if not found:
-        print("no node image kindgpu built is there")
-        return
-    console.table("Node images kindgpu built", ["image", "size", "used by"],
-                  [(b.tag, f"{b.size / 2**20:.0f} MiB", ", ".join(b.used_by) or "unused") for b in found])

@@ -124,6 +124,12 @@ def make_plan(doc: dict, inventory: Inventory | None = None) -> Plan:
     only a spec that passes is checked against the host's GPUs (nvidia-smi, or simulated).
     """
     specs.check(doc)
+    return allocate_plan(doc, inventory)
+
+
+def allocate_plan(doc: dict, inventory: Inventory | None = None) -> Plan:
+    """The plan of a spec already validated (spec.resolve or spec.check did it): the host's GPUs
+    (or `inventory`) given to the workers; SpecError lists every problem with them."""
     inventory = inventory or load_inventory(doc)
     assignments, problems = allocate(doc, inventory)
     if problems:

@@ -169,7 +169,7 @@ def provide(request):
     if config.getoption("kindgpu_kubeconfig"):
         return existing_cluster(config.getoption("kindgpu_kubeconfig")), False
     doc = getattr(config, "_kindgpu_spec", None) or spec_from_options(None, None)
-    plan = plans.make_plan(doc)
+    plan = plans.allocate_plan(doc)  # the spec was resolved, so validated, already
     with live_output(request):
         cluster.up(plan, Reporter())  # nothing to do when it runs from this spec already
     handle = GPUCluster(plan.name, plan.kubeconfig, plan, plan.simulated, True, Kube(plan.kubeconfig))

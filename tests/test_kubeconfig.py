@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from kindgpu import kubeconfig as kc
+from kindgpu.commands import up as up_command
 from kindgpu.errors import KindgpuError, SpecError
 
 
@@ -238,12 +239,12 @@ def test_reach_command_is_plain_kubectl_the_context_or_the_clusters_own_file(fil
 
 
 def test_merging_on_up_is_the_default_and_either_flag_overrides_the_spec():
-    assert kc.wants_merge({}) is True
-    assert kc.wants_merge({"mergeKubeconfig": False}) is False
-    assert kc.wants_merge({"mergeKubeconfig": False}, merge=True) is True
-    assert kc.wants_merge({"mergeKubeconfig": True}, no_merge=True) is False
+    assert up_command.wants_merge({}) is True
+    assert up_command.wants_merge({"mergeKubeconfig": False}) is False
+    assert up_command.wants_merge({"mergeKubeconfig": False}, merge=True) is True
+    assert up_command.wants_merge({"mergeKubeconfig": True}, no_merge=True) is False
     with pytest.raises(SpecError) as caught:
-        kc.wants_merge({}, merge=True, no_merge=True)
+        up_command.wants_merge({}, merge=True, no_merge=True)
     assert caught.value.exit_code == 2 and caught.value.problems[0].field == "--merge"
 
 
@@ -274,18 +275,18 @@ def test_after_up_merges_and_names_the_next_command_and_a_broken_kubeconfig_only
     private, user = files
     env = {"HOME": str(tmp_path), "KUBECONFIG": str(user)}
     notes = Notes()
-    kc.after_up("demo", private, notes, True, env=env)
+    up_command.after_up("demo", private, notes, True, env=env)
     assert notes.lines == [f"merged context kind-demo into {user} (now the current context)",
                            f"kubeconfig: {private}", "next: kubectl get nodes"]
     notes = Notes()
-    kc.after_up("demo", private, notes, True, env=env)  # already there: nothing written, nothing said
+    up_command.after_up("demo", private, notes, True, env=env)  # already there: nothing written, nothing said
     assert notes.lines == [f"kubeconfig: {private}", "next: kubectl get nodes"]
     user.write_text("clusters: [unclosed\n")
     notes = Notes()
-    kc.after_up("demo", private, notes, True, env=env)
+    up_command.after_up("demo", private, notes, True, env=env)
     assert "WARNING: context kind-demo not merged" in capsys.readouterr().err
     assert notes.lines[-1] == f"next: kubectl --kubeconfig {private} get nodes"
     assert user.read_text() == "clusters: [unclosed\n"
     notes = Notes()
-    kc.after_up("absent", tmp_path / "absent" / "kubeconfig", notes, True, env=env)  # up --until config
+    up_command.after_up("absent", tmp_path / "absent" / "kubeconfig", notes, True, env=env)  # up --until config
     assert notes.lines == []

@@ -55,6 +55,11 @@ class Request:
         if problems:
             raise SpecError(problems, title="invalid preflight request")
 
+    @classmethod
+    def from_spec(cls, spec: dict, **paths) -> Request:
+        """What a resolved spec asks of this host (request_fields); paths as in the class."""
+        return cls(**request_fields(spec), **paths)
+
     @property
     def nodes(self) -> int:
         return self.workers + 1
@@ -70,6 +75,22 @@ class Request:
             "gpus_per_worker": self.gpus,
             "simulate": self.simulate,
         }
+
+
+def request_fields(spec: dict) -> dict:
+    """The Request's fields for a resolved spec: the one place a spec becomes what preflight is
+    asked (`invoke preflight`, and the preflight step of `up` with the plan's spec). A worker list
+    gives its GPUs' total; a count of workers gives workers × gpusPerWorker."""
+    listed = spec["workers"] if isinstance(spec["workers"], list) else None
+    return {
+        "cluster_name": spec["name"],
+        "workers": len(listed) if listed else spec["workers"],
+        "gpus": max(len(w.get("gpus", [])) for w in listed) if listed else spec["gpusPerWorker"],
+        "gpus_total": sum(len(w.get("gpus", [])) for w in listed) if listed else None,
+        "simulate": (spec.get("simulate") or {}).get("gpus"),
+        "api_address": spec["apiServer"]["address"],
+        "node_image": spec["nodeImage"],
+    }
 
 
 @dataclass(frozen=True)

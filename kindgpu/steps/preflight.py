@@ -20,12 +20,7 @@ class Preflight(Step):
         return ""  # run() raised if a check failed
 
     def run(self, ctx: Context, progress: Progress) -> None:
-        plan = ctx.plan
-        request = checks.Request(
-            workers=len(plan.workers), gpus=max(len(w.gpus) for w in plan.workers),
-            gpus_total=sum(len(w.gpus) for w in plan.workers),
-            cluster_name=plan.name, simulate=plan.spec["simulate"]["gpus"] if plan.simulated else None,
-            api_address=plan.spec["apiServer"]["address"], node_image=plan.spec["nodeImage"])
+        request = checks.Request.from_spec(ctx.plan.spec)  # what `invoke preflight` asks, from the same spec
         failed = [c for c in checks.run_checks(request) if c.status == checks.Status.FAIL]
         if failed:
             lines = "\n".join(f"  FAIL {c.title}: {c.found}" + (f"\n       fix: {c.fix}" if c.fix else "")

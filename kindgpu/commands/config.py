@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import console, render
+from .. import console, flags, render, spec
 
 
 def show_plan(plan, written, dry_run, as_json):
@@ -31,7 +31,10 @@ def show_plan(plan, written, dry_run, as_json):
               + ("" if written else " (unchanged)"))
 
 
-def run(plan, dry_run=False, as_json=False):
+def run(config_file, checked: dict, *, dry_run: bool = False, as_json: bool = False) -> None:
+    """The plan for the spec file and the checked flags; the kind config written unless dry_run."""
+    plan = flags.plan_for(config_file, checked)
+    console.warn(spec.warnings(plan.spec))
     written = [] if dry_run else render.write_state(plan)
     if dry_run:
         render.kind_config(plan)  # still validated
