@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from . import names, spec as specs
-from .errors import KindgpuError
+from .errors import KindgpuError, Problem, SpecError
 from .inventory import GPU, Inventory
 from .kube import Kube, is_transient
 from .plan import Plan, WorkerPlan
@@ -29,8 +29,6 @@ def kube_for(path):
     """The API of the cluster in `path` (its current context); an error with the fix if unusable."""
     path = Path(path).expanduser()
     if not path.is_file():
-        from .errors import Problem, SpecError
-
         raise SpecError([Problem("--kubeconfig", f"{path} does not exist", "give the kubeconfig of the cluster")],
                         title="invalid task flags")
     return Kube(path)

@@ -13,7 +13,8 @@ entry point `pytest11`, nothing to enable).
 at least 2 GPUs on one worker) needs real GPUs: it is skipped, saying why, on simulated ones.
 
 Imports of kindgpu happen in the hooks and fixtures, so that every pytest run on a host where
-kindgpu is installed pays nothing for the plugin it does not use.
+kindgpu is installed pays nothing for the plugin it does not use (the modules it needs take about
+0.1 s to import). None of them would make a circle at the top.
 """
 
 from __future__ import annotations
