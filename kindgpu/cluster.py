@@ -21,7 +21,7 @@ from . import (
     steps,
 )
 from .errors import KindgpuError
-from .kube import Kube, is_transient
+from .kube import Kube, attempt
 from .state import StateDir
 
 
@@ -35,12 +35,9 @@ def check_same_spec(ctx, recreate, reporter):
     found = ctx.nodes()
     if not found or not ctx.plan.kubeconfig.exists() or not nodes.made_by_kindgpu(found.values()):
         return
-    try:
-        recorded = record.read(ctx.kube)
-    except Exception as err:
-        if not is_transient(err):
-            raise
-        return  # not answering: the create step will say so
+    recorded, not_answering = attempt(lambda: record.read(ctx.kube))
+    if not_answering:
+        return  # the create step will say so
     diff = drift.spec_differences(recorded.spec, ctx.plan.spec) if recorded is not None else []
     if not diff:
         return

@@ -16,7 +16,7 @@ from pathlib import Path
 from . import names, spec as specs
 from .errors import KindgpuError, Problem, SpecError
 from .inventory import GPU, Inventory
-from .kube import Kube, is_transient
+from .kube import Kube, attempt
 from .plan import Plan, WorkerPlan
 from .smoke import run_and_report
 from .state import state_root
@@ -86,17 +86,21 @@ def observed_plan(kube, name, doc=None):
     return Plan(doc, "", Inventory(tuple(every_gpu)), tuple(workers))
 
 
+def reach(path, call):
+    """call() against the cluster in `path`; one that does not answer is an error naming the file,
+    with the command that checks it."""
+    value, err = attempt(call)
+    if err is not None:
+        raise KindgpuError(f"cannot reach the cluster in {path}: {type(err).__name__}: {err}",
+                           f"check it with `kubectl --kubeconfig {path} get nodes`") from err
+    return value
+
+
 def smoke(path, level, reporter, *, doc=None, image=None, junit=None, as_json=False, timeout=300):
     """`invoke smoke --kubeconfig FILE`: the level's Jobs on every node that offers GPUs."""
     kube = kube_for(path)
     name = cluster_label(path)
-    try:
-        plan = observed_plan(kube, name, doc)
-    except Exception as err:
-        if not is_transient(err):
-            raise
-        raise KindgpuError(f"cannot reach the cluster in {path}: {type(err).__name__}: {err}",
-                           f"check it with `kubectl --kubeconfig {path} get nodes`") from err
+    plan = reach(path, lambda: observed_plan(kube, name, doc))
     junit = junit or state_root() / "foreign" / name / f"smoke-{level}-junit.xml"
     return run_and_report(kube, plan, level, reporter, junit, as_json=as_json, timeout=timeout,
                           foreign=True, image=image)

@@ -168,3 +168,14 @@ def is_transient(err: BaseException) -> bool:
     if isinstance(err, ApiException):
         return not err.status or err.status == 429 or err.status >= 500  # status 0: no HTTP answer
     return isinstance(err, (urllib3.exceptions.HTTPError, OSError))
+
+
+def attempt(call: Callable[[], T]) -> tuple[T | None, Exception | None]:
+    """call(), and whether the cluster did not answer yet: (its value, None), or (None, the error)
+    when the error is transient (is_transient). Any other error is raised."""
+    try:
+        return call(), None
+    except Exception as err:
+        if not is_transient(err):
+            raise
+        return None, err

@@ -143,19 +143,10 @@ def readable_record(kube):
 def existing_cluster(path):
     """--kindgpu-kubeconfig: the plan from the nodes; simulated only when a kindgpu record says so."""
     from kindgpu import foreign
-    from kindgpu.errors import KindgpuError
-    from kindgpu.kube import is_transient
 
     kube = foreign.kube_for(path)
     name = foreign.cluster_label(path)
-    try:
-        plan = foreign.observed_plan(kube, name)
-        recorded = readable_record(kube)
-    except Exception as err:
-        if not is_transient(err):
-            raise
-        raise KindgpuError(f"cannot reach the cluster in {path}: {type(err).__name__}: {err}",
-                           f"check it with `kubectl --kubeconfig {path} get nodes`") from err
+    plan, recorded = foreign.reach(path, lambda: (foreign.observed_plan(kube, name), readable_record(kube)))
     simulated = bool(recorded and recorded.simulated)
     return GPUCluster(name, Path(path).expanduser(), plan, simulated, False, kube)
 

@@ -8,8 +8,8 @@ with diagnostics, and the next run resumes where this one stopped.
 from __future__ import annotations
 
 from . import diagnostics
-from .errors import KindgpuError, Problem, SpecError
-from .kube import is_transient
+from .errors import Problem, SpecError
+from .kube import attempt
 from .steps.base import Context, Step, StepFailed
 
 
@@ -71,12 +71,8 @@ def reason_of(ctx: Context, step: Step, force: tuple[str, ...] = ()) -> str:
         return "forced"
     if step.needs_cluster and (not ctx.plan.kubeconfig.exists() or not ctx.nodes()):
         return "the cluster is not up yet"
-    try:
-        return step.reason(ctx)
-    except Exception as err:
-        if isinstance(err, KindgpuError) or not is_transient(err):
-            raise
-        return f"cluster not reachable yet ({type(err).__name__})"
+    why, err = attempt(lambda: step.reason(ctx))  # a KindgpuError is never transient: it is raised
+    return f"cluster not reachable yet ({type(err).__name__})" if err is not None else why
 
 
 def run_step(ctx: Context, step: Step, why: str) -> None:

@@ -49,3 +49,11 @@ def test_a_wait_is_not_fooled_by_a_forbidden_api():
     assert len(calls) == 1
     with pytest.raises(WaitTimeout, match="ApiException"):
         wait_for(answer(503), what="x", timeout=0, transient=kube.is_transient, sleep=lambda s: None)
+
+
+def test_an_attempt_gives_back_a_not_yet_and_raises_anything_else():
+    assert kube.attempt(lambda: "answer") == ("answer", None)
+    value, err = kube.attempt(answer(503))
+    assert value is None and err.status == 503
+    with pytest.raises(ApiException):
+        kube.attempt(answer(403))

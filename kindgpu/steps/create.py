@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .. import deviceplugin, diagnostics, images, kind, nodeimage, nodes, record
 from ..errors import KindgpuError
-from ..kube import Kube, is_transient
+from ..kube import Kube, attempt, is_transient
 from ..nodes import Node
 from ..wait import Seen, wait_for
 from .base import Context, Progress, Step, StepFailed
@@ -54,13 +54,11 @@ class Create(Step):
             return f"node container(s) not running: {', '.join(stopped)}"
         if not plan.kubeconfig.exists():
             return f"kubeconfig {plan.kubeconfig} is missing: writing it again (kind get kubeconfig)"
-        try:
-            not_ready = record.node_readiness(ctx.kube, plan, nodes.start_times(found))
-            stale = record.out_of_date(ctx.kube, plan)
-        except Exception as err:
-            if not is_transient(err):
-                raise
+        answer, err = attempt(lambda: (record.node_readiness(ctx.kube, plan, nodes.start_times(found)),
+                                       record.out_of_date(ctx.kube, plan)))
+        if err is not None:
             return f"API server not answering: {type(err).__name__}"
+        not_ready, stale = answer
         if not_ready:
             return f"node(s) not Ready: {', '.join(sorted(not_ready))}"
         if stale == record.NOT_RECORDED:  # kind finished (kind_finished above), kindgpu did not
