@@ -135,7 +135,7 @@ def nvidia_daemonset(spec, driver: DriverLayout):
     if cdi:
         env["NVIDIA_CDI_HOOK_PATH"] = "/usr/bin/nvidia-ctk"  # the host's, mounted into each worker
         mounts.append(("cdi-root", "/var/run/cdi", "/var/run/cdi", False))
-    labels = {"name": NVIDIA_APP, "app.kubernetes.io/managed-by": "kindgpu"}
+    labels = {"name": NVIDIA_APP, **names.MANAGED_BY}
     config_mounts = [{"name": "plugin-config", "mountPath": sharing.CONFIG_DIR, "readOnly": True}] if config else []
     config_volumes = [{"name": "plugin-config", "configMap": {"name": sharing.CONFIG_MAP}}] if config else []
     template_meta = {"labels": labels}
@@ -153,7 +153,7 @@ def nvidia_daemonset(spec, driver: DriverLayout):
                 "metadata": template_meta,
                 "spec": {
                     "nodeSelector": {names.LABEL_GPU_PRESENT: "true"},
-                    "tolerations": [{"key": names.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
+                    "tolerations": [names.GPU_TOLERATION],
                     "priorityClassName": "system-node-critical",
                     "containers": [
                         {

@@ -8,9 +8,8 @@ import threading
 from pathlib import Path
 
 from . import cmd, names
+from .nodes import image_id as host_image_id
 from .parallel import concurrently
-
-# Docker's client is imported where used: listing the tasks must not pay for it.
 
 
 def normalized(reference):
@@ -40,11 +39,8 @@ def preload(client, nodes, image, progress) -> list[str]:
     with the host's image ID: an image rebuilt under the same tag is loaded again. Each node is
     asked: the image list in a node's status can be 30 s old, and a node that lost the image
     would then fail to pull it. Returns the names of the nodes it loaded the image into."""
-    from docker.errors import ImageNotFound
-
-    try:
-        image_id = client.images.get(image).id
-    except ImageNotFound:
+    image_id = host_image_id(client, image)
+    if image_id is None:
         return []
     nodes, ref = list(nodes), normalized(image)
     held = concurrently(node_image_ids, nodes)

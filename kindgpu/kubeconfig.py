@@ -211,6 +211,19 @@ def remove_from(doc, name):
     return doc
 
 
+def remove_entries(path, name, only_if=lambda doc: True) -> bool:
+    """Remove the three entries named `name` from the file, under its lock, when only_if(the file's
+    doc) holds; whether the file changed."""
+    with locked(path):
+        doc = read(path)
+        if not only_if(doc):
+            return False
+        new = remove_from(doc, name)
+        if new != doc:
+            write_atomically(path, new)
+        return new != doc
+
+
 def own_entries(cluster, private):
     """The cluster's three entries from its own kubeconfig (kind's names)."""
     if not Path(private).is_file():
@@ -269,12 +282,8 @@ def unmerge(cluster, private=None, *, paths=None, env=None):
     for path in files:
         if not path.is_file() or is_private(path, private):
             continue
-        with locked(path):
-            doc = read(path)
-            new = remove_from(doc, name)
-            if new != doc:
-                write_atomically(path, new)
-                changed.append(path)
+        if remove_entries(path, name):
+            changed.append(path)
     forget(cluster, files)
     return changed
 
@@ -321,14 +330,9 @@ def unmerge_recorded(cluster):
         path = Path(merged["path"])
         if not path.is_file():
             continue
-        with locked(path):
-            doc = read(path)
-            if server_of(doc, name) != merged["server"]:
-                continue  # replaced since by someone else: not ours to remove
-            new = remove_from(doc, name)
-            if new != doc:
-                write_atomically(path, new)
-                changed.append(path)
+        # Replaced since by someone else (another server): not ours to remove.
+        if remove_entries(path, name, only_if=lambda doc, server=merged["server"]: server_of(doc, name) == server):
+            changed.append(path)
     forget(cluster)
     return changed
 

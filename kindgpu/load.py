@@ -93,14 +93,9 @@ def cluster_nodes(client, cluster, workers=None):
 
 def local_images(client, listed):
     """{image: its ID in the host's Docker}; every image missing there is named, with the fix."""
-    from docker.errors import ImageNotFound
-
-    found, missing = {}, []
-    for image in listed:
-        try:
-            found[image] = client.images.get(image).id
-        except ImageNotFound:
-            missing.append(image)
+    ids = {image: nodes.image_id(client, image) for image in listed}
+    found = {image: image_id for image, image_id in ids.items() if image_id is not None}
+    missing = [image for image, image_id in ids.items() if image_id is None]
     if missing:
         raise KindgpuError(f"not in this host's Docker: {', '.join(missing)}",
                            "build or pull it first (docker build -t NAME . / docker pull NAME), then load it")

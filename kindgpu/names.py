@@ -4,6 +4,11 @@ API_VERSION = "kindgpu.dev/v1alpha1"
 SPEC_KIND = "GPUCluster"
 
 GPU_RESOURCE = "nvidia.com/gpu"
+# Pods that may run where the GPU resource is tainted (as GPU nodes often are): the plugins, smoke's.
+GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+# On every object and image kindgpu makes: `kubectl get all -A -l app.kubernetes.io/managed-by=kindgpu`.
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = {MANAGED_BY_LABEL: "kindgpu"}
 LABEL_GPU_PRESENT = "nvidia.com/gpu.present"
 LABEL_OWNER = "kindgpu.dev/cluster"  # node label: which kindgpu cluster made this node
 LABEL_GPU_WORKER = "gpu-worker"  # the seed's label: worker number, 1-based

@@ -20,8 +20,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import cmd, deviceplugin, images
+from . import cmd, deviceplugin, images, names
 from .errors import KindgpuError
+from .nodes import image_id
 from .parallel import concurrently
 from .payloads import levels
 from .toml_text import load_toml
@@ -32,7 +33,7 @@ from .wait import Seen, wait_for
 
 REPOSITORY = "kindgpu/node"
 # Only images carrying both are kindgpu's to list and remove.
-LABEL_MANAGED = "app.kubernetes.io/managed-by"
+LABEL_MANAGED = names.MANAGED_BY_LABEL
 LABEL_NODE_IMAGE = "kindgpu.dev/node-image"  # its value: the inputs, as JSON
 SPEC_SWITCH = "prepareNodeImage"
 # Bump when the way the image is made changes: the tags change with it.
@@ -95,15 +96,6 @@ def held_images(plan) -> list[str]:
     plugin = deviceplugin.image(plan)
     wanted = [plugin, levels.image(plan.spec, levels.VISIBILITY.name, plugin if plan.simulated else None)]
     return list(dict.fromkeys(wanted))
-
-
-def image_id(client, name: str) -> str | None:
-    from docker.errors import ImageNotFound
-
-    try:
-        return client.images.get(name).id
-    except ImageNotFound:
-        return None
 
 
 def inputs(plan, client) -> Inputs:

@@ -131,6 +131,16 @@ def cluster_nodes(client, cluster: str) -> list[Node]:
     return [Node(c) for c in found]
 
 
+def image_id(client, name: str) -> str | None:
+    """The ID of the image `name` in the host's Docker; None when Docker has no such image."""
+    from docker.errors import ImageNotFound
+
+    try:
+        return client.images.get(name).id
+    except ImageNotFound:
+        return None
+
+
 def owner_mount_source(mounts):
     """The host directory kindgpu mounts into every node it makes (None in others' clusters).
 

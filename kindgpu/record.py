@@ -28,7 +28,7 @@ def spec_configmap(plan: Plan) -> dict:
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": names.SPEC_CONFIGMAP, "namespace": names.SYSTEM_NAMESPACE,
-                     "labels": {"app.kubernetes.io/managed-by": "kindgpu", names.LABEL_OWNER: plan.name}},
+                     "labels": {**names.MANAGED_BY, names.LABEL_OWNER: plan.name}},
         "data": {"spec.yaml": render.to_yaml(plan.spec), "spec.sha256": plan.spec_hash,
                  "plan.json": plan.to_json()},
     }

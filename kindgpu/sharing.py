@@ -103,7 +103,7 @@ def config_map(spec: dict, namespace: str = names.SYSTEM_NAMESPACE) -> dict:
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": CONFIG_MAP, "namespace": namespace,
-                     "labels": {"app.kubernetes.io/managed-by": "kindgpu"}},
+                     "labels": {**names.MANAGED_BY}},
         "data": {CONFIG_KEY: config_text(spec)},
     }
 

@@ -49,3 +49,15 @@ class Container:
 def test_worker_numbers_follow_kinds_node_names():
     assert load.worker_number(Container("c-worker"), "c") == 1
     assert load.worker_number(Container("c-worker12"), "c") == 12
+
+
+def test_an_image_the_hosts_docker_lacks_is_loaded_into_no_node():
+    from types import SimpleNamespace
+
+    from docker.errors import ImageNotFound
+
+    def absent(name):
+        raise ImageNotFound(name)
+
+    client = SimpleNamespace(images=SimpleNamespace(get=absent))
+    assert images.preload(client, [SimpleNamespace(name="n")], "absent:1", lambda text: None) == []

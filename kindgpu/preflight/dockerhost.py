@@ -8,7 +8,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from .. import names
-from ..nodes import has_owner_mount, short_error
+from ..nodes import has_owner_mount, image_id, short_error
 from .model import Check, Status
 from .nvidia import SIMULATED
 
@@ -60,9 +60,7 @@ def probe_node_image(client, image):
     """Is the node image local, and which containerd does it carry (it decides CDI's default)?"""
     import docker
 
-    try:
-        client.images.get(image)
-    except docker.errors.ImageNotFound:
+    if image_id(client, image) is None:
         return {"present": False, "containerd": None}
     try:
         out = client.containers.run(image, ["--version"], entrypoint="containerd", remove=True,

@@ -28,6 +28,7 @@ import docker.errors
 
 from .. import cmd
 from ..errors import KindgpuError
+from ..nodes import image_id
 
 IMAGE_REPO = "kindgpu/sim-device-plugin"
 BASE_REPO = "kindgpu/sim-device-plugin-base"
@@ -89,11 +90,7 @@ def image_tag() -> str:
 
 
 def _has_image(client, tag) -> bool:
-    try:
-        client.images.get(tag)
-        return True
-    except docker.errors.ImageNotFound:
-        return False
+    return image_id(client, tag) is not None
 
 
 def ensure_image(client: docker.DockerClient, offline: bool = True) -> str:

@@ -17,7 +17,7 @@ def sim_device_plugin_objects(image, product, memory_mib, time_slicing=None, nam
     advertises each GPU that many times, as its resource. Left out, the DaemonSet is as it was
     before sharing existed, so clusters without it see no change.
     """
-    labels = {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/managed-by": "kindgpu"}
+    labels = {"app.kubernetes.io/name": APP_NAME, **names.MANAGED_BY}
     env = {
         "KINDGPU_SIM_PRODUCT": product,
         "KINDGPU_SIM_MEMORY_MIB": str(int(memory_mib)),
@@ -58,9 +58,7 @@ def sim_device_plugin_objects(image, product, memory_mib, time_slicing=None, nam
                 "metadata": {"labels": labels},
                 "spec": {
                     "nodeSelector": {names.LABEL_GPU_PRESENT: "true"},
-                    "tolerations": [
-                        {"key": names.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
-                    ],
+                    "tolerations": [names.GPU_TOLERATION],
                     "priorityClassName": "system-node-critical",
                     # It speaks to kubelet over unix sockets only: no pod network to set up per node.
                     "hostNetwork": True,

@@ -65,7 +65,7 @@ def pinned_job(run_id, name, level, image, node, worker_key, env, gpus, *, hostn
                resource=names.GPU_RESOURCE):
     """A Job whose one pod runs the level's payload on `node`; gpus=None sets no GPU limit."""
     volumes, mounts = payloads.pod_volumes(level)
-    labels = {RUN_LABEL: run_id, "app.kubernetes.io/managed-by": "kindgpu"}
+    labels = {RUN_LABEL: run_id, **names.MANAGED_BY}
     pod_labels = {**labels, WORKER_LABEL: worker_key, **({PENDING_LABEL: "true"} if pending else {})}
     container = {
         "name": "payload",
@@ -90,7 +90,7 @@ def pinned_job(run_id, name, level, image, node, worker_key, env, gpus, *, hostn
                     "hostname": hostname,
                     "subdomain": SERVICE,
                     "nodeSelector": {"kubernetes.io/hostname": node},
-                    "tolerations": [{"key": names.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
+                    "tolerations": [names.GPU_TOLERATION],
                     # Payloads never call the API server: no token or service variables to make per pod.
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
@@ -121,7 +121,7 @@ def check_jobs(run_id, image, check, resource, extra_env=None):
 
 def support_objects(run_id, level):
     """The payloads' ConfigMap; for the collective level, the Service its ranks meet through."""
-    labels = {RUN_LABEL: run_id, "app.kubernetes.io/managed-by": "kindgpu"}
+    labels = {RUN_LABEL: run_id, **names.MANAGED_BY}
     configmap = {"apiVersion": "v1", "kind": "ConfigMap",
                  "metadata": {"name": f"smoke-{run_id}", "namespace": NAMESPACE, "labels": labels},
                  "data": payloads.configmap_data()}

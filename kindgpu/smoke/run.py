@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid as uuidlib
 
-from .. import images, nodes, pods as pod_state, sharing
+from .. import images, names, nodes, pods as pod_state, sharing
 from ..kube import Kube
 from ..parallel import concurrently
 from ..plan import Plan
@@ -58,7 +58,7 @@ class SmokeRun:
     def ensure_namespace(self):
         if self.kube.get("Namespace", NAMESPACE) is None:
             self.kube.core.create_namespace({"metadata": {"name": NAMESPACE,
-                                                          "labels": {"app.kubernetes.io/managed-by": "kindgpu"}}})
+                                                          "labels": {**names.MANAGED_BY}}})
 
     def run(self) -> Outcome:
         start = time.monotonic()
