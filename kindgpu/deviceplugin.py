@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 from . import images, names, sharing
 from .errors import KindgpuError
-from .simgpu.manifest import APP_NAME, sim_device_plugin_objects
+from .simgpu.manifest import APP_NAME, ON_GPU_NODES, sim_device_plugin_objects
 
 # simgpu.build is imported where used: it imports Docker's client, which listing the tasks must not pay for.
 
@@ -152,9 +152,7 @@ def nvidia_daemonset(spec, driver: DriverLayout):
             "template": {
                 "metadata": template_meta,
                 "spec": {
-                    "nodeSelector": {names.LABEL_GPU_PRESENT: "true"},
-                    "tolerations": [names.GPU_TOLERATION],
-                    "priorityClassName": "system-node-critical",
+                    **ON_GPU_NODES,
                     "containers": [
                         {
                             "name": "nvidia-device-plugin-ctr",

@@ -222,34 +222,22 @@ def config_checks(request, config) -> list[Check]:
                             "config unreadable, see above")]
 
     where = f"in {path}" if config["exists"] else f"({path} missing)"
-    mounts, explicit = toolkit_setting(config, VOLUME_MOUNTS_KEY)
-    said = f"{VOLUME_MOUNTS_KEY} = {str(mounts).lower()}" + ("" if explicit else " (the default)")
-    if mounts is True:
-        mounts_check = Check(
-            "toolkit-volume-mounts", "Toolkit: GPUs as volume mounts", Status.PASS,
-            f"{said} {where}",
-        )
-    else:
-        mounts_check = Check(
-            "toolkit-volume-mounts", "Toolkit: GPUs as volume mounts", Status.FAIL,
-            f"{said} {where}",
-            ctk_set_command(path, VOLUME_MOUNTS_KEY, True),
-            "kindgpu gives each kind node its GPUs as volume mounts under "
-            "/var/run/nvidia-container-devices; without this the GPUs cannot reach the nodes",
-        )
+    return [
+        setting_check(config, path, where, VOLUME_MOUNTS_KEY, True, "toolkit-volume-mounts",
+                      "Toolkit: GPUs as volume mounts", Status.FAIL,
+                      "kindgpu gives each kind node its GPUs as volume mounts under "
+                      "/var/run/nvidia-container-devices; without this the GPUs cannot reach the nodes"),
+        setting_check(config, path, where, ENVVAR_KEY, False, "toolkit-envvar",
+                      "Toolkit: envvar when unprivileged", Status.WARN,
+                      "With true, any container can ask for every GPU through NVIDIA_VISIBLE_DEVICES; "
+                      "false makes the volume mounts the only way in"),
+    ]
 
-    envvar, explicit = toolkit_setting(config, ENVVAR_KEY)
-    said = f"{ENVVAR_KEY} = {str(envvar).lower()}" + ("" if explicit else " (the default)")
-    if envvar is False:
-        envvar_check = Check(
-            "toolkit-envvar", "Toolkit: envvar when unprivileged", Status.PASS, f"{said} {where}"
-        )
-    else:
-        envvar_check = Check(
-            "toolkit-envvar", "Toolkit: envvar when unprivileged", Status.WARN,
-            f"{said} {where}",
-            ctk_set_command(path, ENVVAR_KEY, False),
-            "With true, any container can ask for every GPU through NVIDIA_VISIBLE_DEVICES; "
-            "false makes the volume mounts the only way in",
-        )
-    return [mounts_check, envvar_check]
+
+def setting_check(config, path, where, key, wanted, check_id, title, otherwise, hint) -> Check:
+    """PASS when the toolkit's `key` is `wanted`; else `otherwise`, with the nvidia-ctk command that sets it."""
+    value, explicit = toolkit_setting(config, key)
+    said = f"{key} = {str(value).lower()}" + ("" if explicit else " (the default)")
+    if value is wanted:
+        return Check(check_id, title, Status.PASS, f"{said} {where}")
+    return Check(check_id, title, otherwise, f"{said} {where}", ctk_set_command(path, key, wanted), hint)

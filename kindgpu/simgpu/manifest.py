@@ -8,6 +8,9 @@ PLUGIN_DIR = "/var/lib/kubelet/device-plugins"
 # mounted at the same path in the plugin so the path it hands kubelet is the node's.
 SHARE_DIR = "/var/lib/kindgpu-sim"
 PLUGIN_PROGRAM = "/opt/kindgpu-sim/plugin.py"  # where the image puts it (Dockerfiles)
+# Where a device plugin's pods run, NVIDIA's and this one: every GPU worker, tainted or not, first.
+ON_GPU_NODES = {"nodeSelector": {names.LABEL_GPU_PRESENT: "true"}, "tolerations": [names.GPU_TOLERATION],
+                "priorityClassName": "system-node-critical"}
 
 
 def sim_device_plugin_objects(image, product, memory_mib, time_slicing=None, namespace=names.SYSTEM_NAMESPACE):
@@ -57,9 +60,7 @@ def sim_device_plugin_objects(image, product, memory_mib, time_slicing=None, nam
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
-                    "nodeSelector": {names.LABEL_GPU_PRESENT: "true"},
-                    "tolerations": [names.GPU_TOLERATION],
-                    "priorityClassName": "system-node-critical",
+                    **ON_GPU_NODES,
                     # It speaks to kubelet over unix sockets only: no pod network to set up per node.
                     "hostNetwork": True,
                     "automountServiceAccountToken": False,  # it never calls the API server
