@@ -1,4 +1,9 @@
-"""Kubernetes through the official client, with the cluster's own kubeconfig."""
+"""Kubernetes through the official client, with the cluster's own kubeconfig.
+
+Where a change goes: a kind of object kindgpu reads or writes, Kube._verbs; what counts as "the
+cluster does not answer yet", is_transient (attempt and the waits use it); what a pod's status
+says, pods.py.
+"""
 
 from __future__ import annotations
 
