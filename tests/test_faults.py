@@ -10,6 +10,7 @@ import pytest
 from docker.errors import NotFound
 from invoke import Exit
 
+from fakes import FakeDocker
 from kindgpu import cmd, flags, images, names, nodes, steps, tasks
 from kindgpu.errors import KindgpuError
 from kindgpu.report import Reporter
@@ -47,12 +48,6 @@ class FakeContainer:
             self.files.add(argv[1])
         code, out = self.exec_answer(list(argv))
         return SimpleNamespace(exit_code=code, output=out)
-
-
-class FakeDocker:
-    def __init__(self, containers):
-        self.containers = SimpleNamespace(list=lambda **kw: containers)
-        self.networks = SimpleNamespace(list=lambda **kw: [])
 
 
 @pytest.fixture

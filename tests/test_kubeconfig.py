@@ -6,6 +6,7 @@ import stat
 import pytest
 import yaml
 
+from fakes import Notes
 from kindgpu import kubeconfig as kc
 from kindgpu.commands import up as up_command
 from kindgpu.errors import KindgpuError, SpecError
@@ -261,14 +262,6 @@ def test_a_changed_merge_setting_does_not_ask_to_recreate_the_cluster():
     made = spec.resolve(env={}, flags={"name": "demo", "simulate": 4})
     assert drift.spec_differences(made, {**made, "mergeKubeconfig": False}) == []
     assert drift.spec_differences(made, {**made, "gpusPerWorker": 1}) == ["gpusPerWorker: 4 -> 1"]
-
-
-class Notes:
-    def __init__(self):
-        self.lines = []
-
-    def note(self, text):
-        self.lines.append(text)
 
 
 def test_after_up_merges_and_names_the_next_command_and_a_broken_kubeconfig_only_warns(files, tmp_path, capsys):

@@ -8,16 +8,9 @@ import time
 
 import pytest
 
+from fakes import Notes
 from kindgpu import cluster, drift
 from kindgpu.state import StateDir
-
-
-class Notes:
-    def __init__(self):
-        self.lines = []
-
-    def note(self, text):
-        self.lines.append(text)
 
 
 def test_a_second_command_on_the_same_cluster_waits_for_the_first_and_says_so(state_dir):

@@ -5,8 +5,8 @@ import dataclasses
 import json
 
 import pytest
-from docker.errors import ImageNotFound
 
+from fakes import FakeDocker
 from kindgpu import images, nodeimage, plan, render, spec
 from kindgpu.errors import KindgpuError, SpecError
 from kindgpu.toml_text import load_toml
@@ -40,21 +40,6 @@ def test_the_tag_stays_for_the_same_inputs():
     assert dataclasses.replace(BASE, base="kindest/node").tag == BASE.tag.replace("v1.31.4", "latest")
 
 
-class FakeImages:
-    def __init__(self, ids):
-        self.ids = ids
-
-    def get(self, name):
-        if name not in self.ids:
-            raise ImageNotFound(name)
-        return type("Image", (), {"id": self.ids[name]})()
-
-
-class FakeDocker:
-    def __init__(self, ids):
-        self.images = FakeImages(ids)
-
-
 def h200_plan(h200_inventory, **flags):
     return plan.make_plan(spec.resolve(env={}, flags={"workers": 2, "gpusPerWorker": 1, **flags}), h200_inventory)
 
@@ -64,13 +49,13 @@ def test_inputs_hold_the_plugin_and_smoke_images_the_host_has(state_dir, h200_in
     plugin, cuda = "nvcr.io/nvidia/k8s-device-plugin:v0.20.0", p.spec["smoke"]["cudaImage"]
     assert nodeimage.held_images(p) == [plugin, cuda]
     ids = {"kindgpu-harness/node:v1": "sha256:1", plugin: "sha256:2", cuda: "sha256:3"}
-    full = nodeimage.inputs(p, FakeDocker(ids))
+    full = nodeimage.inputs(p, FakeDocker(image_ids=ids))
     assert full.base_id == "sha256:1" and full.held == {plugin: "sha256:2", cuda: "sha256:3"}
     # The host lacks the CUDA image: the nodes pull it, as without the derived image; another tag.
-    partial = nodeimage.inputs(p, FakeDocker({k: v for k, v in ids.items() if k != cuda}))
+    partial = nodeimage.inputs(p, FakeDocker(image_ids={k: v for k, v in ids.items() if k != cuda}))
     assert partial.held == {plugin: "sha256:2"} and partial.tag != full.tag
     with pytest.raises(KindgpuError, match="not in the host's Docker") as caught:
-        nodeimage.inputs(p, FakeDocker({plugin: "sha256:2"}))
+        nodeimage.inputs(p, FakeDocker(image_ids={plugin: "sha256:2"}))
     assert "docker pull kindgpu-harness/node:v1" in caught.value.fix
 
 

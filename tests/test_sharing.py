@@ -6,6 +6,7 @@ import re
 import pytest
 import yaml
 
+from fakes import Notes
 from kindgpu import cluster, deviceplugin, drift, plan, sharing, spec
 from kindgpu.errors import SpecError
 from kindgpu.simgpu import manifest
@@ -229,14 +230,6 @@ def test_sharing_is_a_live_field_and_nothing_else_is():
     assert drift.without_live_fields(a) != drift.without_live_fields(c)
 
 
-class FakeReporter:
-    def __init__(self):
-        self.notes = []
-
-    def note(self, text):
-        self.notes.append(text)
-
-
 class FakeCtx:
     def __init__(self, plan_):
         self.plan = plan_
@@ -257,14 +250,14 @@ def test_up_changes_sharing_in_place_and_refuses_other_changes(state_dir, monkey
                                                                       "gpusPerWorker": 1}), replicas=1))
     wanted.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
     wanted.kubeconfig.write_text("{}")
-    reporter = FakeReporter()
+    reporter = Notes()
     cluster.check_same_spec(FakeCtx(wanted), False, reporter)
     assert reporter.notes == ['changing gpu-cluster in place: devicePlugin.sharing: {"timeSlicing": {"replicas": 4}} '
                               '-> {"timeSlicing": {"replicas": 1}}']
     other = plan.make_plan(with_sharing(spec.resolve(env={}, flags={"simulate": 2, "workers": 1,
                                                                      "gpusPerWorker": 2}), replicas=1))
     with pytest.raises(Exception, match="was made from another spec"):
-        cluster.check_same_spec(FakeCtx(other), False, FakeReporter())
+        cluster.check_same_spec(FakeCtx(other), False, Notes())
 
 
 def test_the_record_is_out_of_date_when_sharing_or_the_plan_changed(state_dir):
