@@ -92,44 +92,26 @@ def ctk_set_command(path, key, value):
 
 
 def driver_check(request, inv, error) -> Check:
-    title = "NVIDIA driver"
+    def check(status, found, fix="", hint="", details=None):
+        return Check("nvidia-driver", "NVIDIA driver", status, found, fix, hint, details or {})
+
     if request.simulate:
-        return Check(
-            "nvidia-driver",
-            title,
-            Status.SKIP,
-            f"{SIMULATED} ({request.simulate} simulated)",
-        )
+        return check(Status.SKIP, f"{SIMULATED} ({request.simulate} simulated)")
     simulate_fix = "invoke up --simulate 8"
     if error is not None:
         if error.returncode == 127:
-            found = "nvidia-smi not found on PATH: no NVIDIA driver on this host"
-            hint = (
-                f"Install the NVIDIA driver ({DRIVER_GUIDE}), or try kindgpu without GPUs "
-                "using simulated ones"
-            )
-            return Check("nvidia-driver", title, Status.FAIL, found, simulate_fix, hint)
+            return check(Status.FAIL, "nvidia-smi not found on PATH: no NVIDIA driver on this host", simulate_fix,
+                         f"Install the NVIDIA driver ({DRIVER_GUIDE}), or try kindgpu without GPUs "
+                         "using simulated ones")
         first = next((line for line in error.output.splitlines() if line.strip()), "no output")
-        return Check(
-            "nvidia-driver",
-            title,
-            Status.FAIL,
-            f"nvidia-smi failed (exit {error.returncode}): {first.strip()}",
-            "sudo modprobe nvidia && nvidia-smi",
-            "The driver is installed but not working: load the module (or reboot after a driver "
-            "update); without GPUs, try kindgpu with simulated ones: " + simulate_fix,
-        )
+        return check(Status.FAIL, f"nvidia-smi failed (exit {error.returncode}): {first.strip()}",
+                     "sudo modprobe nvidia && nvidia-smi",
+                     "The driver is installed but not working: load the module (or reboot after a driver "
+                     "update); without GPUs, try kindgpu with simulated ones: " + simulate_fix)
     details = {"driver_version": inv.driver_version, "cuda_version": inv.cuda_version}
     if not inv.gpus:
-        return Check(
-            "nvidia-driver",
-            title,
-            Status.FAIL,
-            f"driver {inv.driver_version or '?'} works but lists no GPUs",
-            simulate_fix,
-            "Check `nvidia-smi -L`; without GPUs, try kindgpu with simulated ones",
-            details,
-        )
+        return check(Status.FAIL, f"driver {inv.driver_version or '?'} works but lists no GPUs", simulate_fix,
+                     "Check `nvidia-smi -L`; without GPUs, try kindgpu with simulated ones", details)
     names = {}
     for g in inv.gpus:
         names[g.name] = names.get(g.name, 0) + 1
@@ -142,27 +124,14 @@ def driver_check(request, inv, error) -> Check:
     mig = [g.index for g in inv.gpus if g.mig_mode.strip().lower() == "enabled"]
     if mig:
         ids = ",".join(map(str, mig))
-        return Check(
-            "nvidia-driver",
-            title,
-            Status.WARN,
-            f"{found}; MIG enabled on GPU {ids}",
-            f"sudo nvidia-smi -i {ids} -mig 0",
-            "kindgpu hands whole GPUs to kind nodes; MIG instances are not supported",
-            details,
-        )
+        return check(Status.WARN, f"{found}; MIG enabled on GPU {ids}", f"sudo nvidia-smi -i {ids} -mig 0",
+                     "kindgpu hands whole GPUs to kind nodes; MIG instances are not supported", details)
     if no_minor:
-        return Check(
-            "nvidia-driver",
-            title,
-            Status.WARN,
-            f"{found}; no device minor for GPU {','.join(map(str, no_minor))} in "
-            f"{request.proc_root / 'driver/nvidia/gpus'}",
-            "ls /proc/driver/nvidia/gpus/*/information",
-            "Without the minor, kindgpu cannot tell which /dev/nvidiaN a GPU is",
-            details,
-        )
-    return Check("nvidia-driver", title, Status.PASS, found, details=details)
+        return check(Status.WARN, f"{found}; no device minor for GPU {','.join(map(str, no_minor))} in "
+                                  f"{request.proc_root / 'driver/nvidia/gpus'}",
+                     "ls /proc/driver/nvidia/gpus/*/information",
+                     "Without the minor, kindgpu cannot tell which /dev/nvidiaN a GPU is", details)
+    return check(Status.PASS, found, details=details)
 
 
 def toolkit_checks(request, versions, config) -> list[Check]:
