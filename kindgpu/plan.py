@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import gfd, names, sharing, spec as specs
+from . import gfd, names, nodes, sharing, spec as specs, versions
 from .errors import KindgpuError, Problem, SpecError
 from .inventory import GPU, Inventory, read_host_inventory, simulated_inventory
 from .state import StateDir
@@ -40,6 +40,7 @@ class Plan:
     spec_hash: str
     inventory: Inventory
     workers: tuple[WorkerPlan, ...]
+    runtime: versions.Runtime = versions.Runtime()  # the node image's Kubernetes, the host's cgroups
 
     @property
     def name(self) -> str:
@@ -52,6 +53,10 @@ class Plan:
     @property
     def gpu_workers(self) -> tuple[WorkerPlan, ...]:
         return tuple(w for w in self.workers if not w.cpu_only)
+
+    def warnings(self) -> list[Problem]:
+        """What a valid plan asks for at the user's risk, or does because of this host; config and up print them."""
+        return specs.warnings(self.spec) + self.runtime.warnings()
 
     @property
     def control_plane(self) -> str:
@@ -116,14 +121,16 @@ def gpu_label_value(gpus: Iterable[GPU]) -> str:
     return "_".join(str(g.index) for g in gpus)
 
 
-def make_plan(doc: dict, inventory: Inventory | None = None) -> Plan:
+def make_plan(doc: dict, inventory: Inventory | None = None, runtime: versions.Runtime | None = None) -> Plan:
     """Validate the spec and allocate; SpecError lists every problem.
 
     What needs no host is checked first (spec.check), so a bad spec exits 2 on any host;
     only a spec that passes is checked against the host's GPUs (nvidia-smi, or simulated).
+    inventory and runtime are this host's unless given.
     """
     specs.check(doc)
     inventory = inventory or load_inventory(doc)
+    runtime = runtime or versions.observe(doc["nodeImage"], nodes.docker_client_or_none())
     assignments, problems = allocate(doc, inventory)
     if problems:
         raise SpecError(problems)
@@ -152,7 +159,7 @@ def make_plan(doc: dict, inventory: Inventory | None = None) -> Plan:
             ts = sharing.of(doc)
             labels.update(gfd.node_labels(gpus, inventory, replicas=ts.replicas, renamed=ts.renamed))
         plans.append(WorkerPlan(gpu_workers, node, tuple(gpus), labels))
-    return Plan(doc, specs.spec_hash(doc), inventory, tuple(plans))
+    return Plan(doc, specs.spec_hash(doc), inventory, tuple(plans), runtime)
 
 
 def cpu_worker_labels(doc: dict, wspec: dict) -> dict:

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 
-from . import gfd
+from . import gfd, versions
 from .errors import Problem, SpecError
 from .names import API_VERSION, LABEL_GPU_IDS, LABEL_GPU_PRESENT, LABEL_GPU_WORKER, SPEC_KIND
 
@@ -104,6 +104,8 @@ def resolve(config_file: str | Path | None = None, env: Mapping[str, str] | None
     doc.update(flags)
     if simulate is not None:
         doc["simulate"] = {**(doc.get("simulate") or {}), "gpus": simulate}
+    if not doc.get("nodeImage"):
+        doc["nodeImage"] = versions.default_node_image()
     doc = fill_object_defaults(doc)
     found += problems(doc)
     if found:

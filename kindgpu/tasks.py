@@ -56,13 +56,11 @@ def user_errors(fn):
     return wrapper
 
 
-def warn_about(doc):
-    """What the spec asks for at the user's risk, on stderr: the warning, then the fix."""
+def warn_about(plan):
+    """What the plan asks for at the user's risk, or does because of this host, on stderr: the warning, then the fix."""
     import sys
 
-    from kindgpu import spec
-
-    for w in spec.warnings(doc):
+    for w in plan.warnings():
         print(f"WARNING: {w.field}: {w.message}\nfix: {w.fix}", file=sys.stderr)
 
 
@@ -86,7 +84,7 @@ def config(c, config=None, name=None, workers=None, gpus=None, simulate=None, no
 
     plan = flags.plan_from_flags(config, name=name, workers=workers, gpus=gpus,
                                  simulate=simulate, node_image=node_image)
-    warn_about(plan.spec)
+    warn_about(plan)
     config_cmd.run(plan, dry_run=dry_run, as_json=json)
 
 
@@ -122,7 +120,7 @@ def bring_up(until, *, config, name, workers, gpus, simulate, node_image, dry_ru
     kubeconfig.wants_merge({}, merge, no_merge)  # a contradiction exits 2 before anything is looked at
     plan = flags.plan_from_flags(config, name=name, workers=workers, gpus=gpus,
                                  simulate=simulate, node_image=node_image)
-    warn_about(plan.spec)
+    warn_about(plan)
     merging = kubeconfig.wants_merge(plan.spec, merge, no_merge)
     reporter = Reporter()
     cluster.up(plan, reporter, force=tuple(force or ()), until=until, dry_run=dry_run, recreate=recreate)

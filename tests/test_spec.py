@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from kindgpu import inventory, plan, render, spec
+from kindgpu import inventory, plan, render, spec, versions
 from kindgpu.errors import Problem, SpecError
 from paths import REPO, TESTDATA
 
@@ -16,9 +16,12 @@ SPECS = TESTDATA / "specs"
 GOLDEN = TESTDATA / "golden"
 
 
-def make(path=None, env=None, inv=None, **flags):
+CGROUP_V2_HOST = versions.Runtime(kubernetes=(1, 37, 0), cgroup=2)
+
+
+def make(path=None, env=None, inv=None, runtime=CGROUP_V2_HOST, **flags):
     doc = spec.resolve(config_file=path, env=env or {}, flags=flags)
-    return plan.make_plan(doc, inv)
+    return plan.make_plan(doc, inv, runtime)
 
 
 def expected_paths(path):
@@ -167,6 +170,8 @@ GOLDEN_CASES = {
     "h200-cpu-worker": dict(path=SPECS / "valid" / "cpu-worker.yaml", h200=True),
     # kind's image as it is: containerd gets CDI from kindgpu's patch (kind restarts it for that).
     "h200-plain-node-image": dict(path=SPECS / "valid" / "uuids.yaml", h200=True, prepareNodeImage=False),
+    # Kubernetes 1.35+ on a cgroup v1 host: the kubelet is told to start anyway.
+    "cgroup-v1-simulated": dict(simulate=8, runtime=versions.Runtime(kubernetes=(1, 37, 2), cgroup=1)),
 }
 
 

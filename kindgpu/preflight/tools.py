@@ -6,12 +6,12 @@ import json
 import platform
 import re
 
-from .. import cmd
+from .. import cmd, versions
 from .model import Check, Status, fmt_version, version_tuple
 
 KIND_MIN = (0, 20, 0)
 KUBECTL_MIN = (1, 27, 0)
-KIND_RECOMMENDED = "v0.29.0"
+KIND_RECOMMENDED = versions.KIND_PINNED
 
 
 def arch():
@@ -79,3 +79,32 @@ def checks(kind_result, kubectl_result) -> list[Check]:
         tool_check("kind", kind_result, parse_kind_version, KIND_MIN, kind_install),
         tool_check("kubectl", kubectl_result, parse_kubectl_version, KUBECTL_MIN, kubectl_install),
     ]
+
+
+def kubernetes_check(request, image_facts: dict, kind_default: str | None) -> Check:
+    """Which Kubernetes the node image runs, whether kindgpu supports it, and whether the kind found
+    is new enough for it (kind knows the Kubernetes lines up to its own default image's)."""
+    title = "Node image: Kubernetes"
+    image = request.node_image
+    if not image:
+        return Check("node-kubernetes", title, Status.SKIP, "no node image")
+    chosen = " (kind's default)" if image == kind_default else ""
+    running = image_facts.get("kubernetes") or versions.image_kubernetes(image)
+    details = {"image": image, "kubernetes": versions.show(running), "kind_default": kind_default,
+               "supported_minors": [f"1.{m}" for m in versions.SUPPORTED_MINORS]}
+    found = f"{image}{chosen}: Kubernetes {versions.show(running)}"
+    newest = versions.parse(kind_default or "")
+    if running and newest and running[:2] > newest[:2]:
+        return Check("node-kubernetes", title, Status.FAIL,
+                     f"{found}, newer than the kind found knows (its default is {versions.show(newest)})",
+                     f"invoke preflight --fix  # installs kind {versions.KIND_PINNED}",
+                     "kind renders kubeadm's config per Kubernetes version; an older kind fails half-way", details)
+    supported = ", ".join(f"1.{m}" for m in versions.SUPPORTED_MINORS)
+    if running is None:
+        return Check("node-kubernetes", title, Status.WARN, f"{found} (not told by its tag or /kind/version)",
+                     hint=f"kindgpu is tested on Kubernetes {supported}", details=details)
+    if not versions.supported(running):
+        return Check("node-kubernetes", title, Status.WARN, f"{found}, not a line kindgpu is tested on",
+                     f"--node-image {versions.KIND_PINNED_DEFAULT_IMAGE}",
+                     f"kindgpu is tested on Kubernetes {supported}", details)
+    return Check("node-kubernetes", title, Status.PASS, found, details=details)
