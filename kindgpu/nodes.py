@@ -134,6 +134,24 @@ def cluster_nodes(client, cluster: str) -> list[Node]:
     return [Node(c) for c in found]
 
 
+def real_gpus_of_other_clusters(client, cluster: str) -> dict[str, str]:
+    """{GPU UUID: cluster} for the real GPUs that other kindgpu clusters' nodes on this host are given
+    (their /dev/null mounts the NVIDIA runtime reads), running or stopped: a stopped node gets them back
+    when it starts."""
+    prefix = names.NVIDIA_DEVICE_MOUNT_DIR + "/"
+    held = {}
+    for container in client.containers.list(all=True, sparse=True, filters={"label": names.KIND_CLUSTER_LABEL}):
+        other = (container.attrs.get("Labels") or {}).get(names.KIND_CLUSTER_LABEL)
+        mounts = container.attrs.get("Mounts")
+        if other == cluster or not has_owner_mount(mounts):
+            continue
+        for mount in mounts or []:
+            destination = mount.get("Destination", "")
+            if destination.startswith(prefix):
+                held[destination.rsplit("/", 1)[-1]] = other
+    return held
+
+
 def owner_mount_source(mounts):
     """The host directory kindgpu mounts into every node it makes (None in others' clusters).
 

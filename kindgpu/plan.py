@@ -132,6 +132,8 @@ def make_plan(doc: dict, inventory: Inventory | None = None, runtime: versions.R
     inventory = inventory or load_inventory(doc)
     runtime = runtime or versions.observe(doc["nodeImage"], nodes.docker_client_or_none())
     assignments, problems = allocate(doc, inventory)
+    if not problems and not inventory.simulated:
+        problems = held_by_other_clusters(doc["name"], assignments, nodes.docker_client_or_none())
     if problems:
         raise SpecError(problems)
     workers = doc["workers"]
@@ -160,6 +162,21 @@ def make_plan(doc: dict, inventory: Inventory | None = None, runtime: versions.R
             labels.update(gfd.node_labels(gpus, inventory, replicas=ts.replicas, renamed=ts.renamed))
         plans.append(WorkerPlan(gpu_workers, node, tuple(gpus), labels))
     return Plan(doc, specs.spec_hash(doc), inventory, tuple(plans), runtime)
+
+
+def held_by_other_clusters(cluster: str, assignments: list[list[GPU]], client) -> list[Problem]:
+    """A real GPU goes to one kindgpu cluster on a host: two would see (and isolate) the same device."""
+    held = nodes.real_gpus_of_other_clusters(client, cluster) if client is not None else {}
+    problems = []
+    for w, gpus in enumerate(assignments):
+        for gpu in gpus:
+            if gpu.uuid in held:
+                other = held[gpu.uuid]
+                problems.append(Problem(
+                    f"workers[{w}]", f"GPU {gpu.index} ({gpu.uuid}) is given to kindgpu cluster {other!r} on this host",
+                    f"give this cluster other GPUs (workers: [{{gpus: [...]}}]), or `invoke down --name {other}`; "
+                    "to share GPUs between pods, time-slice them in one cluster (devicePlugin.sharing)"))
+    return problems
 
 
 def cpu_worker_labels(doc: dict, wspec: dict) -> dict:
