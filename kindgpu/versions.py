@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import cmd
 from .errors import Problem
 
 Version = tuple[int, int, int]
@@ -56,7 +56,7 @@ def kind_default_image(kind_binary: str | Path | None = None) -> str | None:
     """The default node image compiled into a kind binary (its defaults.Image), or None.
 
     kind has no command that prints it; the reference is a string constant in the binary."""
-    path = kind_binary or shutil.which("kind")
+    path = kind_binary or cmd.which("kind")
     if not path:
         return None
     try:
