@@ -72,6 +72,28 @@ def test_simulated_8x1_gets_8_distinct_gpus(state_dir):
     assert p.simulated and p.inventory.simulated
 
 
+def test_simulated_clusters_get_gpus_of_their_own_and_the_same_name_the_same_gpus(state_dir):
+    def uuids(p):
+        return [g.uuid for w in p.workers for g in w.gpus]
+
+    def cluster(name):
+        return make(workers=2, gpusPerWorker=2, simulate=4, name=name)
+
+    a, again, b = cluster("a"), cluster("a"), cluster("b")
+    assert a.to_json() == again.to_json()  # `up` again plans the same GPUs: nothing to change
+    assert len(set(uuids(a))) == 4 and not set(uuids(a)) & set(uuids(b))  # as two real hosts
+    # Labels (GFD's included) say the same of both but the owner; minors and bus ids are the host's layout.
+    for wa, wb in zip(a.workers, b.workers):
+        assert {**wa.labels, "kindgpu.dev/cluster": "b"} == wb.labels
+        assert [(g.index, g.minor, g.pci_bus_id) for g in wa.gpus] == \
+            [(g.index, g.minor, g.pci_bus_id) for g in wb.gpus]
+    # The kind config mounts the plan's GPUs, and the record reads back as the same plan.
+    mounted = [m["containerPath"].rsplit("/", 1)[1] for n in render.kind_config(b)["nodes"] for m in n["extraMounts"]
+               if m["containerPath"].startswith("/var/run/kindgpu/sim-gpus/")]
+    assert mounted == uuids(b)
+    assert plan.Plan.from_dict(b.spec, json.loads(b.to_json())).workers == b.workers
+
+
 def test_contiguous_allocation_in_inventory_order(state_dir):
     p = make(workers=2, gpusPerWorker=3, simulate=8)
     assert [[g.index for g in w.gpus] for w in p.workers] == [[0, 1, 2], [3, 4, 5]]
@@ -199,7 +221,7 @@ def test_write_state_is_deterministic_and_idempotent(state_dir):
 def test_shipped_configs_are_valid(path, state_dir):
     doc = spec.resolve(path, env={})
     sim = doc.get("simulate") or {"gpus": 8}
-    p = plan.make_plan(doc, inventory.simulated_inventory(sim["gpus"]))
+    p = plan.make_plan(doc, inventory.simulated_inventory(sim["gpus"], cluster=doc["name"]))
     assert p.workers
 
 
@@ -216,7 +238,7 @@ def test_readme_spec_examples_are_valid(tmp_path, state_dir):
         f.write_text(block)
         doc = spec.resolve(f, env={})
         sim = doc.get("simulate") or {"gpus": 8}
-        plan.make_plan(doc, inventory.simulated_inventory(sim["gpus"]))
+        plan.make_plan(doc, inventory.simulated_inventory(sim["gpus"], cluster=doc["name"]))
 
 
 def invoke(*args, env=None):
@@ -363,3 +385,4 @@ def test_api_server_address_needs_allow_remote_api_off_loopback(address, allow, 
 def test_allow_remote_api_has_no_default():
     """Left out means false, and the normalized spec (so the hash of every existing cluster) is unchanged."""
     assert spec.defaults()["apiServer"] == {"address": "127.0.0.1", "port": 0}
+
