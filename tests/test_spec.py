@@ -386,3 +386,27 @@ def test_allow_remote_api_has_no_default():
     """Left out means false, and the normalized spec (so the hash of every existing cluster) is unchanged."""
     assert spec.defaults()["apiServer"] == {"address": "127.0.0.1", "port": 0}
 
+
+def test_simulate_n_is_short_for_simulate_gpus_n(tmp_path, state_dir):
+    short = spec.resolve(spec_file(tmp_path, "simulate: 8\n"), env={})
+    assert short["simulate"] == {"gpus": 8, "product": "NVIDIA H200", "memoryMiB": 143771}
+    # The same spec as the long form: a cluster made with one is the cluster the other asks for.
+    (tmp_path / "long").mkdir()
+    long = spec.resolve(spec_file(tmp_path / "long", "simulate: {gpus: 8}\n"), env={})
+    assert short == long and spec.spec_hash(short) == spec.spec_hash(long)
+    # --simulate overrides the short form as it does the long one.
+    assert spec.resolve(spec_file(tmp_path, "simulate: 8\n"), env={}, flags={"simulate": 2})["simulate"]["gpus"] == 2
+    assert plan.make_plan(short).inventory.simulated
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "2.5", "'8'", "true", "eight", "[8]", "513", "{gpus: 0}", "{gpus: 1.5}"])
+def test_simulate_other_than_a_whole_number_of_gpus_is_refused_with_a_fix(value, tmp_path, state_dir):
+    with pytest.raises(SpecError) as caught:
+        spec.resolve(spec_file(tmp_path, f"simulate: {value}\n"), env={})
+    [problem] = caught.value.problems
+    assert problem.field == ("simulate.gpus" if value.startswith("{") else "simulate")
+    assert problem.fix == "simulate 1 to 512 GPUs: `simulate: 8` (short for `simulate: {gpus: 8}`)"
+    assert str(caught.value).count("fix:") == 1
+    # A flag on top replaces the file's value, whatever it was.
+    assert spec.resolve(spec_file(tmp_path, f"simulate: {value}\n"), env={}, flags={"simulate": 2})["simulate"] == {
+        "gpus": 2, "product": "NVIDIA H200", "memoryMiB": 143771}
