@@ -1,6 +1,6 @@
 """The fake nvidia-smi prints the GPUs it is given in the real nvidia-smi's formats.
 
-It is a POSIX sh script that a static busybox runs in the pod (tests/e2e/test_simgpu_nvidia_smi.py
+It is a POSIX sh script that a static busybox runs in the pod (tests/e2e/test_fake_nvidia_smi_images.py
 runs it so in Docker); here the host's sh runs it, with an empty PATH: it needs no command but
 busybox's date, which only the banner prints.
 """

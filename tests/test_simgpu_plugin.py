@@ -54,7 +54,7 @@ def test_registers_nvidia_gpu_and_lists_the_sim_gpu_files(node, plugin):
 
 def run_nvidia_smi(response, *args):
     """What the container would see: the mounted nvidia-smi run with the allocated env (by the
-    host's sh: busybox runs it in a pod, as tests/e2e/test_simgpu_nvidia_smi.py shows)."""
+    host's sh: busybox runs it in a pod, as tests/e2e/test_fake_nvidia_smi_images.py shows)."""
     (smi,) = [Path(m.host_path) for m in response.mounts if m.container_path == "/usr/bin/nvidia-smi"]
     env = {"PATH": "/nonexistent", **response.envs}
     return subprocess.run(["/bin/sh", smi, *args], env=env, capture_output=True, text=True, check=True).stdout
