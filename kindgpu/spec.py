@@ -172,9 +172,13 @@ def field_path(parts: Iterable[str | int]) -> str:
 
 
 def schema_problems(doc: dict) -> list[Problem]:
-    from jsonschema import Draft202012Validator
+    from jsonschema import Draft202012Validator, validators
 
-    validator = Draft202012Validator(schema())
+    # JSON Schema counts 8.0 as an integer; kindgpu counts with the value (`simulate: 8.0` made
+    # range(8.0) fail): an integer field takes whole numbers as YAML writes them, 8.
+    strict = Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool))
+    validator = validators.extend(Draft202012Validator, type_checker=strict)(schema())
     found = []
     for error in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
         found.extend(describe(error))

@@ -399,7 +399,8 @@ def test_simulate_n_is_short_for_simulate_gpus_n(tmp_path, state_dir):
     assert plan.make_plan(short).inventory.simulated
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "2.5", "'8'", "true", "eight", "[8]", "513", "{gpus: 0}", "{gpus: 1.5}"])
+@pytest.mark.parametrize("value", ["0", "-1", "2.5", "8.0", "'8'", "true", "eight", "[8]", "513", "{gpus: 0}",
+                                   "{gpus: 1.5}", "{gpus: 8.0}"])
 def test_simulate_other_than_a_whole_number_of_gpus_is_refused_with_a_fix(value, tmp_path, state_dir):
     with pytest.raises(SpecError) as caught:
         spec.resolve(spec_file(tmp_path, f"simulate: {value}\n"), env={})
@@ -410,3 +411,10 @@ def test_simulate_other_than_a_whole_number_of_gpus_is_refused_with_a_fix(value,
     # A flag on top replaces the file's value, whatever it was.
     assert spec.resolve(spec_file(tmp_path, f"simulate: {value}\n"), env={}, flags={"simulate": 2})["simulate"] == {
         "gpus": 2, "product": "NVIDIA H200", "memoryMiB": 143771}
+
+
+def test_integer_fields_take_whole_numbers_only(tmp_path, state_dir):
+    """JSON Schema's integer includes 8.0, which would reach range() and fail there."""
+    path = tmp_path / "floats.yaml"
+    path.write_text("apiVersion: kindgpu.dev/v1alpha1\nkind: GPUCluster\nworkers: 2.0\ngpusPerWorker: 1.0\n")
+    assert [field for field, _ in problems_of(path)] == ["gpusPerWorker", "workers"]
