@@ -107,7 +107,8 @@ def load_inventory(doc: dict) -> Inventory:
     """The simulated inventory, or the host's real one."""
     sim = doc.get("simulate")
     if sim:
-        return simulated_inventory(sim["gpus"], sim["product"], sim["memoryMiB"])
+        return simulated_inventory(sim["gpus"], cluster=doc["name"], product=sim["product"],
+                                   memory_mib=sim["memoryMiB"])
     try:
         return read_host_inventory()
     except KindgpuError as err:

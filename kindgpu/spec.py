@@ -48,9 +48,25 @@ def defaults() -> dict:
     return fill_object_defaults(doc)
 
 
+def short_simulate(value):
+    """`simulate: N` is short for `simulate: {gpus: N}`. A number the schema refuses stays as it is,
+    for the schema to name it (simulate_fix says what to write instead)."""
+    sim = schema()["properties"]["simulate"]
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    return {"gpus": value} if whole and sim["minimum"] <= value <= sim["maximum"] else value
+
+
+def simulate_fix() -> str:
+    sim = schema()["properties"]["simulate"]
+    return f"simulate {sim['minimum']} to {sim['maximum']} GPUs: `simulate: 8` (short for `simulate: {{gpus: 8}}`)"
+
+
 def fill_object_defaults(doc: dict) -> dict:
-    """Fill defaults inside the nested objects (apiServer, devicePlugin, simulate, smoke)."""
+    """Expand short forms, then fill defaults inside the nested objects (apiServer, devicePlugin,
+    simulate, smoke)."""
     props = schema()["properties"]
+    if "simulate" in doc:
+        doc["simulate"] = short_simulate(doc["simulate"])
     for key in ("apiServer", "devicePlugin", "smoke", "simulate"):
         value = doc.get(key)
         if isinstance(value, dict):
@@ -103,7 +119,9 @@ def resolve(config_file: str | Path | None = None, env: Mapping[str, str] | None
     simulate = flags.pop("simulate", None)
     doc.update(flags)
     if simulate is not None:
-        doc["simulate"] = {**(doc.get("simulate") or {}), "gpus": simulate}
+        # The flag sets the count; product and memory stay the file's. It replaces a value that is no object.
+        given = short_simulate(doc.get("simulate"))
+        doc["simulate"] = {**(given if isinstance(given, dict) else {}), "gpus": simulate}
     if not doc.get("nodeImage"):
         doc["nodeImage"] = versions.default_node_image()
     doc = fill_object_defaults(doc)
@@ -156,9 +174,13 @@ def field_path(parts: Iterable[str | int]) -> str:
 
 
 def schema_problems(doc: dict) -> list[Problem]:
-    from jsonschema import Draft202012Validator
+    from jsonschema import Draft202012Validator, validators
 
-    validator = Draft202012Validator(schema())
+    # JSON Schema counts 8.0 as an integer; kindgpu counts with the value (`simulate: 8.0` made
+    # range(8.0) fail): an integer field takes whole numbers as YAML writes them, 8.
+    strict = Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool))
+    validator = validators.extend(Draft202012Validator, type_checker=strict)(schema())
     found = []
     for error in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
         found.extend(describe(error))
@@ -193,6 +215,8 @@ def describe(error) -> list[Problem]:
         return [Problem(path, f"{error.instance!r} is not supported", f"use `{path}: {error.validator_value}`")]
     if error.validator == "pattern" and error.schema.get("description"):
         return [Problem(path, f"{error.instance!r} is not allowed: {error.schema['description']}")]
+    if path in ("simulate", "simulate.gpus"):
+        return [Problem(path, error.message, simulate_fix())]
     return [Problem(path, error.message)]
 
 

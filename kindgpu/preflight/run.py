@@ -33,7 +33,7 @@ def preflight(request: Request) -> Report:
         inv, driver_error = got["driver"]
         toolkit, config = got["toolkit"]
     else:
-        inv, driver_error = inventory.simulated_inventory(request.simulate), None
+        inv, driver_error = inventory.simulated_inventory(request.simulate, cluster=request.cluster_name), None
         toolkit, config = {}, {}
     gpu_count = len(inv.gpus) if inv is not None else None
     docker = got["docker"]
