@@ -295,7 +295,8 @@ def test_dry_run_writes_nothing(state_dir):
 
 def spec_file(tmp_path, body):
     f = tmp_path / "spec.yaml"
-    f.write_text("apiVersion: kindgpu.dev/v1alpha1\nkind: GPUCluster\nworkers: 1\ngpusPerWorker: 1\n" + body)
+    workers = "" if body.startswith("workers:") or "\nworkers:" in body else "workers: 1\ngpusPerWorker: 1\n"
+    f.write_text("apiVersion: kindgpu.dev/v1alpha1\nkind: GPUCluster\n" + workers + body)
     return f
 
 
