@@ -257,7 +257,8 @@ def cluster_name_check(request, facts: DockerFacts) -> Check:
         "cluster-name", title, Status.FAIL,
         f"{name!r} is a kind cluster kindgpu did not make "
         f"({', '.join(foreign)} lack{'s' if len(foreign) == 1 else ''} the {names.OWNER_MOUNT} mount)",
-        f"kind delete cluster --name {shlex.quote(name)}",
-        "Choose another --name; delete the cluster only if you are sure nobody needs it",
+        f"invoke preflight --name {shlex.quote(name + '-gpu')}",
+        "kindgpu leaves it alone: choose another --name (`invoke smoke --kubeconfig FILE` tests a cluster "
+        "kindgpu did not make)",
         details,
     )
