@@ -188,7 +188,8 @@ def objects(plan, sim_image=None, driver=None):
     if plan.simulated:
         sim = plan.spec["simulate"]
         time_slicing = sharing.of(plan.spec) if sharing.configured(plan.spec) else None
-        return sim_device_plugin_objects(sim_image, sim["product"], sim["memoryMiB"], time_slicing)
+        gpus = [g for w in plan.gpu_workers for g in w.gpus]
+        return sim_device_plugin_objects(sim_image, sim["product"], sim["memoryMiB"], time_slicing, gpus)
     # The ConfigMap first: the DaemonSet's pods mount it.
     config = [sharing.config_map(plan.spec)] if sharing.configured(plan.spec) else []
     return [*config, nvidia_daemonset(plan.spec, driver)]

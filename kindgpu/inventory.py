@@ -146,18 +146,23 @@ def read_host_inventory(proc_root=PROC_GPUS):
     return merge(parse_query_csv(query.stdout, fields), proc_entries, *parse_driver_versions(banner))
 
 
-def simulated_uuid(cluster_seed, index):
-    """Deterministic, UUID-shaped id for simulated GPU `index`."""
-    h = hashlib.sha256(f"kindgpu-sim:{cluster_seed}:{index}".encode()).hexdigest()
+def simulated_uuid(cluster, index):
+    """Deterministic, UUID-shaped id for simulated GPU `index` of `cluster`."""
+    h = hashlib.sha256(f"kindgpu-sim:{cluster}:{index}".encode()).hexdigest()
     return f"GPU-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
 
 
-def simulated_inventory(count, product="NVIDIA H200", memory_mib=143771, seed="kindgpu"):
-    """A generated, deterministic inventory for hosts without GPUs."""
+def simulated_inventory(count, *, cluster, product="NVIDIA H200", memory_mib=143771):
+    """A generated inventory for hosts without GPUs: the simulated host of `cluster`.
+
+    Each cluster has GPUs of its own, as two real hosts would: their UUIDs come from the cluster's
+    name, so the same name always gives the same GPUs (`up` stays idempotent) and two clusters on
+    one host never share one. Bus ids and minors follow the index: 0000:10:00.0 and 0 for GPU 0.
+    """
     gpus = tuple(
         GPU(
             index=i,
-            uuid=simulated_uuid(seed, i),
+            uuid=simulated_uuid(cluster, i),
             name=product,
             pci_bus_id=f"0000:{0x10 + i:02x}:00.0",
             memory_mib=memory_mib,

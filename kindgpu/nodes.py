@@ -29,6 +29,14 @@ def docker_client():
     return _client
 
 
+def docker_client_or_none():
+    """Docker's client where dockerd answers, else None (for what can be decided without it)."""
+    try:
+        return docker_client()
+    except KindgpuError:
+        return None
+
+
 def connect():
     import os
 
@@ -139,6 +147,24 @@ def image_id(client, name: str) -> str | None:
         return client.images.get(name).id
     except ImageNotFound:
         return None
+
+
+def real_gpus_of_other_clusters(client, cluster: str) -> dict[str, str]:
+    """{GPU UUID: cluster} for the real GPUs that other kindgpu clusters' nodes on this host are given
+    (their /dev/null mounts the NVIDIA runtime reads), running or stopped: a stopped node gets them back
+    when it starts."""
+    prefix = names.NVIDIA_DEVICE_MOUNT_DIR + "/"
+    held = {}
+    for container in client.containers.list(all=True, sparse=True, filters={"label": names.KIND_CLUSTER_LABEL}):
+        other = (container.attrs.get("Labels") or {}).get(names.KIND_CLUSTER_LABEL)
+        mounts = container.attrs.get("Mounts")
+        if other == cluster or not has_owner_mount(mounts):
+            continue
+        for mount in mounts or []:
+            destination = mount.get("Destination", "")
+            if destination.startswith(prefix):
+                held[destination.rsplit("/", 1)[-1]] = other
+    return held
 
 
 def owner_mount_source(mounts):

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import gfd, kind, names, sharing, spec as specs
+from . import gfd, kind, names, nodes, sharing, spec as specs, versions
 from .errors import KindgpuError, Problem, SpecError
 from .inventory import GPU, Inventory, read_host_inventory, simulated_inventory
 from .state import StateDir
@@ -40,6 +40,7 @@ class Plan:
     spec_hash: str
     inventory: Inventory
     workers: tuple[WorkerPlan, ...]
+    runtime: versions.Runtime = versions.Runtime()  # the node image's Kubernetes, the host's cgroups
 
     @property
     def name(self) -> str:
@@ -52,6 +53,10 @@ class Plan:
     @property
     def gpu_workers(self) -> tuple[WorkerPlan, ...]:
         return tuple(w for w in self.workers if not w.cpu_only)
+
+    def warnings(self) -> list[Problem]:
+        """What a valid plan asks for at the user's risk, or does because of this host; config and up print them."""
+        return specs.warnings(self.spec) + self.runtime.warnings()
 
     @property
     def control_plane(self) -> str:
@@ -103,7 +108,8 @@ def load_inventory(doc: dict) -> Inventory:
     """The simulated inventory, or the host's real one."""
     sim = doc.get("simulate")
     if sim:
-        return simulated_inventory(sim["gpus"], sim["product"], sim["memoryMiB"])
+        return simulated_inventory(sim["gpus"], cluster=doc["name"], product=sim["product"],
+                                   memory_mib=sim["memoryMiB"])
     try:
         return read_host_inventory()
     except KindgpuError as err:
@@ -117,21 +123,26 @@ def gpu_label_value(gpus: Iterable[GPU]) -> str:
     return "_".join(str(g.index) for g in gpus)
 
 
-def make_plan(doc: dict, inventory: Inventory | None = None) -> Plan:
+def make_plan(doc: dict, inventory: Inventory | None = None, runtime: versions.Runtime | None = None) -> Plan:
     """Validate the spec and allocate; SpecError lists every problem.
 
     What needs no host is checked first (spec.check), so a bad spec exits 2 on any host;
     only a spec that passes is checked against the host's GPUs (nvidia-smi, or simulated).
+    inventory and runtime are this host's unless given.
     """
     specs.check(doc)
-    return allocate_plan(doc, inventory)
+    return allocate_plan(doc, inventory, runtime)
 
 
-def allocate_plan(doc: dict, inventory: Inventory | None = None) -> Plan:
+def allocate_plan(doc: dict, inventory: Inventory | None = None, runtime: versions.Runtime | None = None) -> Plan:
     """The plan of a spec already validated (spec.resolve or spec.check did it): the host's GPUs
-    (or `inventory`) given to the workers; SpecError lists every problem with them."""
+    (or `inventory`) given to the workers, on this host's runtime (or `runtime`); SpecError lists
+    every problem with them."""
     inventory = inventory or load_inventory(doc)
+    runtime = runtime or versions.observe(doc["nodeImage"], nodes.docker_client_or_none())
     assignments, problems = allocate(doc, inventory)
+    if not problems and not inventory.simulated:
+        problems = held_by_other_clusters(doc["name"], assignments, nodes.docker_client_or_none())
     if problems:
         raise SpecError(problems)
     workers = doc["workers"]
@@ -159,7 +170,22 @@ def allocate_plan(doc: dict, inventory: Inventory | None = None) -> Plan:
             ts = sharing.of(doc)
             labels.update(gfd.node_labels(gpus, inventory, replicas=ts.replicas, renamed=ts.renamed))
         plans.append(WorkerPlan(gpu_workers, node, tuple(gpus), labels))
-    return Plan(doc, specs.spec_hash(doc), inventory, tuple(plans))
+    return Plan(doc, specs.spec_hash(doc), inventory, tuple(plans), runtime)
+
+
+def held_by_other_clusters(cluster: str, assignments: list[list[GPU]], client) -> list[Problem]:
+    """A real GPU goes to one kindgpu cluster on a host: two would see (and isolate) the same device."""
+    held = nodes.real_gpus_of_other_clusters(client, cluster) if client is not None else {}
+    problems = []
+    for w, gpus in enumerate(assignments):
+        for gpu in gpus:
+            if gpu.uuid in held:
+                other = held[gpu.uuid]
+                problems.append(Problem(
+                    f"workers[{w}]", f"GPU {gpu.index} ({gpu.uuid}) is given to kindgpu cluster {other!r} on this host",
+                    f"give this cluster other GPUs (workers: [{{gpus: [...]}}]), or `invoke down --name {other}`; "
+                    "to share GPUs between pods, time-slice them in one cluster (devicePlugin.sharing)"))
+    return problems
 
 
 def cpu_worker_labels(doc: dict, wspec: dict) -> dict:

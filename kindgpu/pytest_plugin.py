@@ -71,7 +71,8 @@ def spec_from_options(spec_file, simulate):
     try:
         return spec.resolve(config_file=spec_file, flags=flags.to_flags(simulate=simulate))
     except KindgpuError as err:
-        raise pytest.UsageError(as_options(user_text(err))) from None
+        # pytest prints a usage error as `ERROR: <message>` itself.
+        raise pytest.UsageError(as_options(user_text(err).removeprefix("ERROR: "))) from None
 
 
 @dataclass

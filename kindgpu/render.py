@@ -25,6 +25,12 @@ KUBELET_PATCH = """kind: KubeletConfiguration
 nodeStatusUpdateFrequency: 1s
 nodeStatusReportFrequency: 5m
 """
+# Kubernetes 1.35+ on a cgroup v1 host (versions.Runtime): the kubelet starts only when told to.
+KUBELET_CGROUP_V1 = "failCgroupV1: false\n"
+
+
+def kubelet_patch(plan):
+    return KUBELET_PATCH + (KUBELET_CGROUP_V1 if plan.runtime.needs_cgroup_v1_override else "")
 
 
 # CDI is how the device plugin's GPUs reach pods (cdi-cri). containerd 2 has it on; containerd 1.7
@@ -83,7 +89,7 @@ def kind_config(plan):
         "apiVersion": "kind.x-k8s.io/v1alpha4",
         "name": plan.name,
         "networking": networking,
-        "kubeadmConfigPatches": [KUBELET_PATCH],
+        "kubeadmConfigPatches": [kubelet_patch(plan)],
         "nodes": nodes,
     }
     if not nodeimage.enabled(spec):

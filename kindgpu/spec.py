@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 
-from . import gfd
+from . import gfd, imageref, payloads, versions
 from .errors import Problem, SpecError
 from .names import API_VERSION, LABEL_GPU_IDS, LABEL_GPU_PRESENT, LABEL_GPU_WORKER, SPEC_KIND
 
@@ -29,6 +29,7 @@ SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "cluster.schema.json
 
 # Environment variables users of the original setup.sh already know, and kindgpu's own.
 ENV_FIELDS = {"CLUSTER_NAME": "name", "KINDGPU_NODE_IMAGE": "nodeImage"}
+FLAG_NAMES = {"name": "--name", "nodeImage": "--node-image", "workers": "--workers", "gpusPerWorker": "--gpus"}
 
 RESERVED_LABELS = (LABEL_GPU_WORKER, LABEL_GPU_IDS, LABEL_GPU_PRESENT)
 RESERVED_LABEL_PREFIX = "kindgpu.dev/"
@@ -48,9 +49,25 @@ def defaults() -> dict:
     return fill_object_defaults(doc)
 
 
+def short_simulate(value):
+    """`simulate: N` is short for `simulate: {gpus: N}`. A number the schema refuses stays as it is,
+    for the schema to name it (simulate_fix says what to write instead)."""
+    sim = schema()["properties"]["simulate"]
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    return {"gpus": value} if whole and sim["minimum"] <= value <= sim["maximum"] else value
+
+
+def simulate_fix() -> str:
+    sim = schema()["properties"]["simulate"]
+    return f"simulate {sim['minimum']} to {sim['maximum']} GPUs: `simulate: 8` (short for `simulate: {{gpus: 8}}`)"
+
+
 def fill_object_defaults(doc: dict) -> dict:
-    """Fill defaults inside the nested objects (apiServer, devicePlugin, simulate, smoke)."""
+    """Expand short forms, then fill defaults inside the nested objects (apiServer, devicePlugin,
+    simulate, smoke)."""
     props = schema()["properties"]
+    if "simulate" in doc:
+        doc["simulate"] = short_simulate(doc["simulate"])
     for key in ("apiServer", "devicePlugin", "smoke", "simulate"):
         value = doc.get(key)
         if isinstance(value, dict):
@@ -60,13 +77,47 @@ def fill_object_defaults(doc: dict) -> dict:
     return doc
 
 
+class DuplicateKey(Exception):
+    """A mapping names one key twice (kind decodes its config strictly and refuses that too)."""
+
+    def __init__(self, key: str, first: int, second: int):
+        super().__init__(key)
+        self.key, self.first, self.second = key, first, second
+
+
+@lru_cache(maxsize=1)
+def strict_loader():
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in seen:
+                        raise DuplicateKey(str(key), seen[key], line)
+                    seen[key] = line
+                except TypeError:  # an unhashable key: the schema refuses it
+                    continue
+            return super().construct_mapping(node, deep)
+
+    return StrictLoader
+
+
 def load_file(path: str | Path) -> tuple[dict, list[Problem]]:
     """Read a spec file: (doc, problems). A file that cannot be read at all stops here."""
     import yaml
 
     path = Path(path)
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml.load(path.read_text(), Loader=strict_loader())
+    except DuplicateKey as dup:
+        raise SpecError([Problem(dup.key, f"appears twice in {path} (lines {dup.first} and {dup.second}); "
+                                          "YAML would keep the second silently", "keep one of them")])
     except FileNotFoundError:
         raise SpecError([Problem("--config", f"file {path} does not exist", "see configs/ for examples")])
     except yaml.YAMLError as err:
@@ -90,7 +141,8 @@ def resolve(config_file: str | Path | None = None, env: Mapping[str, str] | None
     env = os.environ if env is None else env
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     doc = defaults()
-    found = []
+    found = [Problem(FLAG_NAMES.get(field, field), "is empty", "give it a value, or leave the flag out for the default")
+             for field, value in flags.items() if value == ""]
     if config_file:
         file_doc, found = load_file(config_file)
         if isinstance(file_doc.get("workers"), list) and "gpusPerWorker" in flags and "workers" not in flags:
@@ -103,7 +155,11 @@ def resolve(config_file: str | Path | None = None, env: Mapping[str, str] | None
     simulate = flags.pop("simulate", None)
     doc.update(flags)
     if simulate is not None:
-        doc["simulate"] = {**(doc.get("simulate") or {}), "gpus": simulate}
+        # The flag sets the count; product and memory stay the file's. It replaces a value that is no object.
+        given = short_simulate(doc.get("simulate"))
+        doc["simulate"] = {**(given if isinstance(given, dict) else {}), "gpus": simulate}
+    if not doc.get("nodeImage"):
+        doc["nodeImage"] = versions.default_node_image()
     doc = fill_object_defaults(doc)
     found += problems(doc)
     if found:
@@ -126,9 +182,13 @@ def field_path(parts: Iterable[str | int]) -> str:
 
 
 def schema_problems(doc: dict) -> list[Problem]:
-    from jsonschema import Draft202012Validator
+    from jsonschema import Draft202012Validator, validators
 
-    validator = Draft202012Validator(schema())
+    # JSON Schema counts 8.0 as an integer; kindgpu counts with the value (`simulate: 8.0` made
+    # range(8.0) fail): an integer field takes whole numbers as YAML writes them, 8.
+    strict = Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool))
+    validator = validators.extend(Draft202012Validator, type_checker=strict)(schema())
     found = []
     for error in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
         found.extend(describe(error))
@@ -163,6 +223,8 @@ def describe(error) -> list[Problem]:
         return [Problem(path, f"{error.instance!r} is not supported", f"use `{path}: {error.validator_value}`")]
     if error.validator == "pattern" and error.schema.get("description"):
         return [Problem(path, f"{error.instance!r} is not allowed: {error.schema['description']}")]
+    if path in ("simulate", "simulate.gpus"):
+        return [Problem(path, error.message, simulate_fix())]
     return [Problem(path, error.message)]
 
 
@@ -320,6 +382,68 @@ def problems(doc: dict) -> list[Problem]:
                                  "give at least one worker a GPU"))
     found += api_server_problems(doc)
     found += simulated_product_problems(doc)
+    found += image_problems(doc)
+    found += smoke_env_problems(doc)
+    return found
+
+
+# What the GPU runtime reads to pick a pod's GPUs: smoke judges what the pod sees, so these stay its own.
+RUNTIME_ENV = ("NVIDIA_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES")
+
+
+@lru_cache(maxsize=1)
+def judged_env() -> frozenset[str]:
+    """The variables smoke's payloads are given to judge by (expected GPUs, ranks, NCCL's host separation),
+    and the runtime's: none of them may come from smoke.env. NCCL's safety settings may, with their value."""
+    given = {**payloads.visibility_env("w", ["GPU-x"]), **payloads.visibility_env("w", expect_none=True),
+             **payloads.compute_env("w", 1, ["GPU-x"]), **payloads.collective_env(0, 1, "w0", worker_name="w")}
+    return frozenset(given).union(RUNTIME_ENV) - set(payloads.NCCL_SAFETY_ENV)
+
+
+def smoke_env_problems(doc: dict) -> list[Problem]:
+    smoke = doc.get("smoke")
+    env = smoke.get("env") if isinstance(smoke, dict) else None
+    if not isinstance(env, dict):
+        return []
+    found = []
+    for name, value in env.items():
+        if name in judged_env():
+            found.append(Problem(f"smoke.env.{name}", "is set by kindgpu in every smoke pod: smoke judges the pod "
+                                                      "by it (which GPUs it must see, its rank, NCCL's host)",
+                                 f"leave {name} out of smoke.env"))
+        elif name in payloads.NCCL_SAFETY_ENV and value != payloads.NCCL_SAFETY_ENV[name]:
+            found.append(Problem(f"smoke.env.{name}", f"{value!r} turns back on what kindgpu keeps off in smoke "
+                                                      "pods (NVLink multicast can put shared GPUs out of service)",
+                                 f"{name}: \"{payloads.NCCL_SAFETY_ENV[name]}\", or leave it out"))
+    return found
+
+
+IMAGE_FIX = "an image reference: [registry[:port]/]name[:tag][@digest], the name lowercase (kindest/node:v1.37.0)"
+
+
+def image_problems(doc: dict) -> list[Problem]:
+    """Every image the spec names, checked with Docker's reference grammar: a name no registry or Docker
+    could accept fails here, not when a node tries to pull it."""
+    found = []
+    fields = {"nodeImage": doc.get("nodeImage")}
+    for group, names in (("devicePlugin", ("image", "version")), ("smoke", ("cudaImage", "pytorchImage"))):
+        section = doc.get(group)
+        fields.update({f"{group}.{n}": section.get(n) for n in names if isinstance(section, dict)})
+    for field, value in fields.items():
+        if not isinstance(value, str) or not value:
+            continue  # the schema names what is missing or not a string
+        if field == "devicePlugin.version":
+            why = imageref.tag_problem(value)
+            if why:
+                found.append(Problem(field, f"{value!r} {why}", "a tag such as v0.20.0"))
+            continue
+        why = imageref.problem(value)
+        if why is None and field == "devicePlugin.image" and ("@" in value or imageref.parse(value).tag):
+            why = "names a tag or digest; devicePlugin.version is the tag"
+        if why:
+            found.append(Problem(field, f"{value!r}: {why}",
+                                 "the repository alone (nvcr.io/nvidia/k8s-device-plugin)"
+                                 if field == "devicePlugin.image" else IMAGE_FIX))
     return found
 
 

@@ -1,4 +1,5 @@
 import importlib
+import os
 import sys
 import tempfile
 
@@ -12,6 +13,27 @@ from fake_kubelet import SIMGPU_DIR
 @pytest.fixture
 def h200_inventory():
     return paths.h200_inventory()
+
+
+@pytest.fixture(autouse=True)
+def own_tools_dir(tmp_path_factory, monkeypatch):
+    """kindgpu's own tools directory (cmd.tools_dir()) is empty and the test's: `preflight --fix` never
+    installs into the user's home."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))
+
+
+@pytest.fixture
+def proven_tools(tmp_path, monkeypatch):
+    """kind and kubectl of proven versions on PATH (scripts that print them), so --fix installs nothing."""
+    bin_dir = tmp_path / "proven-bin"
+    bin_dir.mkdir()
+    scripts = {"kind": "echo 'kind v0.33.0 go1.26.8 linux/amd64'",
+               "kubectl": """echo '{"clientVersion": {"gitVersion": "v1.37.2"}}'"""}
+    for name, line in scripts.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{line}\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return bin_dir
 
 
 @pytest.fixture

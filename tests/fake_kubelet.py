@@ -14,7 +14,11 @@ from kindgpu import inventory
 from kindgpu.simgpu import manifest
 
 SIMGPU_DIR = Path(manifest.__file__).parent
-UUIDS = [g.uuid for g in inventory.simulated_inventory(3).gpus]
+# The node is the second worker of a simulated host's plan: it has the host's GPUs 2 and 3, and
+# GPU 4 when a test adds it. Their minors and bus ids are the plan's (2, 0000:12:00.0, ...).
+HOST = inventory.simulated_inventory(5, cluster="fake-kubelet")
+UUIDS = [g.uuid for g in HOST.gpus[2:]]
+PLAN_GPUS = [{"uuid": g.uuid, "minor": g.minor, "pci_bus_id": g.pci_bus_id} for g in HOST.gpus]
 
 
 class FakeKubelet:
@@ -46,9 +50,13 @@ class Node:
 
     def __init__(self, api, plugin, root):
         self.api_pb2, self.api_pb2_grpc = api
+        # The plugin's image has a static busybox; the host may have none.
+        busybox = Path(root) / "busybox-stand-in"
+        busybox.write_text("stands in for the plugin image's /bin/busybox\n")
         self.settings = plugin.Settings(
             product="NVIDIA H200", memory_mib=143771, device_dir=Path(root) / "sim-gpus",
             share_dir=Path(root) / "share", plugin_dir=Path(root) / "device-plugins",
+            plan_gpus=PLAN_GPUS, busybox=busybox,
         )
         self.settings.device_dir.mkdir()
         self.settings.plugin_dir.mkdir()

@@ -102,7 +102,7 @@ PRODUCTS = [
 @pytest.mark.parametrize("name, product, family, major, minor, mig", PRODUCTS)
 def test_simulated_products_take_family_and_compute_capability_from_the_table(name, product, family, major,
                                                                                minor, mig):
-    inv = inventory.simulated_inventory(2, product=name, memory_mib=81559)
+    inv = inventory.simulated_inventory(2, cluster="gfd", product=name, memory_mib=81559)
     labels = gfd.node_labels(inv.gpus, inv)
     assert labels["nvidia.com/gpu.product"] == product
     assert (labels["nvidia.com/gpu.family"], labels["nvidia.com/gpu.compute.major"],
@@ -121,7 +121,7 @@ def test_every_known_product_makes_legal_labels():
 
 
 def test_an_unknown_simulated_product_gets_no_family_compute_or_mig_label():
-    inv = inventory.simulated_inventory(1, product="Acme Tensor 9000")
+    inv = inventory.simulated_inventory(1, cluster="gfd", product="Acme Tensor 9000")
     labels = gfd.node_labels(inv.gpus, inv)
     assert labels["nvidia.com/gpu.product"] == "Acme-Tensor-9000"
     assert not {"nvidia.com/gpu.family", "nvidia.com/gpu.compute.major", "nvidia.com/mig.capable"} & set(labels)

@@ -1,5 +1,7 @@
 """The inventory parsers against the real 2×H200 host's output."""
 
+import re
+
 from kindgpu import inventory
 from paths import H200_FIXTURES, parse_information_dump
 
@@ -70,6 +72,13 @@ def test_host_without_nvidia_smi_raises_with_command(monkeypatch):
     assert caught.value.returncode == 127 and "nvidia-smi" in str(caught.value)
 
 
-def test_simulated_inventory_is_deterministic():
-    a, b = inventory.simulated_inventory(4), inventory.simulated_inventory(4)
+def test_simulated_inventory_is_the_same_for_the_same_cluster_and_its_own_for_another():
+    a, b = inventory.simulated_inventory(4, cluster="a"), inventory.simulated_inventory(4, cluster="a")
     assert a == b and len({g.uuid for g in a.gpus}) == 4 and a.simulated
+    other = inventory.simulated_inventory(4, cluster="b")
+    assert not {g.uuid for g in a.gpus} & {g.uuid for g in other.gpus}  # as two real hosts
+    # Only the UUIDs differ: indices, minors, bus ids, name and memory are the simulated host's layout.
+    assert [(g.index, g.minor, g.pci_bus_id, g.name, g.memory_mib) for g in a.gpus] == \
+        [(g.index, g.minor, g.pci_bus_id, g.name, g.memory_mib) for g in other.gpus]
+    assert [g.pci_bus_id for g in a.gpus] == ["0000:10:00.0", "0000:11:00.0", "0000:12:00.0", "0000:13:00.0"]
+    assert all(re.fullmatch(r"GPU-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", g.uuid) for g in a.gpus)

@@ -71,3 +71,34 @@ def test_a_node_is_ready_only_as_its_kubelet_reported_after_its_container_starte
     assert not record.reported_ready(node("False", at(9)), started=at(5))
     assert record.reported_ready(node("True", at(5)))
     assert not record.reported_ready(V1Node(status=V1NodeStatus(conditions=None)))
+
+
+def listed(cluster, mounts):
+    """A node container as Docker's sparse listing gives it."""
+    return SimpleNamespace(attrs={"Labels": {names.KIND_CLUSTER_LABEL: cluster}, "Mounts": mounts})
+
+
+def gpu_mount(uuid):
+    return {"Destination": f"{names.NVIDIA_DEVICE_MOUNT_DIR}/cdi/runtime.nvidia.com/gpu/{uuid}", "Source": "/dev/null"}
+
+
+def test_real_gpus_given_to_other_kindgpu_clusters_are_found_by_their_mounts(h200_inventory):
+    from kindgpu import plan, spec
+
+    mark = {"Destination": names.OWNER_MOUNT, "Source": "/state/x/node"}
+    first, second = (g.uuid for g in h200_inventory.gpus)
+    containers = [
+        listed("mine", [mark, gpu_mount(first)]),          # this cluster's own: never a conflict
+        listed("train", [mark, gpu_mount(second)]),        # another kindgpu cluster
+        listed("plainkind", [gpu_mount(first)]),           # not kindgpu's: its mounts are its own business
+    ]
+    client = SimpleNamespace(containers=SimpleNamespace(list=lambda **kw: containers))
+    assert nodes.real_gpus_of_other_clusters(client, "mine") == {second: "train"}
+
+    doc = spec.resolve(env={}, flags={"name": "mine", "workers": 2, "gpusPerWorker": 1})
+    assignments, _ = plan.allocate(doc, h200_inventory)
+    [problem] = plan.held_by_other_clusters("mine", assignments, client)
+    assert problem.field == "workers[1]" and "given to kindgpu cluster 'train'" in problem.message
+    assert "invoke down --name train" in problem.fix and "devicePlugin.sharing" in problem.fix
+    assert plan.held_by_other_clusters("mine", assignments[:1], client) == []
+    assert plan.held_by_other_clusters("mine", assignments, None) == []  # no Docker: nothing to ask

@@ -64,7 +64,7 @@ def test_fix_raises_limits_persists_them_and_never_lowers(tmp_path):
     assert host.apply_sysctl_fixes(req) == []  # idempotent
 
 
-def test_main_fix_reports_what_changed_then_checks_again(tmp_path):
+def test_main_fix_reports_what_changed_then_checks_again(tmp_path, proven_tools):
     proc = fake_proc(tmp_path / "proc", 8192, 128)
     conf = tmp_path / "99-kindgpu.conf"
     out = io.StringIO()
@@ -76,7 +76,7 @@ def test_main_fix_reports_what_changed_then_checks_again(tmp_path):
     assert statuses["max-user-watches"] == statuses["max-user-instances"] == "PASS"
 
 
-def test_fix_that_cannot_write_says_so(tmp_path):
+def test_fix_that_cannot_write_says_so(tmp_path, proven_tools):
     """A conf path that cannot be created (its parent is a file; root ignores file modes)."""
     proc = fake_proc(tmp_path / "proc", 8192, 128)
     blocker = tmp_path / "not-a-dir"

@@ -34,7 +34,8 @@ def test_kind_versions(tmp_path, monkeypatch, output, version, status):
     assert kind.status is status
     if status is Status.FAIL:
         assert "older than the supported v0.20.0" in kind.found
-        assert kind.fix.startswith("curl -Lo ./kind https://kind.sigs.k8s.io/dl/")
+        assert kind.fix == "invoke preflight --fix"
+        assert "curl -Lo ./kind https://kind.sigs.k8s.io/dl/v0.33.0/" in kind.hint
 
 
 def test_kind_missing(tmp_path, monkeypatch):
@@ -42,7 +43,8 @@ def test_kind_missing(tmp_path, monkeypatch):
     kind, kubectl = tools.checks(tools.probe_kind(), tools.probe_kubectl())
     for c in (kind, kubectl):
         assert c.status is Status.FAIL and "not found on PATH" in c.found
-    assert "/usr/local/bin/kind" in kind.fix and "/usr/local/bin/kubectl" in kubectl.fix
+    assert kind.fix == kubectl.fix == "invoke preflight --fix"
+    assert "/usr/local/bin/kind" in kind.hint and "/usr/local/bin/kubectl" in kubectl.hint
 
 
 def test_kind_that_prints_nothing_useful(tmp_path, monkeypatch):

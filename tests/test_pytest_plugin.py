@@ -52,6 +52,19 @@ def test_a_bad_option_stops_the_run_before_any_test_naming_the_option(pytester):
     result.stderr.fnmatch_lines(["*--kindgpu-kubeconfig uses a cluster that is there already*"])
 
 
+def test_a_bad_spec_stops_the_run_with_one_error_line_and_its_fix(pytester):
+    """pytest prints a usage error as `ERROR: <message>`: the message must not say ERROR: again."""
+    (pytester.path / "bad.yaml").write_text("apiVersion: kindgpu.dev/v1alpha1\nkind: GPUCluster\nsimulate: 0\n")
+    result = pytester.runpytest(*PLUGIN_ARGS, "--kindgpu-spec", "bad.yaml")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["ERROR: invalid cluster spec (1 problem(s)):", "  - simulate: *",
+                                 "    fix: simulate 1 to 512 GPUs: `simulate: 8` (short for `simulate: {gpus: 8}`)"])
+    assert "ERROR: ERROR:" not in result.stderr.str()
+    result = pytester.runpytest(*PLUGIN_ARGS, "--kindgpu-simulate", "0")
+    assert result.ret == 4 and "ERROR: ERROR:" not in result.stderr.str()
+    result.stderr.fnmatch_lines(["ERROR: invalid task flags (1 problem(s)):"])
+
+
 def test_tests_that_do_not_ask_for_the_cluster_never_make_one(pytester, monkeypatch, tmp_path):
     """The plugin is loaded wherever kindgpu is installed: it must cost nothing unused."""
     monkeypatch.setenv("PATH", str(tmp_path))  # no kind, kubectl or docker to reach

@@ -170,8 +170,10 @@ def env_of(daemonset):
 
 
 def test_simulated_plugin_is_told_the_replicas_only_when_the_spec_says_anything_of_sharing(state_dir):
-    (plain,) = deviceplugin.objects(sim_plan(state_dir), "img:1")
-    assert plain == manifest.sim_device_plugin_objects("img:1", "NVIDIA H200", 143771)[0]
+    p = sim_plan(state_dir)
+    (plain,) = deviceplugin.objects(p, "img:1")
+    gpus = [g for w in p.workers for g in w.gpus]
+    assert plain == manifest.sim_device_plugin_objects("img:1", "NVIDIA H200", 143771, gpus=gpus)[0]
     assert "KINDGPU_SIM_REPLICAS" not in env_of(plain)
     (four,) = deviceplugin.objects(sim_plan(state_dir, replicas=4), "img:1")
     assert (env_of(four)["KINDGPU_SIM_REPLICAS"], env_of(four)["KINDGPU_SIM_RESOURCE"]) == ("4", "nvidia.com/gpu")

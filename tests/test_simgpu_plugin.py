@@ -1,17 +1,15 @@
 """The device plugin against a fake kubelet speaking real gRPC over unix sockets."""
 
-import json
 import os
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import grpc
 import pytest
 
-from fake_kubelet import UUIDS, FakeKubelet, Node
-from kindgpu import inventory
+from fake_kubelet import PLAN_GPUS, UUIDS, FakeKubelet, Node
+from kindgpu import deviceplugin, plan as plans, spec
 from kindgpu.simgpu import manifest
 
 
@@ -54,7 +52,15 @@ def test_registers_nvidia_gpu_and_lists_the_sim_gpu_files(node, plugin):
     stream.cancel()
 
 
-def test_allocate_gives_the_gpus_and_a_working_nvidia_smi(node):
+def run_nvidia_smi(response, *args):
+    """What the container would see: the mounted nvidia-smi run with the allocated env (by the
+    host's sh: busybox runs it in a pod, as tests/e2e/test_fake_nvidia_smi_images.py shows)."""
+    (smi,) = [Path(m.host_path) for m in response.mounts if m.container_path == "/usr/bin/nvidia-smi"]
+    env = {"PATH": "/nonexistent", **response.envs}
+    return subprocess.run(["/bin/sh", smi, *args], env=env, capture_output=True, text=True, check=True).stdout
+
+
+def test_allocate_gives_the_gpus_and_a_working_nvidia_smi(node, plugin):
     stub = node.connect(node.registered())
     wanted = UUIDS[:2]
     request = node.api_pb2.AllocateRequest(
@@ -62,29 +68,44 @@ def test_allocate_gives_the_gpus_and_a_working_nvidia_smi(node):
 
     (response,) = stub.Allocate(request, timeout=5).container_responses
 
-    # Indices follow the bus ids, which follow the node's sorted UUIDs.
-    in_order = sorted(wanted)
-    assert response.envs["NVIDIA_VISIBLE_DEVICES"] == ",".join(in_order)
-    gpus = json.loads(response.envs["KINDGPU_SIM_GPUS"])
-    assert [(g["uuid"], g["name"], g["memory_mib"]) for g in gpus] == [
-        (u, "NVIDIA H200", 143771) for u in in_order]
-    assert len({g["pci_bus_id"] for g in gpus}) == 2
-    (mount,) = response.mounts
-    assert (mount.container_path, mount.read_only) == ("/usr/bin/nvidia-smi", True)
-    host_nvidia_smi = Path(mount.host_path)
-    assert host_nvidia_smi.parent == node.settings.share_dir and os.access(host_nvidia_smi, os.X_OK)
+    # The plan gives the node the host's GPUs 2 and 3: indices 0 and 1 in the container, in bus
+    # id order as NVML enumerates; minor numbers and bus ids the plan's.
+    assert response.envs["NVIDIA_VISIBLE_DEVICES"] == ",".join(wanted)
+    assert response.envs["KINDGPU_SIM_GPUS"] == (f"{wanted[0]} 2 00000000:12:00.0 143771 NVIDIA H200\n"
+                                                 f"{wanted[1]} 3 00000000:13:00.0 143771 NVIDIA H200")
+    mounts = {m.container_path: m for m in response.mounts}
+    assert set(mounts) == {"/usr/bin/nvidia-smi", "/usr/local/kindgpu/bin/busybox"}
+    for mount in mounts.values():
+        host_path = Path(mount.host_path)
+        assert mount.read_only and host_path.parent == node.settings.share_dir and os.access(host_path, os.X_OK)
+    assert Path(mounts["/usr/bin/nvidia-smi"].host_path).read_text().startswith("#!/usr/local/kindgpu/bin/busybox sh\n")
+    assert Path(mounts["/usr/local/kindgpu/bin/busybox"].host_path).read_bytes() == node.settings.busybox.read_bytes()
 
-    # What the container would see: the mounted nvidia-smi run with the allocated env.
-    env = {"PATH": os.environ["PATH"], **response.envs}
-    fields = ("index", "uuid", "name", "pci.bus_id", "memory.total", "mig.mode.current")
-    listing = subprocess.run([sys.executable, host_nvidia_smi, "-L"], env=env,
-                             capture_output=True, text=True, check=True).stdout
-    assert listing == "".join(f"GPU {i}: NVIDIA H200 (UUID: {u})\n" for i, u in enumerate(in_order))
-    csv = subprocess.run([sys.executable, host_nvidia_smi, f"--query-gpu={','.join(fields)}",
-                          "--format=csv,noheader"], env=env, capture_output=True, text=True,
-                         check=True).stdout
-    rows = inventory.parse_query_csv(csv, fields=fields)
-    assert [(r["index"], r["uuid"]) for r in rows] == list(enumerate(in_order))
+    listing = run_nvidia_smi(response, "-L")
+    assert listing == "".join(f"GPU {i}: NVIDIA H200 (UUID: {u})\n" for i, u in enumerate(wanted))
+    fields = ("index", "uuid", "name", "pci.bus_id", "memory.total", "mig.mode.current", "minor_number")
+    csv = run_nvidia_smi(response, f"--query-gpu={','.join(fields)}", "--format=csv,noheader")
+    assert csv == (f"0, {wanted[0]}, NVIDIA H200, 00000000:12:00.0, 143771 MiB, Disabled, 2\n"
+                   f"1, {wanted[1]}, NVIDIA H200, 00000000:13:00.0, 143771 MiB, Disabled, 3\n")
+
+
+def test_a_container_given_one_gpu_sees_it_as_gpu_0_with_the_plans_minor_and_bus_id(node):
+    stub = node.connect(node.registered())
+    pb = node.api_pb2
+    (response,) = stub.Allocate(pb.AllocateRequest(container_requests=[
+        pb.ContainerAllocateRequest(devices_ids=[UUIDS[1]])]), timeout=5).container_responses
+    assert run_nvidia_smi(response, "--query-gpu=index,minor_number,pci.bus_id", "--format=csv,noheader") == (
+        "0, 3, 00000000:13:00.0\n")
+
+
+def test_a_gpu_the_plan_lacks_takes_its_place_on_the_node(plugin):
+    settings = plugin.Settings("NVIDIA H200", 143771, "/d", "/s", "/p", plan_gpus=PLAN_GPUS[:1])
+    node = sorted([PLAN_GPUS[0]["uuid"], "GPU-extra"])
+    described = plugin.describe({"GPU-extra", PLAN_GPUS[0]["uuid"]}, node, settings)
+    extra = {"uuid": "GPU-extra", "minor": node.index("GPU-extra"),
+             "pci_bus_id": f"00000000:{0x10 + node.index('GPU-extra'):02X}:00.0"}
+    assert [{k: g[k] for k in extra} for g in described if g["uuid"] == "GPU-extra"] == [extra]
+    assert [(g["minor"], g["pci_bus_id"]) for g in described if g["uuid"] != "GPU-extra"] == [(0, "00000000:10:00.0")]
 
 
 def test_allocate_refuses_unknown_gpus(node):
@@ -120,6 +141,22 @@ def test_manifest_env_names_are_the_ones_the_plugin_reads(plugin):
     assert str(settings.plugin_dir) == "/var/lib/kubelet/device-plugins"
     assert str(settings.share_dir) == manifest.SHARE_DIR
     assert (settings.replicas, settings.resource) == (1, "nvidia.com/gpu")  # no sharing: as before
+    assert settings.plan_gpus == {}  # no plan given: every GPU takes its place on its node
+
+
+def test_the_plugin_reads_the_plans_minors_and_bus_ids_from_the_daemonset(plugin, state_dir):
+    """The plan (simulated host of 8, 2 workers × 4) -> the DaemonSet's env -> the plugin's settings."""
+    doc = spec.resolve(env={}, flags={"simulate": 8})
+    p = plans.make_plan(doc)
+    (daemonset,) = deviceplugin.objects(p, sim_image="img:1")
+    env = {e["name"]: e["value"] for e in daemonset["spec"]["template"]["spec"]["containers"][0]["env"]}
+    settings = plugin.Settings.from_env(env)
+    assert settings.plan_gpus == {g.uuid: (g.minor, g.pci_bus_id) for w in p.workers for g in w.gpus}
+    second = p.workers[1].gpus
+    described = plugin.describe({g.uuid for g in second}, sorted(g.uuid for g in second), settings)
+    # Worker 2's first GPU is the host's GPU 4: minor 4, bus 14:00.0 (the issue saw 0 and 10:00.0).
+    assert [(g["uuid"], g["minor"], g["pci_bus_id"]) for g in described] == [
+        (g.uuid, g.index, f"00000000:{0x10 + g.index:02X}:00.0") for g in second]
 
 
 @pytest.fixture
@@ -140,7 +177,7 @@ def test_time_sliced_gpus_are_advertised_as_replicas_with_nvidias_ids(shared_nod
 
 def test_replicas_of_one_gpu_give_that_gpu_once_and_pods_share_it(shared_node):
     stub = shared_node.connect(shared_node.registered())
-    uuid = sorted(UUIDS[:2])[0]
+    uuid, other = UUIDS[:2]  # in bus id order, as the plan gives them
     pb = shared_node.api_pb2
     # Two containers (two pods, as kubelet asks for each), each given a replica of the same GPU.
     request = pb.AllocateRequest(container_requests=[pb.ContainerAllocateRequest(devices_ids=[f"{uuid}::0"]),
@@ -148,13 +185,10 @@ def test_replicas_of_one_gpu_give_that_gpu_once_and_pods_share_it(shared_node):
     first, second = stub.Allocate(request, timeout=5).container_responses
     assert first.envs["NVIDIA_VISIBLE_DEVICES"] == second.envs["NVIDIA_VISIBLE_DEVICES"] == uuid
     # One container given two replicas of one GPU and one of the other sees each GPU once.
-    other = sorted(UUIDS[:2])[1]
     (both,) = stub.Allocate(pb.AllocateRequest(container_requests=[pb.ContainerAllocateRequest(
         devices_ids=[f"{uuid}::1", f"{other}::0", f"{uuid}::0"])]), timeout=5).container_responses
     assert both.envs["NVIDIA_VISIBLE_DEVICES"] == f"{uuid},{other}"
-    env = {"PATH": os.environ["PATH"], **both.envs}
-    listing = subprocess.run([sys.executable, shared_node.settings.nvidia_smi, "--query-gpu=uuid",
-                              "--format=csv,noheader"], env=env, capture_output=True, text=True, check=True).stdout
+    listing = run_nvidia_smi(both, "--query-gpu=uuid", "--format=csv,noheader")
     assert listing.split() == [uuid, other]  # the fake nvidia-smi shows the shared GPUs themselves
 
 

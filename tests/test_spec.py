@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from kindgpu import inventory, plan, render, spec
+from kindgpu import inventory, plan, render, spec, versions
 from kindgpu.errors import Problem, SpecError
 from paths import REPO, TESTDATA
 
@@ -16,9 +16,12 @@ SPECS = TESTDATA / "specs"
 GOLDEN = TESTDATA / "golden"
 
 
-def make(path=None, env=None, inv=None, **flags):
+CGROUP_V2_HOST = versions.Runtime(kubernetes=(1, 37, 0), cgroup=2)
+
+
+def make(path=None, env=None, inv=None, runtime=CGROUP_V2_HOST, **flags):
     doc = spec.resolve(config_file=path, env=env or {}, flags=flags)
-    return plan.make_plan(doc, inv)
+    return plan.make_plan(doc, inv, runtime)
 
 
 def expected_paths(path):
@@ -70,6 +73,28 @@ def test_simulated_8x1_gets_8_distinct_gpus(state_dir):
     uuids = [w.gpus[0].uuid for w in p.workers]
     assert len(set(uuids)) == 8 and [w.gpus[0].index for w in p.workers] == list(range(8))
     assert p.simulated and p.inventory.simulated
+
+
+def test_simulated_clusters_get_gpus_of_their_own_and_the_same_name_the_same_gpus(state_dir):
+    def uuids(p):
+        return [g.uuid for w in p.workers for g in w.gpus]
+
+    def cluster(name):
+        return make(workers=2, gpusPerWorker=2, simulate=4, name=name)
+
+    a, again, b = cluster("a"), cluster("a"), cluster("b")
+    assert a.to_json() == again.to_json()  # `up` again plans the same GPUs: nothing to change
+    assert len(set(uuids(a))) == 4 and not set(uuids(a)) & set(uuids(b))  # as two real hosts
+    # Labels (GFD's included) say the same of both but the owner; minors and bus ids are the host's layout.
+    for wa, wb in zip(a.workers, b.workers):
+        assert {**wa.labels, "kindgpu.dev/cluster": "b"} == wb.labels
+        assert [(g.index, g.minor, g.pci_bus_id) for g in wa.gpus] == \
+            [(g.index, g.minor, g.pci_bus_id) for g in wb.gpus]
+    # The kind config mounts the plan's GPUs, and the record reads back as the same plan.
+    mounted = [m["containerPath"].rsplit("/", 1)[1] for n in render.kind_config(b)["nodes"] for m in n["extraMounts"]
+               if m["containerPath"].startswith("/var/run/kindgpu/sim-gpus/")]
+    assert mounted == uuids(b)
+    assert plan.Plan.from_dict(b.spec, json.loads(b.to_json())).workers == b.workers
 
 
 def test_contiguous_allocation_in_inventory_order(state_dir):
@@ -167,6 +192,8 @@ GOLDEN_CASES = {
     "h200-cpu-worker": dict(path=SPECS / "valid" / "cpu-worker.yaml", h200=True),
     # kind's image as it is: containerd gets CDI from kindgpu's patch (kind restarts it for that).
     "h200-plain-node-image": dict(path=SPECS / "valid" / "uuids.yaml", h200=True, prepareNodeImage=False),
+    # Kubernetes 1.35+ on a cgroup v1 host: the kubelet is told to start anyway.
+    "cgroup-v1-simulated": dict(simulate=8, runtime=versions.Runtime(kubernetes=(1, 37, 2), cgroup=1)),
 }
 
 
@@ -199,7 +226,7 @@ def test_write_state_is_deterministic_and_idempotent(state_dir):
 def test_shipped_configs_are_valid(path, state_dir):
     doc = spec.resolve(path, env={})
     sim = doc.get("simulate") or {"gpus": 8}
-    p = plan.make_plan(doc, inventory.simulated_inventory(sim["gpus"]))
+    p = plan.make_plan(doc, inventory.simulated_inventory(sim["gpus"], cluster=doc["name"]))
     assert p.workers
 
 
@@ -216,7 +243,7 @@ def test_readme_spec_examples_are_valid(tmp_path, state_dir):
         f.write_text(block)
         doc = spec.resolve(f, env={})
         sim = doc.get("simulate") or {"gpus": 8}
-        plan.make_plan(doc, inventory.simulated_inventory(sim["gpus"]))
+        plan.make_plan(doc, inventory.simulated_inventory(sim["gpus"], cluster=doc["name"]))
 
 
 def invoke(*args, env=None):
@@ -268,7 +295,8 @@ def test_dry_run_writes_nothing(state_dir):
 
 def spec_file(tmp_path, body):
     f = tmp_path / "spec.yaml"
-    f.write_text("apiVersion: kindgpu.dev/v1alpha1\nkind: GPUCluster\nworkers: 1\ngpusPerWorker: 1\n" + body)
+    workers = "" if body.startswith("workers:") or "\nworkers:" in body else "workers: 1\ngpusPerWorker: 1\n"
+    f.write_text("apiVersion: kindgpu.dev/v1alpha1\nkind: GPUCluster\n" + workers + body)
     return f
 
 
@@ -363,3 +391,36 @@ def test_api_server_address_needs_allow_remote_api_off_loopback(address, allow, 
 def test_allow_remote_api_has_no_default():
     """Left out means false, and the normalized spec (so the hash of every existing cluster) is unchanged."""
     assert spec.defaults()["apiServer"] == {"address": "127.0.0.1", "port": 0}
+
+
+def test_simulate_n_is_short_for_simulate_gpus_n(tmp_path, state_dir):
+    short = spec.resolve(spec_file(tmp_path, "simulate: 8\n"), env={})
+    assert short["simulate"] == {"gpus": 8, "product": "NVIDIA H200", "memoryMiB": 143771}
+    # The same spec as the long form: a cluster made with one is the cluster the other asks for.
+    (tmp_path / "long").mkdir()
+    long = spec.resolve(spec_file(tmp_path / "long", "simulate: {gpus: 8}\n"), env={})
+    assert short == long and spec.spec_hash(short) == spec.spec_hash(long)
+    # --simulate overrides the short form as it does the long one.
+    assert spec.resolve(spec_file(tmp_path, "simulate: 8\n"), env={}, flags={"simulate": 2})["simulate"]["gpus"] == 2
+    assert plan.make_plan(short).inventory.simulated
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "2.5", "8.0", "'8'", "true", "eight", "[8]", "513", "{gpus: 0}",
+                                   "{gpus: 1.5}", "{gpus: 8.0}"])
+def test_simulate_other_than_a_whole_number_of_gpus_is_refused_with_a_fix(value, tmp_path, state_dir):
+    with pytest.raises(SpecError) as caught:
+        spec.resolve(spec_file(tmp_path, f"simulate: {value}\n"), env={})
+    [problem] = caught.value.problems
+    assert problem.field == ("simulate.gpus" if value.startswith("{") else "simulate")
+    assert problem.fix == "simulate 1 to 512 GPUs: `simulate: 8` (short for `simulate: {gpus: 8}`)"
+    assert str(caught.value).count("fix:") == 1
+    # A flag on top replaces the file's value, whatever it was.
+    assert spec.resolve(spec_file(tmp_path, f"simulate: {value}\n"), env={}, flags={"simulate": 2})["simulate"] == {
+        "gpus": 2, "product": "NVIDIA H200", "memoryMiB": 143771}
+
+
+def test_integer_fields_take_whole_numbers_only(tmp_path, state_dir):
+    """JSON Schema's integer includes 8.0, which would reach range() and fail there."""
+    path = tmp_path / "floats.yaml"
+    path.write_text("apiVersion: kindgpu.dev/v1alpha1\nkind: GPUCluster\nworkers: 2.0\ngpusPerWorker: 1.0\n")
+    assert [field for field, _ in problems_of(path)] == ["gpusPerWorker", "workers"]

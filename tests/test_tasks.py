@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 from invoke import Context
 
-from kindgpu import flags, nodes, steps, tasks
+from kindgpu import flags, nodes, plan, render, spec, steps, tasks, versions
 from kindgpu.errors import SpecError
 from paths import REPO, TESTDATA
 
@@ -28,6 +28,9 @@ def bare(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("CLUSTER_NAME", "KINDGPU_NODE_IMAGE")}
     return {**env, "PATH": str(empty), "KINDGPU_STATE_DIR": str(tmp_path / "state"),
             "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"}
+
+
+V1_34 = "kindest/node:v1.34.4"  # no Kubernetes-version rule applies to it on any host
 
 
 def invoke(*args, env):
@@ -124,7 +127,7 @@ WARNING = ("WARNING: apiServer.address: the cluster's admin API listens on 0.0.0
 
 def test_remote_api_with_allow_remote_api_is_accepted_with_a_warning(bare):
     allowed = SPECS / "valid" / "remote-api-allowed.yaml"
-    out = invoke("config", "--config", allowed, "--simulate", "8", "--json", env=bare)
+    out = invoke("config", "--config", allowed, "--simulate", "8", "--json", "--node-image", V1_34, env=bare)
     assert out.returncode == 0, out.stderr
     assert out.stderr == WARNING
     assert json.loads(out.stdout)["workers"]  # stdout stays JSON
@@ -132,14 +135,26 @@ def test_remote_api_with_allow_remote_api_is_accepted_with_a_warning(bare):
         kind_config = f.read()
     assert "apiServerAddress: 0.0.0.0" in kind_config and "apiServerPort: 6443" in kind_config
     # up warns before it looks at anything (here it then finds no Docker).
-    up = invoke("up", "--config", allowed, "--simulate", "8", env=bare)
+    up = invoke("up", "--config", allowed, "--simulate", "8", "--node-image", V1_34, env=bare)
     assert up.stderr.startswith(WARNING) and "Docker is not reachable" in up.stderr
     assert up.returncode == 1
 
 
 def test_loopback_spec_prints_no_warning(bare):
-    out = invoke("config", "--simulate", "8", "--dry-run", env=bare)
+    out = invoke("config", "--simulate", "8", "--dry-run", "--node-image", V1_34, env=bare)
     assert out.returncode == 0 and out.stderr == ""
+
+
+def test_a_cgroup_v1_host_is_warned_that_the_kubelet_is_told_to_start_from_1_35():
+    doc = spec.resolve(env={}, flags={"simulate": 8})
+    on_v1 = plan.make_plan(doc, runtime=versions.Runtime(kubernetes=(1, 35, 0), cgroup=1))
+    [warning] = on_v1.warnings()
+    assert warning.field == "nodeImage" and "failCgroupV1: false" in warning.message
+    assert "systemd.unified_cgroup_hierarchy=1" in warning.fix
+    assert "failCgroupV1: false" in render.to_yaml(render.kind_config(on_v1))
+    for runtime in (versions.Runtime((1, 34, 4), 1), versions.Runtime((1, 37, 2), 2), versions.Runtime(None, 1)):
+        quiet = plan.make_plan(doc, runtime=runtime)
+        assert quiet.warnings() == [] and "failCgroupV1" not in render.to_yaml(render.kind_config(quiet))
 
 
 @pytest.mark.parametrize("spec, status", [
@@ -162,7 +177,8 @@ def test_each_step_without_a_task_of_its_own_becomes_one_in_pipeline_order():
 
 def test_a_step_task_runs_the_steps_before_it_first_and_stops_after_it(state_dir, monkeypatch, capsys):
     """No cluster yet: Docker (faked at its client) has no node containers."""
-    no_containers = SimpleNamespace(containers=SimpleNamespace(list=lambda **filters: []))
+    no_containers = SimpleNamespace(containers=SimpleNamespace(list=lambda **filters: []),
+                                    info=lambda: {"CgroupVersion": "2"})
     monkeypatch.setattr(nodes, "docker_client", lambda: no_containers)
     monkeypatch.setenv("KUBECONFIG", str(state_dir.parent / "kubectl-config"))
     tasks.ns["label"](Context(), name="t", simulate="8", dry_run=True)

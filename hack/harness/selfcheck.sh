@@ -29,9 +29,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Kubernetes 1.35+ refuses a cgroup v1 host unless the kubelet is told (kindgpu renders the same).
+cgroup_patch=""
+if [ "$(docker info --format '{{.CgroupVersion}}')" = 1 ]; then
+  cgroup_patch=$'kubeadmConfigPatches:\n- |\n  kind: KubeletConfiguration\n  failCgroupV1: false'
+fi
 cat >"$WORK/kind.yaml" <<YAML
 kind: Cluster
 apiVersion: kind.x-k8s.io/v1alpha4
+$cgroup_patch
 nodes:
 - role: control-plane
 - role: worker

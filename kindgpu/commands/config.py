@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import console, flags, render, spec
+from .. import console, flags, render, versions
 
 
 def show_plan(plan, written, dry_run, as_json):
@@ -11,6 +11,7 @@ def show_plan(plan, written, dry_run, as_json):
         doc["dryRun"] = dry_run
         doc["kindConfig"] = str(plan.state.kind_config)
         doc["written"] = [str(p) for p in written]
+        doc["nodeImage"] = node_image_line(plan)
         console.print_json(doc)
         return
     where = "simulated" if plan.simulated else "host"
@@ -24,6 +25,7 @@ def show_plan(plan, written, dry_run, as_json):
         ["worker", "node", "GPU", "UUID", "minor", "model"],
         rows,
     )
+    print(f"node image: {node_image_line(plan)}")
     if dry_run:
         print(f"dry run: would write {plan.state.kind_config}")
     else:
@@ -31,10 +33,18 @@ def show_plan(plan, written, dry_run, as_json):
               + ("" if written else " (unchanged)"))
 
 
+def node_image_line(plan) -> str:
+    """Which node image, why that one, its Kubernetes, and what kindgpu renders because of it."""
+    image = plan.spec["nodeImage"]
+    chosen = " (kind's default)" if image == versions.default_node_image() else ""
+    told = "; kubelet told failCgroupV1: false (cgroup v1 host)" if plan.runtime.needs_cgroup_v1_override else ""
+    return f"{image}{chosen}, Kubernetes {versions.show(plan.runtime.kubernetes)}{told}"
+
+
 def run(config_file, checked: dict, *, dry_run: bool = False, as_json: bool = False) -> None:
     """The plan for the spec file and the checked flags; the kind config written unless dry_run."""
     plan = flags.plan_for(config_file, checked)
-    console.warn(spec.warnings(plan.spec))
+    console.warn(plan.warnings())
     written = [] if dry_run else render.write_state(plan)
     if dry_run:
         render.kind_config(plan)  # still validated

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .. import cluster, console, flags, kubeconfig, spec
+from .. import cluster, console, flags, kubeconfig
 from ..errors import KindgpuError, Problem, SpecError
 from ..report import Reporter
 
@@ -17,7 +17,7 @@ def run(config_file, checked: dict, *, until: str | None = None, dry_run: bool =
     """`invoke up`, up to the step `until` (None: all of them); checked: the checked spec flags."""
     wants_merge({}, merge, no_merge)  # a contradiction exits 2 before anything is looked at
     plan = flags.plan_for(config_file, checked)
-    console.warn(spec.warnings(plan.spec))
+    console.warn(plan.warnings())  # the spec's, and what this host makes kindgpu do
     merging = wants_merge(plan.spec, merge, no_merge)
     reporter = Reporter()
     cluster.up(plan, reporter, force=tuple(force or ()), until=until, dry_run=dry_run, recreate=recreate)

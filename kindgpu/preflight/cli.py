@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..errors import KindgpuError, user_text
-from . import host
+from . import host, install
 from .model import Request
 from .report import write_json, write_table
 from .run import preflight
@@ -33,6 +33,7 @@ def main(*, workers=2, gpus=1, cluster_name="kindgpu", simulate=None, api_addres
             fixed = host.apply_sysctl_fixes(request)
         except OSError as e:
             fixed = [f"could not apply the sysctl fixes ({e}); run the printed command as root"]
+        fixed += install.fix_tools(request.node_image)
         if not fixed:
             fixed = ["nothing to fix on this host automatically"]
     report = preflight(request)

@@ -7,7 +7,7 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
-from .. import names
+from .. import names, versions
 from ..nodes import has_owner_mount, image_id, short_error
 from .model import Check, Status
 from .nvidia import SIMULATED
@@ -61,13 +61,14 @@ def probe_node_image(client, image):
     import docker
 
     if image_id(client, image) is None:
-        return {"present": False, "containerd": None}
+        return {"present": False, "containerd": None, "kubernetes": versions.image_kubernetes(image)}
+    kubernetes = versions.image_kubernetes(image, client)
     try:
         out = client.containers.run(image, ["--version"], entrypoint="containerd", remove=True,
                                     network_mode="none", stderr=True).decode(errors="replace")
     except docker.errors.DockerException:
-        return {"present": True, "containerd": None}
-    return {"present": True, "containerd": parse_containerd_version(out)}
+        return {"present": True, "containerd": None, "kubernetes": kubernetes}
+    return {"present": True, "containerd": parse_containerd_version(out), "kubernetes": kubernetes}
 
 
 def parse_containerd_version(text):
@@ -128,7 +129,7 @@ def checks(request, facts: DockerFacts) -> list[Check]:
         ),
         runtime_check(request, info),
         node_image_check(request, facts.node_image),
-        cgroup_check(info),
+        cgroup_check(info, facts.node_image.get("kubernetes")),
         storage_check(request, info, facts.free_bytes),
     ]
 
@@ -180,20 +181,21 @@ def node_image_check(request, found) -> Check:
                  details=details)
 
 
-def cgroup_check(info) -> Check:
+def cgroup_check(info, kubernetes=None) -> Check:
+    """cgroup v1 works, with a warning; from Kubernetes 1.35 only because kindgpu tells the kubelet to."""
     version = str(info.get("CgroupVersion", "?"))
     driver = info.get("CgroupDriver", "?")
     found = f"cgroup v{version}, driver {driver}"
     details = {"cgroup_version": version, "cgroup_driver": driver}
     if version == "1":
-        return Check(
-            "docker-cgroup", "Docker: cgroups", Status.WARN, found,
-            "sudo sed -i 's/^GRUB_CMDLINE_LINUX=\"/&systemd.unified_cgroup_hierarchy=1 /' "
-            "/etc/default/grub && sudo update-grub && sudo reboot",
-            "Kubernetes deprecated cgroup v1 (v1.31) and new kind node images may refuse it; "
-            "boot with cgroup v2",
-            details,
-        )
+        runtime = versions.Runtime(kubernetes, 1)
+        details["kubelet_override"] = runtime.needs_cgroup_v1_override
+        why = ("Kubernetes deprecated cgroup v1 (v1.31) and from v1.35 its kubelet refuses it unless told; "
+               "boot with cgroup v2")
+        if runtime.needs_cgroup_v1_override:
+            found += (f"; the kubelet of Kubernetes {versions.show(kubernetes)} refuses it unless told: "
+                      "kindgpu sets failCgroupV1: false in the kind config")
+        return Check("docker-cgroup", "Docker: cgroups", Status.WARN, found, versions.CGROUP_V2_BOOT, why, details)
     return Check("docker-cgroup", "Docker: cgroups", Status.PASS, found, details=details)
 
 
@@ -247,7 +249,8 @@ def cluster_name_check(request, facts: DockerFacts) -> Check:
         "cluster-name", title, Status.FAIL,
         f"{name!r} is a kind cluster kindgpu did not make "
         f"({', '.join(foreign)} lack{'s' if len(foreign) == 1 else ''} the {names.OWNER_MOUNT} mount)",
-        f"kind delete cluster --name {shlex.quote(name)}",
-        "Choose another --name; delete the cluster only if you are sure nobody needs it",
+        f"invoke preflight --name {shlex.quote(name + '-gpu')}",
+        "kindgpu leaves it alone: choose another --name (`invoke smoke --kubeconfig FILE` tests a cluster "
+        "kindgpu did not make)",
         details,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from .. import inventory
+from .. import inventory, versions
 from . import dockerhost, host, nvidia, tools
 from .model import Check, Report, Request
 
@@ -17,6 +17,7 @@ def preflight(request: Request) -> Report:
         "docker": lambda: dockerhost.probe(request),
         "kind": tools.probe_kind,
         "kubectl": tools.probe_kubectl,
+        "kind_default": versions.kind_default_image,
     }
     if request.simulate is None:
         probes["driver"] = lambda: nvidia.probe_driver(request)
@@ -30,18 +31,19 @@ def preflight(request: Request) -> Report:
 
     if request.simulate is None:
         inv, driver_error = got["driver"]
-        versions, config = got["toolkit"]
+        toolkit, config = got["toolkit"]
     else:
-        inv, driver_error = inventory.simulated_inventory(request.simulate), None
-        versions, config = {}, {}
+        inv, driver_error = inventory.simulated_inventory(request.simulate, cluster=request.cluster_name), None
+        toolkit, config = {}, {}
     gpu_count = len(inv.gpus) if inv is not None else None
     docker = got["docker"]
 
     checks: list[Check] = [
         nvidia.driver_check(request, inv, driver_error),
-        *nvidia.toolkit_checks(request, versions, config),
+        *nvidia.toolkit_checks(request, toolkit, config),
         *dockerhost.checks(request, docker),
         *tools.checks(got["kind"], got["kubectl"]),
+        tools.kubernetes_check(request, docker.node_image, got["kind_default"]),
         *kernel,
         host.gpu_capacity_check(request, gpu_count),
         memory,

@@ -2,7 +2,7 @@
 
 Online: images/sim-device-plugin/Dockerfile (python slim image and PyPI).
 Offline: a Debian bookworm rootfs from debootstrap with Debian's python3-grpcio,
-python3-protobuf and python3-grpc-tools, `docker import`ed as a base image, then
+python3-protobuf, python3-grpc-tools and busybox-static, `docker import`ed as a base image, then
 images/sim-device-plugin/Dockerfile.offline adds the plugin and generates its gRPC code.
 The debootstrap tarball is cached, so only the first offline build needs a Debian mirror.
 
@@ -33,13 +33,15 @@ from ..nodes import image_id
 IMAGE_REPO = "kindgpu/sim-device-plugin"
 BASE_REPO = "kindgpu/sim-device-plugin-base"
 CONTEXT_DIR = Path(__file__).resolve().parent  # what the Dockerfiles COPY from
-IMAGE_FILES = ("api.proto", "plugin.py", "nvidia_smi.py")
+IMAGE_FILES = ("api.proto", "plugin.py", "nvidia-smi.sh")
 DOCKERFILES_DIR = CONTEXT_DIR.parents[1] / "images" / "sim-device-plugin"
 
 SUITE = "bookworm"
-# python3-grpc-tools imports pkg_resources without depending on it.
+# python3-grpc-tools imports pkg_resources without depending on it. busybox-static: the static
+# /bin/busybox the plugin hands GPU containers, to run the fake nvidia-smi in any image.
 BASE_PACKAGES = (
-    "python3", "python3-grpcio", "python3-protobuf", "python3-grpc-tools", "python3-pkg-resources"
+    "python3", "python3-grpcio", "python3-protobuf", "python3-grpc-tools", "python3-pkg-resources",
+    "busybox-static",
 )
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 # Left out of the image: nothing in it (plugin, fake nvidia-smi, smoke payloads) reads them, and

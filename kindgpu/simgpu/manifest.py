@@ -1,10 +1,12 @@
 """Kubernetes objects that run the simulated-GPU device plugin on every GPU node."""
 
+import json
+
 from .. import names
 
 APP_NAME = "kindgpu-sim-device-plugin"
 PLUGIN_DIR = "/var/lib/kubelet/device-plugins"
-# Where the plugin leaves the fake nvidia-smi for kubelet to mount into GPU containers;
+# Where the plugin leaves the fake nvidia-smi and its busybox for kubelet to mount into GPU containers;
 # mounted at the same path in the plugin so the path it hands kubelet is the node's.
 SHARE_DIR = "/var/lib/kindgpu-sim"
 PLUGIN_PROGRAM = "/opt/kindgpu-sim/plugin.py"  # where the image puts it (Dockerfiles)
@@ -13,8 +15,12 @@ ON_GPU_NODES = {"nodeSelector": {names.LABEL_GPU_PRESENT: "true"}, "tolerations"
                 "priorityClassName": "system-node-critical"}
 
 
-def sim_device_plugin_objects(image, product, memory_mib, time_slicing=None, namespace=names.SYSTEM_NAMESPACE):
+def sim_device_plugin_objects(image, product, memory_mib, time_slicing=None, gpus=(),
+                              namespace=names.SYSTEM_NAMESPACE):
     """The DaemonSet (the only object needed) as a list of plain dicts, ready to apply.
+
+    gpus: the plan's GPUs (inventory.GPU), every worker's: the fake nvidia-smi shows each with the
+    minor number and PCI bus id the plan gives it.
 
     time_slicing (a sharing.TimeSlicing, when the spec has devicePlugin.sharing): the plugin
     advertises each GPU that many times, as its resource. Left out, the DaemonSet is as it was
@@ -27,6 +33,8 @@ def sim_device_plugin_objects(image, product, memory_mib, time_slicing=None, nam
         "KINDGPU_SIM_DEVICE_DIR": names.SIM_DEVICE_MOUNT_DIR,
         "KINDGPU_SIM_SHARE_DIR": SHARE_DIR,
         "KINDGPU_SIM_PLUGIN_DIR": PLUGIN_DIR,
+        "KINDGPU_SIM_PLAN_GPUS": json.dumps(
+            [{"uuid": g.uuid, "minor": g.minor, "pci_bus_id": g.pci_bus_id} for g in gpus], separators=(",", ":")),
     }
     if time_slicing is not None:
         # A change rolls the plugin (the pod template changes), as a new config does NVIDIA's.

@@ -3,7 +3,9 @@
 Runs on each simulated GPU node (a DaemonSet). Its GPUs are the files named by UUID in
 the sim-gpus directory; it advertises them to kubelet as nvidia.com/gpu and, for each
 allocation, hands the container NVIDIA_VISIBLE_DEVICES, a description of the GPUs, and a
-fake nvidia-smi that prints them.
+fake nvidia-smi that prints them: a POSIX sh script (nvidia-smi.sh) with the static busybox
+that runs it, both mounted read-only, so it works in any image, with or without a shell.
+A GPU's minor number and PCI bus id are the plan's (KINDGPU_SIM_PLAN_GPUS, from the manifest).
 
 Time-slicing (KINDGPU_SIM_REPLICAS above 1): each GPU is advertised that many times, with the
 device IDs NVIDIA's plugin gives replicas, "<uuid>::<n>" (k8s-device-plugin v0.20.0,
@@ -13,7 +15,7 @@ renameByDefault). A container given replicas gets their GPUs, each once, as NVID
 (internal/plugin/server.go uniqueDeviceIDsFromAnnotatedDeviceIDs): pods given replicas of one
 GPU see the same GPU.
 
-This file runs as a program inside the plugin image, beside nvidia_smi.py and the gRPC
+This file runs as a program inside the plugin image, beside nvidia-smi.sh and the gRPC
 code generated from api.proto (api_pb2, api_pb2_grpc), so it imports nothing from kindgpu.
 """
 
@@ -45,11 +47,17 @@ ENV_SHARE_DIR = "KINDGPU_SIM_SHARE_DIR"
 ENV_PLUGIN_DIR = "KINDGPU_SIM_PLUGIN_DIR"
 ENV_REPLICAS = "KINDGPU_SIM_REPLICAS"  # optional: time-slicing replicas per GPU (1: not shared)
 ENV_RESOURCE = "KINDGPU_SIM_RESOURCE"  # optional: the resource advertised (default nvidia.com/gpu)
+# The plan's GPUs: a JSON list of {uuid, minor, pci_bus_id}; a GPU it lacks gets its place on the node.
+ENV_PLAN_GPUS = "KINDGPU_SIM_PLAN_GPUS"
 REPLICA_SEPARATOR = "::"
 # What a GPU container gets.
 ENV_VISIBLE_DEVICES = "NVIDIA_VISIBLE_DEVICES"
-ENV_GPUS = "KINDGPU_SIM_GPUS"
+ENV_GPUS = "KINDGPU_SIM_GPUS"  # one line per GPU: "<uuid> <minor> <bus id> <memory MiB> <name>"
 NVIDIA_SMI_PATH = "/usr/bin/nvidia-smi"
+BUSYBOX_PATH = "/usr/local/kindgpu/bin/busybox"  # nvidia-smi.sh's interpreter, on its first line
+# In the plugin's image: Debian's busybox-static, which needs no library from the GPU container.
+BUSYBOX_SOURCE = "/bin/busybox"
+NVIDIA_SMI_SCRIPT = "nvidia-smi.sh"
 
 POLL_SECONDS = 2.0
 
@@ -57,7 +65,8 @@ log = logging.getLogger("kindgpu-sim-device-plugin")
 
 
 class Settings:
-    def __init__(self, product, memory_mib, device_dir, share_dir, plugin_dir, replicas=1, resource=RESOURCE):
+    def __init__(self, product, memory_mib, device_dir, share_dir, plugin_dir, replicas=1, resource=RESOURCE,
+                 plan_gpus=(), busybox=BUSYBOX_SOURCE):
         self.product = product
         self.memory_mib = int(memory_mib)
         self.replicas = int(replicas)
@@ -69,6 +78,9 @@ class Settings:
         # files from it into GPU containers.
         self.share_dir = Path(share_dir)
         self.plugin_dir = Path(plugin_dir)
+        # {uuid: (minor, bus id)}, as the plan gives them.
+        self.plan_gpus = {g["uuid"]: (int(g["minor"]), g["pci_bus_id"]) for g in plan_gpus}
+        self.busybox = Path(busybox)
 
     @classmethod
     def from_env(cls, env=os.environ):
@@ -81,11 +93,16 @@ class Settings:
             plugin_dir=env[ENV_PLUGIN_DIR],
             replicas=env.get(ENV_REPLICAS, "1"),
             resource=env.get(ENV_RESOURCE) or RESOURCE,
+            plan_gpus=json.loads(env.get(ENV_PLAN_GPUS) or "[]"),
         )
 
     @property
     def nvidia_smi(self):
         return self.share_dir / "nvidia-smi"
+
+    @property
+    def shared_busybox(self):
+        return self.share_dir / "busybox"
 
 
 def discover(device_dir):
@@ -105,22 +122,33 @@ def gpu_of(device_id):
     return device_id.split(REPLICA_SEPARATOR, 1)[0]
 
 
-def describe(uuids, node_uuids, settings):
-    """What the fake nvidia-smi shows for `uuids`: in bus-id order, as NVML enumerates.
+def nvidia_smi_bus_id(bus_id):
+    """A PCI bus id as nvidia-smi prints it: 00000000:13:00.0 (the plan has 0000:13:00.0)."""
+    domain, _, rest = bus_id.partition(":")
+    return f"{int(domain, 16):08X}:{rest.upper()}"
 
-    A GPU's bus id and minor number are its place among the node's sorted UUIDs, so they
-    are stable and distinct on a node.
+
+def describe(uuids, node_uuids, settings):
+    """What the fake nvidia-smi shows for `uuids`, in bus-id order, as NVML enumerates them.
+
+    Minor number and bus id are the plan's. A GPU the plan lacks (a file put in the sim-gpus
+    directory by hand) takes its place among the node's sorted UUIDs, and logs that.
     """
-    return [
-        {
-            "uuid": uuid,
-            "name": settings.product,
-            "memory_mib": settings.memory_mib,
-            "pci_bus_id": f"00000000:{0x10 + node_uuids.index(uuid):02X}:00.0",
-            "minor": node_uuids.index(uuid),
-        }
-        for uuid in sorted(uuids)
-    ]
+    gpus = []
+    for uuid in uuids:
+        if uuid in settings.plan_gpus:
+            minor, bus_id = settings.plan_gpus[uuid]
+        else:
+            log.warning("%s is not in the plan: giving it minor and bus id by its place on this node", uuid)
+            minor, bus_id = node_uuids.index(uuid), f"0000:{0x10 + node_uuids.index(uuid):02x}:00.0"
+        gpus.append({"uuid": uuid, "name": settings.product, "memory_mib": settings.memory_mib,
+                     "pci_bus_id": nvidia_smi_bus_id(bus_id), "minor": minor})
+    return sorted(gpus, key=lambda g: g["pci_bus_id"])
+
+
+def gpu_lines(gpus):
+    """$KINDGPU_SIM_GPUS for nvidia-smi.sh: a line per GPU, the name last (it may hold spaces)."""
+    return "\n".join(f"{g['uuid']} {g['minor']} {g['pci_bus_id']} {g['memory_mib']} {g['name']}" for g in gpus)
 
 
 class SimulatedGPUPlugin(api_pb2_grpc.DevicePluginServicer):
@@ -162,14 +190,13 @@ class SimulatedGPUPlugin(api_pb2_grpc.DevicePluginServicer):
                 api_pb2.ContainerAllocateResponse(
                     envs={
                         ENV_VISIBLE_DEVICES: ",".join(g["uuid"] for g in gpus),
-                        ENV_GPUS: json.dumps(gpus),
+                        ENV_GPUS: gpu_lines(gpus),
                     },
                     mounts=[
-                        api_pb2.Mount(
-                            container_path=NVIDIA_SMI_PATH,
-                            host_path=str(self.settings.nvidia_smi),
-                            read_only=True,
-                        )
+                        api_pb2.Mount(container_path=NVIDIA_SMI_PATH, host_path=str(self.settings.nvidia_smi),
+                                      read_only=True),
+                        api_pb2.Mount(container_path=BUSYBOX_PATH, host_path=str(self.settings.shared_busybox),
+                                      read_only=True),
                     ],
                 )
             )
@@ -177,12 +204,14 @@ class SimulatedGPUPlugin(api_pb2_grpc.DevicePluginServicer):
 
 
 def install_nvidia_smi(settings):
-    """Put the fake nvidia-smi where kubelet can mount it into GPU containers."""
+    """Put the fake nvidia-smi and its busybox where kubelet can mount them into GPU containers."""
     settings.share_dir.mkdir(parents=True, exist_ok=True)
-    staging = settings.nvidia_smi.with_suffix(".new")
-    shutil.copyfile(Path(__file__).with_name("nvidia_smi.py"), staging)
-    staging.chmod(0o755)
-    os.replace(staging, settings.nvidia_smi)  # atomic: running pods never see half a file
+    for source, target in ((Path(__file__).with_name(NVIDIA_SMI_SCRIPT), settings.nvidia_smi),
+                           (settings.busybox, settings.shared_busybox)):
+        staging = target.with_suffix(".new")
+        shutil.copyfile(source, staging)
+        staging.chmod(0o755)
+        os.replace(staging, target)  # atomic: running pods never see half a file
 
 
 def serve(plugin):

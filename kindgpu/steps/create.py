@@ -40,7 +40,7 @@ class Create(Step):
         if not nodes.made_by_kindgpu(found.values()):
             raise KindgpuError(
                 f"a kind cluster named {plan.name} exists, but kindgpu did not make it",
-                f"choose another --name (or delete it yourself: kind delete cluster --name {plan.name})")
+                "choose another --name; `invoke smoke --kubeconfig FILE` tests a cluster kindgpu did not make")
         if not kind_finished(ctx, found):
             return half_made(plan.name)
         expected = [plan.control_plane, *(w.node for w in plan.workers)]
@@ -59,10 +59,11 @@ class Create(Step):
         if err is not None:
             return f"API server not answering: {type(err).__name__}"
         not_ready, stale = answer
-        if not_ready:
-            return f"node(s) not Ready: {', '.join(sorted(not_ready))}"
+        waiting = f"node(s) not Ready: {', '.join(sorted(not_ready))}" if not_ready else ""
         if stale == record.NOT_RECORDED:  # kind finished (kind_finished above), kindgpu did not
-            return f"finishing cluster {plan.name}: kind made it, but {stale}"
+            return f"finishing cluster {plan.name}: kind made it, but {waiting or stale}"
+        if waiting:
+            return waiting
         return stale  # "" when it records this very plan; running the step records it
 
     def run(self, ctx: Context, progress: Progress) -> None:

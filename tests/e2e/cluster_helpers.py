@@ -22,6 +22,25 @@ def invoke(*args, check=False, timeout=900, env=None):
     return result
 
 
+# A plain kind cluster (one kindgpu did not make) from the harness's 1.35+ node image: on a cgroup v1
+# host its kubelet starts only when told, as kindgpu tells it; on cgroup v2 the setting changes nothing.
+PLAIN_KIND_CONFIG = """kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+kubeadmConfigPatches:
+- |
+  kind: KubeletConfiguration
+  failCgroupV1: false
+"""
+
+
+def plain_kind_cluster(name, image, where):
+    """`kind create cluster` as a user would, with no kindgpu in it; its kubeconfig goes to `where`."""
+    config = where.with_suffix(".kind.yaml")
+    config.write_text(PLAIN_KIND_CONFIG)
+    return subprocess.run(["kind", "create", "cluster", "--name", name, "--image", image, "--config", str(config),
+                           "--kubeconfig", str(where)], capture_output=True, text=True)
+
+
 def export_logs(cluster, why):
     where = ARTIFACTS / f"{cluster}-{why}"
     where.mkdir(parents=True, exist_ok=True)

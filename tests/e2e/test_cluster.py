@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from cluster_helpers import docker, export_logs, fake_host_gpu_devices, invoke, node_gpu_minors
+from cluster_helpers import docker, export_logs, fake_host_gpu_devices, invoke, node_gpu_minors, plain_kind_cluster
 
 CLUSTER = "kgpu-e2e"
 SPEC = ["--name", CLUSTER, "--workers", "3", "--gpus", "2", "--simulate", "8"]
@@ -235,8 +235,7 @@ def test_killed_worker_is_reported_and_up_recovers(state):
 
 
 def test_down_of_a_cluster_kindgpu_did_not_make_is_refused(state, harness):
-    made = subprocess.run(["kind", "create", "cluster", "--name", "not-kindgpu", "--image", harness,
-                           "--kubeconfig", str(state / "foreign.kubeconfig")], capture_output=True, text=True)
+    made = plain_kind_cluster("not-kindgpu", harness, state / "foreign.kubeconfig")
     assert made.returncode == 0, made.stderr
     result = invoke("down", "--name", "not-kindgpu")
     assert result.returncode == 1 and "not made by kindgpu" in result.stderr

@@ -128,8 +128,8 @@ def test_someone_elses_kind_cluster_fails(make_node):
     req = Request(cluster_name=name)
     c = dockerhost.cluster_name_check(req, dockerhost.probe(req))
     assert c.status is Status.FAIL
-    assert c.fix == f"kind delete cluster --name {name}"
-    assert "another --name" in c.hint
+    assert c.fix == f"invoke preflight --name {name}-gpu" and "delete" not in c.fix  # never the user's cluster
+    assert "another --name" in c.hint and "smoke --kubeconfig" in c.hint
     assert c.details["foreign"] == [f"{name}-control-plane"]
 
 

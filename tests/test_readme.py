@@ -1,0 +1,35 @@
+"""README.md's examples are checked against what they name, so the docs cannot rot."""
+
+import json
+import re
+
+import yaml
+
+from kindgpu import spec
+from paths import REPO
+
+README = (REPO / "README.md").read_text()
+
+
+def yaml_blocks():
+    return [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", README, re.S)]
+
+
+def test_every_config_the_readme_names_exists_and_is_valid():
+    named = sorted(set(re.findall(r"configs/[\w.-]+\.yaml", README)))
+    assert named
+    for path in named:
+        spec.resolve(REPO / path, env={})
+
+
+def test_the_time_slicing_example_is_configs_time_slicing_yaml():
+    [example] = [b for b in yaml_blocks() if isinstance(b, dict) and b.get("name") == "gpu-shared"]
+    assert example == yaml.safe_load((REPO / "configs" / "time-slicing.yaml").read_text())
+    assert "kind-gpu-shared" in README and "/sched/" not in README
+
+
+def test_the_seeds_kubectl_run_uses_overrides_for_the_limit_not_the_removed_flag():
+    runs = re.findall(r"kubectl run .*?--overrides='(\{.*?\})'", README, re.S)
+    assert runs and "--limits=" not in README
+    pod = json.loads(runs[0])["spec"]
+    assert pod["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
