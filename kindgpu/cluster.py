@@ -21,7 +21,7 @@ from . import (
     steps,
 )
 from .errors import KindgpuError
-from .kube import Kube, attempt
+from .kube import Kube, attempt, wait_answering
 from .state import StateDir
 
 
@@ -114,13 +114,31 @@ def down(name, reporter, *, force=False):
     return removed
 
 
-def status(name):
-    """Nodes, roles, labels, assigned vs allocatable GPUs and plugin pods, as one document.
-    It reads the cluster alone (kind gives its kubeconfig): the state directory may be gone."""
+UP_FIX = "run `invoke up`: it starts stopped node containers and waits for their kubelets and GPUs"
+
+
+def status(name, note):
+    """Nodes, roles, labels, assigned vs allocatable GPUs and plugin pods, as one document, with
+    every reason it is NOT healthy and its fix. Docker is asked first (a stopped node is NOT healthy
+    at once), then the API, waited for while it (re)starts. It reads the cluster alone (kind gives
+    its kubeconfig): the state directory may be gone."""
     client = nodes.docker_client()
+    found = {n.name: n for n in nodes.cluster_nodes(client, name)}
+    if not found:
+        raise KindgpuError(f"no cluster {name} on this host", "create it with `invoke up`")
+    if not nodes.made_by_kindgpu(found.values()):
+        raise KindgpuError(f"cluster {name} is a kind cluster kindgpu did not make",
+                           "`invoke smoke --kubeconfig FILE` tests any GPU cluster")
+    stopped = sorted(n for n, node in found.items() if not node.running)
+    problems = [{"node": n, "problem": f"node container {found[n].container.status}", "fix": UP_FIX} for n in stopped]
+    if f"{name}-control-plane" in stopped:
+        return {"cluster": name, "healthy": False, "problems": problems,
+                "nodes": [{"node": n, "role": node.role, "ready": False, "container": node.container.status}
+                          for n, node in sorted(found.items(), key=lambda item: node_order(item[0]))]}
     kube = Kube.for_kind_cluster(name)
+    wait_answering(kube, name, note)
     plan = record.require(kube, name)
-    started = nodes.start_times({n.name: n for n in nodes.cluster_nodes(client, name)})
+    started = nodes.start_times({n: node for n, node in found.items() if node.running})
     assigned = {w.node: w for w in plan.workers}
     sim = plan.simulated
     ts = sharing.of(plan.spec)
@@ -135,7 +153,7 @@ def status(name):
         rows.append({
             "node": node.metadata.name,
             "role": "control-plane" if "node-role.kubernetes.io/control-plane" in labels else "worker",
-            "ready": record.reported_ready(node, started.get(node.metadata.name)),
+            "ready": node.metadata.name not in stopped and record.reported_ready(node, started.get(node.metadata.name)),
             "gpuWorker": labels.get(names.LABEL_GPU_WORKER, ""),
             "gpuIds": labels.get(names.LABEL_GPU_IDS, ""),
             "cpuOnly": cpu_only,
@@ -144,11 +162,21 @@ def status(name):
             "allocatableGPUs": int((node.status.allocatable or {}).get(ts.resource, "0")),
             "replicas": ts.replicas,
             "uuids": [g.uuid for g in worker.gpus] if worker else [],
-            "plugin": worker_plugin(worker, cpu_only, pod),
+            "plugin": "(node container stopped)" if node.metadata.name in stopped
+                      else worker_plugin(worker, cpu_only, pod),
         })
-    healthy = all(r["ready"] and ts.allocatable(r["assignedGPUs"]) == r["allocatableGPUs"] for r in rows)
-    return {"cluster": name, "simulated": sim, "specHash": plan.spec_hash,
-            "healthy": healthy, "sharing": sharing.describe(ts), "nodes": rows}
+    for r in rows:
+        if r["node"] in stopped:
+            continue
+        if not r["ready"]:
+            problems.append({"node": r["node"], "problem": "not Ready (or not reported since its container started)",
+                             "fix": UP_FIX})
+        elif ts.allocatable(r["assignedGPUs"]) != r["allocatableGPUs"]:
+            problems.append({"node": r["node"], "problem": f"offers {r['allocatableGPUs']} GPUs, "
+                                                           f"{ts.allocatable(r['assignedGPUs'])} assigned "
+                                                           f"(plugin {r['plugin'] or 'none'})", "fix": UP_FIX})
+    return {"cluster": name, "simulated": sim, "specHash": plan.spec_hash, "healthy": not problems,
+            "problems": problems, "sharing": sharing.describe(ts), "nodes": rows}
 
 
 def node_order(node_name):
@@ -172,6 +200,11 @@ def show_status(doc, as_json):
     if as_json:
         console.print_json(doc)
         return
+    if "simulated" not in doc:  # the control plane is stopped: Docker alone answered
+        console.table(f"Cluster {doc['cluster']}: NOT healthy", ["node", "role", "container"],
+                      [(r["node"], r["role"], r["container"]) for r in doc["nodes"]])
+        show_problems(doc)
+        return
     console.table(
         f"Cluster {doc['cluster']} ({'simulated' if doc['simulated'] else 'real'} GPUs): "
         f"{'healthy' if doc['healthy'] else 'NOT healthy'}",
@@ -181,3 +214,9 @@ def show_status(doc, as_json):
           (f"{r['assignedGPUs']}/{r['allocatableGPUs']}" + (f" (×{r['replicas']})" if r["replicas"] > 1 else ""))
           if r["role"] == "worker" else "",
           r["plugin"]) for r in doc["nodes"]])
+    show_problems(doc)
+
+
+def show_problems(doc):
+    for p in doc["problems"]:
+        print(f"NOT healthy: {p['node']}: {p['problem']}\nfix: {p['fix']}")

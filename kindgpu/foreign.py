@@ -16,7 +16,7 @@ from pathlib import Path
 from . import names, spec as specs
 from .errors import KindgpuError, Problem, SpecError
 from .inventory import GPU, Inventory
-from .kube import Kube, attempt
+from .kube import Kube, attempt, short_reason
 from .plan import Plan, WorkerPlan
 from .smoke import run_and_report
 from .state import state_root
@@ -89,9 +89,9 @@ def observed_plan(kube, name, doc=None):
 def reach(path, call):
     """call() against the cluster in `path`; one that does not answer is an error naming the file,
     with the command that checks it."""
-    value, err = attempt(call)
+    value, err = attempt(call, own_cluster=False)
     if err is not None:
-        raise KindgpuError(f"cannot reach the cluster in {path}: {type(err).__name__}: {err}",
+        raise KindgpuError(f"cannot reach the cluster in {path}: {short_reason(err)}",
                            f"check it with `kubectl --kubeconfig {path} get nodes`") from err
     return value
 

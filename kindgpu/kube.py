@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from . import kind
 from .errors import KindgpuError
+from .wait import Seen, WaitTimeout, wait_for
 
 if TYPE_CHECKING:
     from kubernetes.client import V1Node, V1Pod
@@ -160,27 +161,75 @@ def none_if_absent(call: Callable[..., T], *args, **kwargs) -> T | None:
         raise
 
 
-def is_transient(err: BaseException) -> bool:
-    """Whether an error means "not yet" while a cluster starts.
+def is_transient(err: BaseException, *, own_cluster: bool = True) -> bool:
+    """Whether an error means "not yet" while a cluster starts or restarts: the one place that says so.
 
-    Those errors are: no connection or a timeout (the kubernetes client raises urllib3's errors,
-    Docker's client raises OSErrors), and HTTP 5xx or 429 from an API server that is starting.
-    Any other answer from the API server is final. A 401 or 403 in particular is never waited out.
+    Those errors are: no connection, TLS not ready or a timeout (the kubernetes client raises urllib3's
+    errors, Docker's client raises OSErrors), and HTTP 5xx or 429 from an API server that is starting.
+    On a cluster kindgpu made, a 403 too: its admin credentials are refused only while kubeadm's RBAC
+    is not yet in the restarted API server's cache (every wait is bounded, so a real refusal still ends).
+    On a cluster kindgpu did not make (own_cluster=False) a 401 or 403 is final.
     """
     import urllib3
     from kubernetes.client.exceptions import ApiException
 
     if isinstance(err, ApiException):
-        return not err.status or err.status == 429 or err.status >= 500  # status 0: no HTTP answer
+        # status 0: no HTTP answer
+        return not err.status or err.status == 429 or err.status >= 500 or (own_cluster and err.status == 403)
     return isinstance(err, (urllib3.exceptions.HTTPError, OSError))
 
 
-def attempt(call: Callable[[], T]) -> tuple[T | None, Exception | None]:
+def attempt(call: Callable[[], T], *, own_cluster: bool = True) -> tuple[T | None, Exception | None]:
     """call(), and whether the cluster did not answer yet: (its value, None), or (None, the error)
     when the error is transient (is_transient). Any other error is raised."""
     try:
         return call(), None
     except Exception as err:
-        if not is_transient(err):
+        if not is_transient(err, own_cluster=own_cluster):
             raise
         return None, err
+
+
+STARTUP_TIMEOUT = 120  # seconds a command waits for a (re)starting API server before it says so
+
+
+def short_reason(err: BaseException) -> str:
+    """An API error in a few words: 'connection refused', 'TLS not ready', 'HTTP 403 Forbidden'."""
+    from kubernetes.client.exceptions import ApiException
+
+    if isinstance(err, ApiException) and err.status:
+        return f"HTTP {err.status} {err.reason or ''}".strip()
+    text = str(err)
+    for words, said in (("SSL", "TLS not ready"), ("refused", "connection refused"), ("timed out", "timed out"),
+                        ("reset", "connection reset")):
+        if words in text:
+            return said
+    return type(err).__name__
+
+
+def wait_answering(kube: Kube, cluster: str, note: Callable[[str], None], timeout: float = STARTUP_TIMEOUT,
+                   interval: float = 1.0) -> None:
+    """Wait, bounded and said once, until the API server of a cluster kindgpu made answers a read its RBAC
+    governs (a restarted control plane refuses connections, then TLS, then kubeadm's RBAC, for seconds)."""
+    said = False
+
+    def probe():
+        nonlocal said
+        try:
+            kube.core.list_namespaced_config_map("kube-system", limit=1, _request_timeout=REQUEST_TIMEOUT)
+        except Exception as err:
+            if not is_transient(err):
+                raise
+            if not said:
+                note(f"waiting for the API server of {cluster} ({short_reason(err)}), up to {timeout:.0f}s")
+                said = True
+            return Seen(last=short_reason(err))
+        return Seen(done=True)
+
+    try:
+        wait_for(probe, what=f"the API server of {cluster}", timeout=timeout, interval=interval)
+    except WaitTimeout as err:
+        raise KindgpuError(f"the API server of {cluster} did not answer in {timeout:.0f}s "
+                           f"({str(err).rpartition('last seen: ')[2]})",
+                           f"`docker ps --filter name={cluster}-control-plane` shows whether it runs; "
+                           "`invoke up` starts a stopped one and waits for it") from err

@@ -18,6 +18,7 @@ from invoke import Collection, Context, Exit, Task, task
 
 from kindgpu import commands, flags, steps
 from kindgpu.errors import KindgpuError, user_text
+from kindgpu.kube import is_transient, short_reason
 from kindgpu.payloads.levels import DEFAULT_LEVEL, LEVELS
 from kindgpu.steps import Step
 
@@ -60,6 +61,14 @@ def user_errors(fn: Callable) -> Callable:
             raise Exit(user_text(KindgpuError(
                 "interrupted", "run the same command again: `invoke up` finishes a cluster it left, or "
                 "deletes one kind left half-made and makes it anew")), code=130)
+        except Exception as err:
+            if not is_transient(err):
+                raise
+            # A cluster that stopped answering mid-command (a restart between two calls): its state, not a traceback.
+            raise Exit(user_text(KindgpuError(
+                f"the cluster stopped answering: {short_reason(err)}",
+                "if its control plane is restarting, run this again in a minute; `invoke status` says what "
+                "state it is in")), code=1) from err
 
     return wrapper
 

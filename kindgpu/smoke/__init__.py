@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .. import nodes, record
 from ..errors import KindgpuError, Problem, SpecError
-from ..kube import Kube
+from ..kube import Kube, wait_answering
 from ..payloads import levels
 from ..state import StateDir
 from .report import junit_xml, show
@@ -35,8 +35,13 @@ def check_level(plan, level):
 
 def smoke(name, level, reporter, *, junit=None, as_json=False, timeout=300, image=None):
     """`invoke smoke` on a cluster kindgpu made: its recorded plan, the level's Jobs, the report."""
-    nodes.docker_client()  # no Docker: say so, not what kind says
+    found = nodes.cluster_nodes(nodes.docker_client(), name)  # no Docker: say so, not what kind says
+    stopped = sorted(n.name for n in found if not n.running)
+    if stopped:
+        raise KindgpuError(f"node container(s) of {name} not running: {', '.join(stopped)}",
+                           "run `invoke up`: it starts them and waits for their kubelets and GPUs")
     kube = Kube.for_kind_cluster(name)
+    wait_answering(kube, name, reporter.note)
     plan = record.require(kube, name)
     check_level(plan, level)
     return run_and_report(kube, plan, level, reporter, junit or StateDir.of(name).junit(level),
