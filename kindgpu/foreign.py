@@ -11,6 +11,7 @@ spans all of those nodes.
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 from . import names, spec as specs
@@ -19,7 +20,7 @@ from .inventory import GPU, Inventory
 from .kube import Kube, attempt, short_reason
 from .plan import Plan, WorkerPlan
 from .smoke import run_and_report
-from .state import state_root
+from .state import foreign_dir
 
 PRODUCT_LABEL = "nvidia.com/gpu.product"  # set by NVIDIA's GPU feature discovery, where it runs
 MEMORY_LABEL = "nvidia.com/gpu.memory"  # MiB, same
@@ -86,6 +87,16 @@ def observed_plan(kube, name, doc=None):
     return Plan(doc, "", Inventory(tuple(every_gpu)), tuple(workers))
 
 
+def forget(path, note) -> None:
+    """`invoke down --kubeconfig FILE`: what kindgpu kept about that cluster goes; the cluster is not touched."""
+    kept = foreign_dir(cluster_label(path))
+    if kept.exists():
+        shutil.rmtree(kept)
+        note(f"removed {kept} (smoke reports); the cluster itself is not kindgpu's to delete")
+    else:
+        note(f"nothing kept for the cluster in {path}")
+
+
 def reach(path, call):
     """call() against the cluster in `path`; one that does not answer is an error naming the file,
     with the command that checks it."""
@@ -101,6 +112,6 @@ def smoke(path, level, reporter, *, doc=None, image=None, junit=None, as_json=Fa
     kube = kube_for(path)
     name = cluster_label(path)
     plan = reach(path, lambda: observed_plan(kube, name, doc))
-    junit = junit or state_root() / "foreign" / name / f"smoke-{level}-junit.xml"
+    junit = junit or foreign_dir(name) / f"smoke-{level}-junit.xml"
     return run_and_report(kube, plan, level, reporter, junit, as_json=as_json, timeout=timeout,
                           foreign=True, image=image)

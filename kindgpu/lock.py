@@ -72,7 +72,21 @@ def exclusive(path: Path, name: str, command: str, note: Callable[[str], None]) 
             holder = f"{command} {os.getpid()}\n".encode()
             os.pwrite(fd, holder, 0)
             os.ftruncate(fd, len(holder))
-            yield
+            try:
+                yield
+            finally:
+                leave_nothing(path)
             return
         finally:
             os.close(fd)
+
+
+def leave_nothing(path: Path) -> None:
+    """A command that made nothing (refused, or a cluster that is not there) leaves no directory behind
+    for its lock; still holding it, so a waiter finds the file gone and locks the next one (still_there)."""
+    try:
+        if [entry.name for entry in path.parent.iterdir()] == [path.name]:
+            path.unlink()
+            path.parent.rmdir()
+    except OSError:
+        pass  # something else is there now: it stays

@@ -180,6 +180,13 @@ def has_owner_mount(mounts):
     return owner_mount_source(mounts) is not None
 
 
+def kindgpu_cluster_here(cluster: str) -> bool:
+    """Whether this host's Docker runs a cluster of that name that kindgpu made."""
+    client = docker_client_or_none()
+    found = cluster_nodes(client, cluster) if client is not None else []
+    return bool(found) and made_by_kindgpu(found)
+
+
 def made_by_kindgpu(nodes) -> bool:
     """A cluster is kindgpu's when every one of its node containers carries the mark."""
     return all(node.owner_mount is not None for node in nodes)

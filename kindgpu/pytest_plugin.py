@@ -142,12 +142,16 @@ def readable_record(kube):
 
 
 def existing_cluster(path):
-    """--kindgpu-kubeconfig: the plan from the nodes; simulated only when a kindgpu record says so."""
-    from kindgpu import foreign
+    """--kindgpu-kubeconfig: a cluster kindgpu made on this host is known by its record (its plan, UUIDs
+    and nodes, so load() works); any other gets its plan from the nodes, simulated only when a kindgpu
+    record says so."""
+    from kindgpu import foreign, nodes
 
     kube = foreign.kube_for(path)
     name = foreign.cluster_label(path)
     plan, recorded = foreign.reach(path, lambda: (foreign.observed_plan(kube, name), readable_record(kube)))
+    if recorded is not None and nodes.kindgpu_cluster_here(recorded.name):
+        return GPUCluster(recorded.name, Path(path).expanduser(), recorded, recorded.simulated, True, kube)
     simulated = bool(recorded and recorded.simulated)
     return GPUCluster(name, Path(path).expanduser(), plan, simulated, False, kube)
 

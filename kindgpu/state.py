@@ -16,6 +16,12 @@ def state_root() -> Path:
     return Path(base)
 
 
+def foreign_dir(label: str) -> Path:
+    """What kindgpu keeps about a cluster it did not make (smoke --kubeconfig's reports); `down --kubeconfig`
+    removes it."""
+    return state_root() / "foreign" / label
+
+
 class Entry:
     """A file or folder of the state directory, by its name there: StateDir(root).kind_config is
     root/kind-config.yaml."""

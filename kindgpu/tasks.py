@@ -135,12 +135,13 @@ def step_task(step: Step) -> Task:
 
 
 @task(help={**NAME_HELP, "force": "also delete a kind cluster kindgpu did not make",
-            "images": "also remove the node images kindgpu built that no container uses (see node-images)"})
+            "images": "also remove the node images kindgpu built that no container uses (see node-images)",
+            "kubeconfig": "a cluster kindgpu did not make: remove only what `smoke --kubeconfig` kept for it"})
 @user_errors
 def down(c: Context, config: str | None = None, name: str | None = None, force: bool = False,
-         images: bool = False) -> None:
+         images: bool = False, kubeconfig: str | None = None) -> None:
     """Delete the cluster, its Docker network and its state directory."""
-    commands.down.run(config, flags.parse(name=name), force=force, images=images)
+    commands.down.run(config, flags.parse(name=name), force=force, images=images, kubeconfig=kubeconfig)
 
 
 @task(help={"remove": "remove those no container uses (a cluster's nodes keep theirs)", "json": "print as JSON"})

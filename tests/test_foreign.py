@@ -5,7 +5,7 @@ import pytest
 from kubernetes.client import V1Node, V1NodeSpec, V1NodeStatus, V1ObjectMeta
 
 from kindgpu import foreign
-from kindgpu.errors import KindgpuError
+from kindgpu.errors import KindgpuError, SpecError
 from kindgpu.smoke import jobs
 
 
@@ -55,3 +55,19 @@ def test_the_clusters_name_comes_from_the_current_context(tmp_path):
     path = tmp_path / "kc"
     path.write_text("current-context: arn:aws:eks:us-east-1:123:cluster/GPU_Prod\n")
     assert foreign.cluster_label(path) == "arn-aws-eks-us-east-1-123-cluster-gpu-prod"
+
+
+def test_down_with_a_kubeconfig_removes_only_what_smoke_kept(tmp_path, state_dir, capsys):
+    from kindgpu import commands, state
+
+    path = tmp_path / "prod.kubeconfig"
+    path.write_text("current-context: gpu-prod\n")
+    kept = state.foreign_dir("gpu-prod")
+    kept.mkdir(parents=True)
+    (kept / "smoke-visibility-junit.xml").write_text("<testsuite/>")
+    commands.down.run(None, {}, kubeconfig=str(path))
+    assert not kept.exists() and "the cluster itself is not kindgpu's to delete" in capsys.readouterr().out
+    commands.down.run(None, {}, kubeconfig=str(path))
+    assert "nothing kept" in capsys.readouterr().out
+    with pytest.raises(SpecError):
+        commands.down.run(None, {"name": "x"}, kubeconfig=str(path))

@@ -10,6 +10,7 @@ import pytest
 
 from fakes import Notes
 from kindgpu import cluster, drift
+from kindgpu.errors import KindgpuError
 from kindgpu.state import StateDir
 
 
@@ -129,3 +130,14 @@ def test_a_waiter_that_comes_before_the_holder_wrote_its_name_still_names_it(tmp
         pass
     holder.join()
     assert said == ["waiting for another `invoke up` of busy (pid 4242)"]
+
+
+def test_a_command_that_made_nothing_leaves_no_state_dir_for_its_lock(state_dir):
+    """A refused command (a cluster kindgpu did not make, say) must not leave <state root>/<name>/lock."""
+    with pytest.raises(KindgpuError):
+        with cluster.cluster_lock("plainkind", "up", Notes()):
+            raise KindgpuError("refused")
+    assert not (state_dir / "plainkind").exists()
+    with cluster.cluster_lock("kept", "up", Notes()):
+        (StateDir.of("kept").root / "spec.yaml").write_text("made\n")
+    assert sorted(p.name for p in (state_dir / "kept").iterdir()) == ["lock", "spec.yaml"]

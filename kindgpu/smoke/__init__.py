@@ -36,6 +36,10 @@ def check_level(plan, level):
 def smoke(name, level, reporter, *, junit=None, as_json=False, timeout=300, image=None):
     """`invoke smoke` on a cluster kindgpu made: its recorded plan, the level's Jobs, the report."""
     found = nodes.cluster_nodes(nodes.docker_client(), name)  # no Docker: say so, not what kind says
+    if found and not nodes.made_by_kindgpu(found):
+        raise KindgpuError(f"cluster {name} is a kind cluster kindgpu did not make",
+                           f"test it with `invoke smoke --kubeconfig FILE` (`kind get kubeconfig --name {name}` "
+                           "writes one)")
     stopped = sorted(n.name for n in found if not n.running)
     if stopped:
         raise KindgpuError(f"node container(s) of {name} not running: {', '.join(stopped)}",
