@@ -14,11 +14,13 @@ import re
 import shutil
 from pathlib import Path
 
-from . import names, spec as specs
+from . import names, record, spec as specs
 from .errors import KindgpuError, Problem, SpecError
 from .inventory import GPU, Inventory
 from .kube import Kube, attempt, short_reason
+from .payloads import levels
 from .plan import Plan, WorkerPlan
+from .simgpu.manifest import APP_NAME
 from .smoke import run_and_report
 from .state import foreign_dir
 
@@ -107,11 +109,36 @@ def reach(path, call):
     return value
 
 
+def readable_record(kube):
+    """The cluster's kindgpu record, if it has one this kubeconfig may read (None otherwise)."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return record.read(kube)
+    except ApiException as err:
+        if err.status in (401, 403):
+            return None  # not allowed to read kube-system: no record for us
+        raise
+
+
+def simulated_plugin_image(kube) -> str:
+    """The image kindgpu's simulated plugin runs in the cluster: every GPU node holds it, and its fake
+    nvidia-smi answers the visibility level."""
+    daemonset = kube.apps.read_namespaced_daemon_set(APP_NAME, names.SYSTEM_NAMESPACE)
+    return daemonset.spec.template.spec.containers[0].image
+
+
 def smoke(path, level, reporter, *, doc=None, image=None, junit=None, as_json=False, timeout=300):
-    """`invoke smoke --kubeconfig FILE`: the level's Jobs on every node that offers GPUs."""
+    """`invoke smoke --kubeconfig FILE`: the level's Jobs on every node that offers GPUs. A kindgpu
+    cluster of simulated GPUs (its record says so) runs what simulated GPUs can, in the image its nodes hold."""
     kube = kube_for(path)
     name = cluster_label(path)
-    plan = reach(path, lambda: observed_plan(kube, name, doc))
+    plan, recorded = reach(path, lambda: (observed_plan(kube, name, doc), readable_record(kube)))
+    if recorded is not None and recorded.simulated:
+        found = levels.problem(level, simulated=True)
+        if found:
+            raise SpecError([Problem("--level", *found)], title="invalid task flags")
+        image = image or reach(path, lambda: simulated_plugin_image(kube))
     junit = junit or foreign_dir(name) / f"smoke-{level}-junit.xml"
     return run_and_report(kube, plan, level, reporter, junit, as_json=as_json, timeout=timeout,
                           foreign=True, image=image)

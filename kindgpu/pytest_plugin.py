@@ -127,20 +127,6 @@ def live_output(request):
     return capture.global_and_fixture_disabled() if capture else nullcontext()
 
 
-def readable_record(kube):
-    """The cluster's kindgpu record, if it has one this kubeconfig may read (None otherwise)."""
-    from kubernetes.client.exceptions import ApiException
-
-    from kindgpu import record
-
-    try:
-        return record.read(kube)
-    except ApiException as err:
-        if err.status in (401, 403):
-            return None  # not allowed to read kube-system: no record for us
-        raise
-
-
 def existing_cluster(path):
     """--kindgpu-kubeconfig: a cluster kindgpu made on this host is known by its record (its plan, UUIDs
     and nodes, so load() works); any other gets its plan from the nodes, simulated only when a kindgpu
@@ -149,7 +135,7 @@ def existing_cluster(path):
 
     kube = foreign.kube_for(path)
     name = foreign.cluster_label(path)
-    plan, recorded = foreign.reach(path, lambda: (foreign.observed_plan(kube, name), readable_record(kube)))
+    plan, recorded = foreign.reach(path, lambda: (foreign.observed_plan(kube, name), foreign.readable_record(kube)))
     if recorded is not None and nodes.kindgpu_cluster_here(recorded.name):
         return GPUCluster(recorded.name, Path(path).expanduser(), recorded, recorded.simulated, True, kube)
     simulated = bool(recorded and recorded.simulated)

@@ -324,6 +324,9 @@ def test_a_smoke_image_that_cannot_be_pulled_fails_the_wait_at_once():
     what, fix = smoke_run.image_pull_failure([pod("ContainerCreating"), pod("ImagePullBackOff")])
     assert "p-ImagePullBackOff on w1 cannot get image local/torch:1" in what
     assert "docker pull local/torch:1" in fix and "smoke.pytorchImage" in fix
+    # smoke --kubeconfig loads nothing: the fix never says it would.
+    what, fix = smoke_run.image_pull_failure([pod("ImagePullBackOff")], foreign=True)
+    assert "push it to their registry" in fix and "--image" in fix and "invoke smoke` loads" not in fix
 
 
 class NoCluster:

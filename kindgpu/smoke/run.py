@@ -133,7 +133,7 @@ class SmokeRun:
             failed = [p for p in pods if p.status.phase == "Failed"]
             if failed:
                 return Seen(failed=f"pod {failed[0].metadata.name} failed:\n{self.log_tail(failed[0])}")
-            cannot_pull, fix = image_pull_failure(pods)
+            cannot_pull, fix = image_pull_failure(pods, self.foreign)
             if cannot_pull:  # the image is in no node and cannot be pulled: waiting longer changes nothing
                 return Seen(failed=cannot_pull, fix=fix)
             done = [p for p in pods if p.status.phase == "Succeeded"]
@@ -196,14 +196,20 @@ class SmokeRun:
         self.kube.core.delete_collection_namespaced_config_map(NAMESPACE, label_selector=selector)
 
 
-def image_pull_failure(pods):
-    """(what, fix) for the first pod whose image could not be pulled, after retries; ("", "") if none."""
+def image_pull_failure(pods, foreign=False):
+    """(what, fix) for the first pod whose image could not be pulled, after retries; ("", "") if none.
+    foreign: a cluster kindgpu did not make, whose nodes only pull (smoke --kubeconfig loads nothing)."""
     found = pod_state.pull_backoff(pods)
     if found is None:
         return "", ""
     pod, cs = found
-    return (f"pod {pod.metadata.name} on {pod.spec.node_name} cannot get image {cs.image}: it is in "
-            f"no node and could not be pulled ({cs.state.waiting.message or 'ImagePullBackOff'})",
+    what = (f"pod {pod.metadata.name} on {pod.spec.node_name} cannot get image {cs.image}: it is in "
+            f"no node and could not be pulled ({cs.state.waiting.message or 'ImagePullBackOff'})")
+    if foreign:
+        return what, (f"make {cs.image} pullable by the cluster's nodes (push it to their registry), or run "
+                      "an image they can pull: --image IMAGE (or the spec's smoke.cudaImage / smoke.pytorchImage "
+                      "with --config)")
+    return (what,
             f"put it into the host's Docker (`docker pull {cs.image}`, or `docker load -i` on a host "
             "without a registry), then `invoke smoke` loads it into the nodes; or point the spec's "
             "smoke.cudaImage / smoke.pytorchImage at an image you have")
