@@ -115,7 +115,8 @@ class GPUCluster:
         from kindgpu.report import Reporter
 
         if not self.made_by_kindgpu:
-            raise AssertionError(f"{self.name} was not made by kindgpu: push the images to its registry instead")
+            raise AssertionError(f"{self.name} is not a cluster kindgpu made on this host: push the images to "
+                                 "its registry instead")
         return loading.load(self.name, list(images), Reporter(), workers=workers)
 
 

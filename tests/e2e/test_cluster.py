@@ -234,6 +234,35 @@ def test_killed_worker_is_reported_and_up_recovers(state):
     invoke("smoke", "--name", CLUSTER, check=True)
 
 
+def test_a_stopped_worker_is_not_healthy_at_once_and_smoke_says_why(state):
+    worker = f"{CLUSTER}-worker3"
+    assert docker("stop", worker).returncode == 0
+    status = invoke("status", "--name", CLUSTER, "--json")
+    doc = json.loads(status.stdout)
+    assert status.returncode == 1 and not doc["healthy"]
+    row = {r["node"]: r for r in doc["nodes"]}[worker]
+    assert not row["ready"] and row["plugin"] == "(node container stopped)"
+    [problem] = [p for p in doc["problems"] if p["node"] == worker]
+    assert problem["problem"] == "node container exited" and "invoke up" in problem["fix"]
+    smoke = invoke("smoke", "--name", CLUSTER)
+    assert smoke.returncode == 1 and "Traceback" not in smoke.stderr
+    assert f"ERROR: node container(s) of {CLUSTER} not running: {worker}" in smoke.stderr
+    invoke("up", *SPEC, check=True)
+    assert json.loads(invoke("status", "--name", CLUSTER, "--json", check=True).stdout)["healthy"]
+
+
+def test_right_after_a_control_plane_restart_commands_wait_and_never_print_a_traceback(state):
+    assert docker("restart", f"{CLUSTER}-control-plane").returncode == 0
+    time.sleep(1)
+    status = invoke("status", "--name", CLUSTER, "--json")
+    assert "Traceback" not in status.stdout + status.stderr
+    assert f"waiting for the API server of {CLUSTER}" in status.stderr
+    assert status.returncode in (0, 1) and json.loads(status.stdout)["cluster"] == CLUSTER
+    up = invoke("up", *SPEC)
+    assert up.returncode == 0 and "Traceback" not in up.stderr, up.stderr
+    invoke("smoke", "--name", CLUSTER, check=True)
+
+
 def test_down_of_a_cluster_kindgpu_did_not_make_is_refused(state, harness):
     made = plain_kind_cluster("not-kindgpu", harness, state / "foreign.kubeconfig")
     assert made.returncode == 0, made.stderr

@@ -407,6 +407,17 @@ def test_the_client_and_kubectl_reach_the_cluster(gpu_cluster):
 @pytest.mark.gpu
 def test_needs_real_gpus(gpu_cluster):
     raise AssertionError("ran on simulated GPUs")
+
+
+def test_load_puts_images_into_a_kindgpu_cluster(gpu_cluster):
+    image = os.environ.get("KDAILY_LOAD")
+    if image is None:
+        return
+    if image:
+        gpu_cluster.load(image)
+    else:
+        with pytest.raises(AssertionError, match="not a cluster kindgpu made on this host"):
+            gpu_cluster.load("any:1")
 '''
 
 
@@ -422,16 +433,32 @@ def planned_uuids(daily):
     return [(w["node"], [g["uuid"] for g in w["gpus"]]) for w in doc["workers"]]
 
 
-def test_the_plugin_takes_the_cluster_through_its_kubeconfig_and_never_deletes_it(daily, foreign_kubeconfig,
-                                                                                   pytester, monkeypatch):
+def test_the_plugin_knows_a_kindgpu_cluster_by_its_kubeconfig_and_never_deletes_it(daily, foreign_kubeconfig,
+                                                                                    pytester, monkeypatch):
+    """On this host the cluster's record says what it is: its plan with the UUIDs, and load() works
+    (README's example test)."""
+    from kindgpu.simgpu.build import image_tag
+
     monkeypatch.setenv("KDAILY_MODE", oct(stat.S_IMODE(foreign_kubeconfig.stat().st_mode)))
+    monkeypatch.setenv("KDAILY_LOAD", image_tag())  # in every node already: load skips them all
     before = docker("inspect", "-f", "{{.Id}}", f"{CLUSTER}-control-plane").stdout
-    # Only the counts are known there: the UUIDs are "" (not known), in node-name order.
+    result = run_user_suite(pytester, "--kindgpu-kubeconfig", str(foreign_kubeconfig), expected=planned_uuids(daily))
+    result.assert_outcomes(passed=3, skipped=1)
+    result.stdout.fnmatch_lines(["*needs real GPUs; the GPUs of kdaily are simulated*"])
+    assert docker("inspect", "-f", "{{.Id}}", f"{CLUSTER}-control-plane").stdout == before
+
+
+def test_the_plugin_takes_a_cluster_it_cannot_see_the_nodes_of_by_its_nodes_alone(daily, foreign_kubeconfig,
+                                                                                  pytester, monkeypatch):
+    """From where Docker cannot see the nodes (another machine), only the counts are known: the UUIDs
+    are "" (not known), in node-name order, and load() says why it cannot."""
+    monkeypatch.setenv("KDAILY_MODE", oct(stat.S_IMODE(foreign_kubeconfig.stat().st_mode)))
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    monkeypatch.setenv("KDAILY_LOAD", "")
     result = run_user_suite(pytester, "--kindgpu-kubeconfig", str(foreign_kubeconfig),
                             expected=[(WORKERS[0], ["", ""]), (WORKERS[1], [""]), (WORKERS[2], [""])])
-    result.assert_outcomes(passed=2, skipped=1)
+    result.assert_outcomes(passed=3, skipped=1)
     result.stdout.fnmatch_lines(["*needs real GPUs; the GPUs of kind-kdaily are simulated*"])
-    assert docker("inspect", "-f", "{{.Id}}", f"{CLUSTER}-control-plane").stdout == before
 
 
 def test_the_plugin_reuses_the_cluster_from_its_spec_and_keeps_it(daily, pytester, monkeypatch):
@@ -439,7 +466,7 @@ def test_the_plugin_reuses_the_cluster_from_its_spec_and_keeps_it(daily, pyteste
     before = docker("inspect", "-f", "{{.Id}}", f"{CLUSTER}-control-plane").stdout
     result = run_user_suite(pytester, "--kindgpu-spec", str(daily["spec"]), "--kindgpu-keep",
                             expected=planned_uuids(daily))
-    result.assert_outcomes(passed=2, skipped=1)
+    result.assert_outcomes(passed=3, skipped=1)
     result.stdout.fnmatch_lines(["*Nothing to be done.*", "*needs real GPUs; the GPUs of kdaily are simulated*"])
     assert docker("inspect", "-f", "{{.Id}}", f"{CLUSTER}-control-plane").stdout == before  # kept, not remade
 
@@ -449,7 +476,7 @@ def test_the_plugin_deletes_the_cluster_at_the_end_with_what_kindgpu_merged(dail
     users = daily["users"]
     assert kubeconfig_doc(users)["current-context"] == KEY  # merged again above
     result = run_user_suite(pytester, "--kindgpu-spec", str(daily["spec"]), expected=planned_uuids(daily))
-    result.assert_outcomes(passed=2, skipped=1)
+    result.assert_outcomes(passed=3, skipped=1)
     assert docker("ps", "-aq", "--filter", f"label=io.x-k8s.kind.cluster={CLUSTER}").stdout.strip() == ""
     assert docker("network", "ls", "-q", "--filter", f"name=kindgpu-{CLUSTER}").stdout.strip() == ""
     assert not (daily["root"] / "state" / CLUSTER).exists()
