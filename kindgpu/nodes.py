@@ -62,7 +62,10 @@ def short_error(text: str) -> str:
     """Docker's error in one line: the reason in its parentheses, without the errno."""
     m = re.search(r"\(([^()]*(?:No such file|refused|timed out|denied)[^()]*)\)", text)
     found = (m.group(1) if m else text.splitlines()[0] if text else "unknown error").strip(" '\"")
-    return re.sub(r"^\d+, '?", "", found)  # "2, 'No such file or directory": the errno goes
+    found = re.sub(r"^\d+, '?", "", found)  # "2, 'No such file or directory": the errno goes
+    if found.startswith("No such file"):  # the socket is not there: what that means, not the errno's words
+        return "its socket is not there (dockerd is not running, or DOCKER_HOST names another socket)"
+    return found
 
 
 class Node:

@@ -151,7 +151,7 @@ def test_docker_not_reachable_says_so_with_the_command_that_starts_it(tmp_path, 
     with pytest.raises(KindgpuError) as caught:
         nodes.docker_client()
     assert str(caught.value) == f"Docker is not reachable at DOCKER_HOST=unix://{tmp_path}/docker.sock: " \
-                                "No such file or directory"
+                                "its socket is not there (dockerd is not running, or DOCKER_HOST names another socket)"
     assert "`sudo systemctl start docker`" in caught.value.fix
 
 

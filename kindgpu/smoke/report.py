@@ -31,8 +31,9 @@ def show(outcome, cluster, as_json):
         return
     console.table(f"Smoke ({outcome.level}) on {cluster}: {'PASS' if outcome.ok else 'FAIL'}",
                   ["worker", "node", "expected GPUs", "seen GPUs", "result"],
-                  [(w["worker"], w["node"], "\n".join(w["expected"]) or f"{w['expectedCount']} (as the node offers)",
-                    "\n".join(u for u in w["seen"] if u),
+                  [(w["worker"], w["node"],
+                    "\n".join(sorted(w["expected"])) or f"{w['expectedCount']} (as the node offers)",
+                    "\n".join(sorted(u for u in w["seen"] if u)),
                     "pass" if w["ok"] else w["message"]) for w in outcome.workers]
                   + [("cpu-only", w["node"], "(none)", "\n".join(w["seen"]) or "(none)",
                       "pass" if w["ok"] else w["message"]) for w in outcome.cpu_workers])
