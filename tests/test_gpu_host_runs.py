@@ -1,9 +1,10 @@
-"""What kindgpu printed on a real H200 host in real mode (hack/gpu-host/rig.sh, 2026-12-01), judged.
+"""What kindgpu printed on real GPU hosts in real mode (hack/gpu-host/rig.sh), judged.
 
 Each file is one command's output as rig.sh kept it: "$ command", the output, "# exit N, T s".
-Two sessions, each on a new machine of the kind (another GPU UUID each time): h200-2026-12-01
-(its restart/ runs from an earlier machine still) and h200-2026-12-01b, which adds the compute
-level. The verdicts of both runs are judged alike.
+Three sessions, each on a new machine (another GPU UUID each time): h200-2026-12-01 (its restart/
+runs from an earlier machine still) and h200-2026-12-01b, which adds the compute level, on
+Kubernetes v1.30.4 and kind v0.32.0; h100-2026-12-07-k137 on an H100, Kubernetes v1.37.2 and kind
+v0.33.0 from kindgpu's derived node image. The verdicts of all runs are judged alike.
 """
 
 import json
@@ -14,6 +15,7 @@ import pytest
 
 RUNS = Path(__file__).parent / "testdata" / "gpu-host"
 SECOND = "h200-2026-12-01b"
+K137 = "h100-2026-12-07-k137"
 
 
 class Run:
@@ -40,7 +42,7 @@ class Run:
         return float(re.search(r"^# exit 0, ([0-9.]+) s$", self.output(rel), re.M).group(1))
 
 
-@pytest.fixture(params=["h200-2026-12-01", SECOND])
+@pytest.fixture(params=["h200-2026-12-01", SECOND, K137])
 def run(request):
     return Run(request.param)
 
@@ -82,7 +84,7 @@ def test_visibility_smoke_saw_exactly_the_hosts_gpu_and_the_limit_held(rel, run)
     (worker,) = outcome["workers"]
     assert worker["seen"] == worker["expected"] and len(worker["seen"]) == 1
     assert worker["seen"][0].startswith("GPU-")
-    if run.name == SECOND or rel.startswith("gpu1"):  # that session's restart ran on another machine
+    if run.name != "h200-2026-12-01" or rel.startswith("gpu1"):  # its restart ran on another machine
         assert worker["seen"] == [run.host_uuid()]
     assert outcome["limitEnforced"]["ok"] and "Insufficient nvidia.com/gpu" in outcome["limitEnforced"]["message"]
 
@@ -115,6 +117,8 @@ def test_down_leaves_no_container_network_or_state(run):
 
 
 def test_bench_bare_kind_and_up_with_the_same_config(run):
+    if run.name == K137:
+        return  # that session ran no bench
     bare, up = run.seconds("bench/kind-create.txt"), run.seconds("bench/up.txt")
     assert 0 < bare < up  # up also waits for Ready nodes and a registered plugin
     assert re.search(r"✓ create .*\(([0-9.]+)s\)", run.output("bench/up.txt"))
@@ -144,3 +148,26 @@ def test_a_failed_level_named_its_cause_and_what_fixed_it():
     assert pending["workers"][0]["ok"] and not pending["ok"]
     assert [c["message"] for c in pending["checks"]] == ["gpu-product-selector[NVIDIA-H200]: a pod on rig-worker "
                                                           "ended Pending"]
+
+
+def test_kubernetes_1_37_on_a_cgroup_v2_host_from_the_derived_node_image_with_nothing_patched():
+    """Issue "Today's Kubernetes": kind v0.33.0, Kubernetes v1.37.2, the default prepareNodeImage."""
+    run = Run(K137)
+    checks = {c["id"]: c for c in run.doc("gpu1/preflight.txt")["checks"]}
+    assert checks["kind"]["found"] == "kind v0.33.0" and checks["kubectl"]["found"] == "kubectl v1.37.2"
+    assert checks["node-kubernetes"]["status"] == "PASS" and checks["node-kubernetes"]["found"].endswith(
+        "Kubernetes v1.37.2")
+    assert checks["docker-cgroup"]["found"].startswith("cgroup v2")  # so no kubelet override, and no WARNING
+    up = run.output("gpu1/up.txt")
+    assert "WARNING" not in up and "failCgroupV1" not in up
+    assert "building node image kindgpu/node:v1.37.2-" in up and "✓ create" in up
+    assert run.seconds("gpu1/up.txt") < 90
+
+
+def test_compute_on_kubernetes_1_37_ran_on_the_hosts_gpu():
+    run = Run(K137)
+    outcome = run.doc("gpu1/smoke-compute.txt")
+    assert run.exit_code("gpu1/smoke-compute.txt") == 0 and outcome["ok"] and outcome["level"] == "compute"
+    (worker,) = outcome["workers"]
+    assert worker["seen"] == worker["expected"] == [run.host_uuid()]
+    assert "products correct" in worker["message"]

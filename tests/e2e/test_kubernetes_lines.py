@@ -30,9 +30,9 @@ def line(request, harness, tmp_path_factory):
     if image == "(none)":
         pytest.fail("KINDGPU_NODE_IMAGES_EXTRA is empty: `bash hack/harness/setup.sh` builds the other "
                     "Kubernetes lines (K8S_EXTRA_VERSIONS) and writes it into /var/cache/kindgpu-harness/env")
-    spec = SPEC + f"nodeImage: {image}\n"
-    with cluster_from_spec(tmp_path_factory.mktemp("kindgpu-kline"), CLUSTER, spec, request) as path:
-        yield path, image
+    # The flag, not the spec: KINDGPU_NODE_IMAGE (the default line's image) outranks a spec file.
+    with cluster_from_spec(tmp_path_factory.mktemp("kindgpu-kline"), CLUSTER, SPEC, request) as path:
+        yield ["--config", str(path), "--node-image", image], image
 
 
 def allocatable():
@@ -40,14 +40,14 @@ def allocatable():
 
 
 def test_up_on_the_line(line):
-    path, image = line
-    result = invoke("up", "--config", str(path), check=True)
+    given, image = line
+    result = invoke("up", *given, check=True)
     assert "✓ create" in result.stdout and "✓ device-plugin" in result.stdout
     wanted = image.split(":")[1].split("-")[0]  # kindgpu-harness/node:v1.34.4-<hash>
     versions = {n.status.node_info.kubelet_version for n in kind_kube(CLUSTER).nodes()}
     assert versions == {wanted}
     assert allocatable() == {f"{CLUSTER}-control-plane": None, f"{CLUSTER}-worker": "1", f"{CLUSTER}-worker2": "1"}
-    assert "Nothing to be done." in invoke("up", "--config", str(path), check=True).stdout
+    assert "Nothing to be done." in invoke("up", *given, check=True).stdout
 
 
 def test_smoke_on_the_line(line):
@@ -57,9 +57,9 @@ def test_smoke_on_the_line(line):
 
 
 def test_a_restarted_worker_comes_back_with_up(line):
-    path, _ = line
+    given, _ = line
     assert docker("restart", f"{CLUSTER}-worker2").returncode == 0
-    invoke("up", "--config", str(path), check=True)
+    invoke("up", *given, check=True)
     assert allocatable()[f"{CLUSTER}-worker2"] == "1"
     invoke("smoke", "--name", CLUSTER, check=True)
 
