@@ -139,6 +139,7 @@ def ensure_image(client) -> str:
         layer.write_bytes(rootfs_tar(binary.read_bytes(), busybox_bytes(), NVIDIA_SMI.read_bytes()))
         repository, _, version = tag.partition(":")
         changes = [f"CMD {json.dumps([BINARY])}", f"ENV KINDGPU_SIM_SOURCES={SOURCES_DIR}",
+                   "ENV PATH=/usr/local/bin:/usr/bin:/bin",
                    'LABEL app.kubernetes.io/managed-by="kindgpu"']
         client.api.import_image_from_file(str(layer), repository=repository, tag=version, changes=changes)
     if not has_image(client, tag):
