@@ -112,8 +112,11 @@ func run(ctx context.Context, s settings) error {
 	if err := install(s); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(s.cdiRoot, 0o755); err != nil {
-		return err
+	// The helper listens in kubelet's plugins directory, in a directory of the driver's own it does not make.
+	for _, dir := range []string{s.cdiRoot, filepath.Join(kubeletplugin.KubeletPluginsDir, DriverName)} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
 	}
 	config, err := rest.InClusterConfig()
 	if err != nil {
