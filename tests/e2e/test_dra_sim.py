@@ -126,6 +126,20 @@ def cluster(request, harness, tmp_path_factory):
             os.environ["KINDGPU_STATE_DIR"] = before
 
 
+def test_nodes_run_the_line_and_the_device_class_is_nvidias(cluster):
+    from kindgpu import versions
+
+    kubelets = {n["status"]["nodeInfo"]["kubeletVersion"] for n in cluster.get("nodes")["items"]}
+    assert kubelets == {versions.show(cluster.kubernetes)}
+    cls = cluster.get("deviceclass", "gpu.nvidia.com")
+    assert cls["spec"]["selectors"] == [{"cel": {"expression": NVIDIA["deviceClass"]["cel"]}}]
+    # The API server keeps the extended-resource mapping only where DRAExtendedResource is on: by default
+    # from 1.36; before, only with the gates versions.dra_feature_gates names (not in the kind config yet).
+    kept = cls["spec"].get("extendedResourceName")
+    assert kept == (None if versions.dra_feature_gates(cluster.kubernetes) else "nvidia.com/gpu"), cls["spec"]
+    cluster.keep("deviceclass.yaml", yaml.safe_dump(cls["spec"], sort_keys=False))
+
+
 def slices(cluster):
     return [s for s in cluster.get("resourceslices")["items"] if s["spec"]["driver"] == "gpu.nvidia.com"]
 
