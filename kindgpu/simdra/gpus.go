@@ -212,6 +212,9 @@ func CDIDeviceID(claimUID, request string, gpu GPU) string {
 // NVIDIA_VISIBLE_DEVICES with the GPUs' UUIDs, their description for the fake nvidia-smi, and the
 // fake nvidia-smi with the static busybox that runs it, both read-only (shareDir holds them on the
 // node). One spec per request, so a container given one request of a claim sees its GPUs only.
+// A container given two claims (or two requests) of this driver gets the variables of the spec the
+// runtime applies last, as NVIDIA_VISIBLE_DEVICES is one variable: the fake nvidia-smi then shows
+// only those GPUs. Not yet handled.
 func RequestSpec(claimUID, request string, gpus []GPU, shareDir string) cdispec.Spec {
 	visible, lines := SimGPUsEnv(gpus)
 	spec := cdispec.Spec{
