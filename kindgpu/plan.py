@@ -143,6 +143,7 @@ def allocate_plan(doc: dict, inventory: Inventory | None = None, runtime: versio
     assignments, problems = allocate(doc, inventory)
     if not problems and not inventory.simulated:
         problems = held_by_other_clusters(doc["name"], assignments, nodes.docker_client_or_none())
+    problems += specs.gpu_allocation_problems(doc, runtime.kubernetes)  # the image itself may say what its tag does not
     if problems:
         raise SpecError(problems)
     workers = doc["workers"]

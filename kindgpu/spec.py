@@ -384,7 +384,26 @@ def problems(doc: dict) -> list[Problem]:
     found += simulated_product_problems(doc)
     found += image_problems(doc)
     found += smoke_env_problems(doc)
+    if isinstance(doc.get("nodeImage"), str):
+        found += gpu_allocation_problems(doc, versions.image_kubernetes(doc["nodeImage"]), known_only=True)
     return found
+
+
+def gpu_allocation_problems(doc: dict, kubernetes: versions.Version | None, known_only: bool = False) -> list[Problem]:
+    """`gpuAllocation: dra` needs a node image of Kubernetes 1.34 or newer (resource.k8s.io/v1).
+
+    kubernetes: the node image's version; None when not known, which is a problem unless known_only
+    (spec.problems, where only the image's tag tells; plan.make_plan asks the image itself)."""
+    if doc.get("gpuAllocation") != "dra" or versions.dra_supported(kubernetes):
+        return []
+    if kubernetes is None and known_only:
+        return []
+    minimum = f"1.{versions.DRA_FROM[1]}"
+    told = f"runs Kubernetes {versions.show(kubernetes)}" if kubernetes else "does not say which Kubernetes it runs"
+    return [Problem("gpuAllocation", f"dra needs Kubernetes {minimum} or newer (resource.k8s.io/v1), but nodeImage "
+                                     f"{doc.get('nodeImage')} {told}",
+                    f"use a node image of Kubernetes {minimum} or newer (kindest/node:v1.37.0), or leave "
+                    "gpuAllocation out for the device plugin")]
 
 
 # What the GPU runtime reads to pick a pod's GPUs: smoke judges what the pod sees, so these stay its own.

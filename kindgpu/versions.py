@@ -140,3 +140,32 @@ def host_cgroup_version(client=None) -> int | None:
 def observe(image: str, client=None) -> Runtime:
     """The Runtime for a cluster of `image` on this host; client: Docker's, or None where it does not answer."""
     return Runtime(image_kubernetes(image, client), host_cgroup_version(client))
+
+
+# Dynamic Resource Allocation (spec `gpuAllocation: dra`): resource.k8s.io/v1 and DynamicResourceAllocation
+# are GA and on by default from 1.34 (pkg/features/kube_features.go), so nothing is needed for core DRA there.
+DRA_FROM = (1, 34)
+# The extended-resource mapping (DeviceClass spec.extendedResourceName, KEP-5004), so a pod asking
+# `nvidia.com/gpu: 1` is served by DRA: gate DRAExtendedResource, alpha and off in 1.34 and 1.35, beta and
+# on in 1.36, GA and locked on in 1.37 (k8s.io/kubernetes v1.34.4, v1.35.4, v1.36.3 and v1.37.2,
+# pkg/features/kube_features.go). It guards the API field (kube-apiserver drops it when off), the scheduler's
+# mapping and kubelet's handling of such pods, so it goes to every component: kind's top-level featureGates.
+DRA_EXTENDED_RESOURCE_GATE = "DRAExtendedResource"
+DRA_EXTENDED_RESOURCE_ON_FROM = (1, 36)
+
+
+def dra_supported(kubernetes: Version | None) -> bool:
+    return kubernetes is not None and kubernetes[:2] >= DRA_FROM
+
+
+def dra_feature_gates(kubernetes: Version) -> dict[str, bool]:
+    """The feature gates a kind cluster of this Kubernetes version needs for kindgpu's DRA, as kind's
+    `featureGates` takes them: only those not on by default (none from 1.36). ValueError below 1.34.
+
+    Not rendered yet: render.py is to put them into the kind config's `featureGates` when the spec says
+    `gpuAllocation: dra` (issue 24, with the plugin's deployment in up's steps)."""
+    if not dra_supported(kubernetes):
+        raise ValueError(f"DRA needs Kubernetes 1.{DRA_FROM[1]} or newer, not {show(kubernetes)}")
+    if kubernetes[:2] < DRA_EXTENDED_RESOURCE_ON_FROM:
+        return {DRA_EXTENDED_RESOURCE_GATE: True}
+    return {}
