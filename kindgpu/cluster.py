@@ -9,6 +9,7 @@ from . import (
     console,
     deviceplugin,
     drift,
+    faults,
     kind,
     kubeconfig,
     lock,
@@ -138,6 +139,11 @@ def status(name, note):
     kube = Kube.for_kind_cluster(name)
     wait_answering(kube, name, note)
     plan = record.require(kube, name)
+    injected = faults.read(kube)
+    downed = {f.node for f in injected if f.kind == faults.WORKER_DOWN}
+    failed = faults.unhealthy_per_node(injected)
+    problems = [{**p, "fix": "`invoke heal` starts it (`invoke fault --down` stopped it)"} if p["node"] in downed
+                else p for p in problems]
     started = nodes.start_times({n: node for n, node in found.items() if node.running})
     assigned = {w.node: w for w in plan.workers}
     sim = plan.simulated
@@ -171,12 +177,15 @@ def status(name, note):
         if not r["ready"]:
             problems.append({"node": r["node"], "problem": "not Ready (or not reported since its container started)",
                              "fix": UP_FIX})
-        elif ts.allocatable(r["assignedGPUs"]) != r["allocatableGPUs"]:
+        elif ts.allocatable(r["assignedGPUs"] - failed.get(r["node"], 0)) != r["allocatableGPUs"]:
             problems.append({"node": r["node"], "problem": f"offers {r['allocatableGPUs']} GPUs, "
                                                            f"{ts.allocatable(r['assignedGPUs'])} assigned "
                                                            f"(plugin {r['plugin'] or 'none'})", "fix": UP_FIX})
+    problems += [{"node": f.node, "problem": f.describe(), "fix": "`invoke heal` undoes it"}
+                 for f in injected if f.kind == faults.GPU]
     return {"cluster": name, "simulated": sim, "specHash": plan.spec_hash, "healthy": not problems,
-            "problems": problems, "sharing": sharing.describe(ts), "nodes": rows}
+            "problems": problems, "faults": [f.__dict__ for f in injected], "sharing": sharing.describe(ts),
+            "nodes": rows}
 
 
 def node_order(node_name):

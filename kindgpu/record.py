@@ -11,7 +11,7 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from . import drift, names, render, sharing
+from . import drift, faults, names, render, sharing
 from .errors import KindgpuError
 from .kube import Kube
 from .plan import Plan
@@ -107,5 +107,7 @@ def gpu_shortfall(kube: Kube, plan: Plan) -> list[str]:
     have = allocatable_gpus(kube, plan)
     ts = sharing.of(plan.spec)
     shared = f" × {ts.replicas} replicas as {ts.resource}" if ts.shared else ""
-    return [f"{w.node} offers {have[w.node]} of {len(w.gpus)}{shared} GPUs" for w in plan.workers
-            if have[w.node] != ts.allocatable(len(w.gpus))]
+    failed = faults.unhealthy_per_node(faults.read(kube))  # made to fail on purpose: offered no more
+    return [f"{w.node} offers {have[w.node]} of {len(w.gpus) - failed.get(w.node, 0)}{shared} GPUs"
+            + (f" ({failed[w.node]} made Unhealthy by `invoke fault`)" if w.node in failed else "")
+            for w in plan.workers if have[w.node] != ts.allocatable(len(w.gpus) - failed.get(w.node, 0))]

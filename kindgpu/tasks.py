@@ -159,6 +159,26 @@ def status(c: Context, config: str | None = None, name: str | None = None, json:
         raise Exit(code=1)
 
 
+@task(help={**NAME_HELP, "gpu": "the GPU that fails, by UUID (simulated GPUs)",
+            "worker": "a worker, numbered as kind names them (1 is <name>-worker)",
+            "index": "with --worker: the GPU's place on it, from 0", "xid": "the Xid it reports (default 79)",
+            "down": "with --worker: stop that worker's node container", "json": "print as JSON"})
+@user_errors
+def fault(c: Context, config: str | None = None, name: str | None = None, gpu: str | None = None,
+          worker: str | None = None, index: str | None = None, xid: str | None = None, down: bool = False,
+          json: bool = False) -> None:
+    """Make a GPU fail (an Xid) or a worker go down, on purpose and recorded; `invoke heal` undoes it."""
+    commands.fault.run(config, flags.parse(name=name), gpu=gpu, worker=worker, index=index, xid=xid, down=down,
+                       as_json=json)
+
+
+@task(help={**NAME_HELP, "json": "print as JSON"})
+@user_errors
+def heal(c: Context, config: str | None = None, name: str | None = None, json: bool = False) -> None:
+    """Undo every fault `invoke fault` injected (nothing to do when there is none)."""
+    commands.heal.run(config, flags.parse(name=name), as_json=json)
+
+
 @task(help={**NAME_HELP,
             "merge": "add or refresh context kind-<name> in $KUBECONFIG or ~/.kube/config, and make it current",
             "unmerge": "remove context kind-<name> (and its cluster and user) from those files"})
@@ -195,7 +215,7 @@ def smoke(c: Context, config: str | None = None, name: str | None = None, level:
                        kubeconfig=kubeconfig, image=image, junit=junit, as_json=json)
 
 
-COMMAND_TASKS = [config, preflight, up, down, status, smoke, kubeconfig, load, node_images]
+COMMAND_TASKS = [config, preflight, up, down, status, smoke, kubeconfig, load, node_images, fault, heal]
 # A step with a task of its own already (preflight, config) keeps it; every other step becomes one.
 STEP_TASKS = [step_task(s) for s in steps.pipeline() if s.name not in {t.name for t in COMMAND_TASKS}]
 ns = Collection(*COMMAND_TASKS, *STEP_TASKS)

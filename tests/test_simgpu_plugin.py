@@ -213,3 +213,30 @@ def test_manifest_sharing_env_is_what_the_plugin_reads(plugin):
     assert plugin.device_ids(["GPU-a"], 2) == sharing.replica_ids("GPU-a", 2)
     with pytest.raises(ValueError):
         plugin.Settings.from_env({**env, plugin.ENV_REPLICAS: "0"})
+
+
+def test_a_gpu_given_a_critical_xid_is_reported_unhealthy_and_back_when_healed(node, plugin, caplog):
+    """As NVIDIA's plugin: a critical Xid makes the GPU Unhealthy (kubelet offers one less; pods keep
+    running); an application's Xid (13, 31, 43, 45, 68, 109) is logged and skipped."""
+    stub = node.connect(node.registered())
+    stream = stub.ListAndWatch(node.api_pb2.Empty(), timeout=15)
+    first, second = sorted(UUIDS[:2])
+    assert {d.health for d in next(stream).devices} == {"Healthy"}
+    node.settings.faults.write_text(f'{{"{first}": 79, "{second}": 13}}')
+    health = {d.ID: d.health for d in next(stream).devices}
+    assert health == {first: "Unhealthy", second: "Healthy"}
+    assert f"XidCriticalError: Xid=79 on Device={first}; marking device as unhealthy" in caplog.text
+    assert f"Xid=13 on Device={second}; an application error: skipped" in caplog.text
+    node.settings.faults.write_text("{}")  # healed
+    assert {d.health for d in next(stream).devices} == {"Healthy"}
+    stream.cancel()
+
+
+def test_faults_are_read_leniently(tmp_path, plugin):
+    path = tmp_path / "faults.json"
+    assert plugin.read_faults(path) == {}
+    path.write_text("{not json")
+    assert plugin.read_faults(path) == {}
+    path.write_text('{"GPU-a": "48", "GPU-b": 43}')
+    assert plugin.read_faults(path) == {"GPU-a": 48, "GPU-b": 43}
+    assert plugin.unhealthy(plugin.read_faults(path)) == {"GPU-a"}

@@ -6,6 +6,7 @@ with; then a typed task in kindgpu/tasks.py calls it. The work itself stays in t
 owns it (cluster, smoke, kubeconfig, load, nodeimage, preflight).
 """
 
-from . import config, down, kubeconfig, load, node_images, preflight, smoke, status, up
+from . import config, down, fault, heal, kubeconfig, load, node_images, preflight, smoke, status, up
 
-__all__ = ["config", "down", "kubeconfig", "load", "node_images", "preflight", "smoke", "status", "up"]
+__all__ = ["config", "down", "fault", "heal", "kubeconfig", "load", "node_images", "preflight", "smoke", "status",
+           "up"]

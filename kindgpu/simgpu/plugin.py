@@ -38,6 +38,12 @@ RESOURCE = "nvidia.com/gpu"
 ENDPOINT = "kindgpu-sim-gpu.sock"
 KUBELET_SOCKET = "kubelet.sock"
 HEALTHY = "Healthy"
+UNHEALTHY = "Unhealthy"
+# Faults kindgpu injects (`invoke fault`): {uuid: xid} in the share directory, which the node has.
+FAULTS_FILE = "faults.json"
+# The Xids NVIDIA's plugin leaves healthy: errors of an application, not of the GPU
+# (k8s-device-plugin v0.20.0, internal/rm/health.go: applicationErrorXids).
+APPLICATION_XIDS = frozenset({13, 31, 43, 45, 68, 109})
 
 # Settings, from the environment the DaemonSet gives (manifest.py).
 ENV_PRODUCT = "KINDGPU_SIM_PRODUCT"
@@ -101,6 +107,10 @@ class Settings:
         return self.share_dir / "nvidia-smi"
 
     @property
+    def faults(self):
+        return self.share_dir / FAULTS_FILE
+
+    @property
     def shared_busybox(self):
         return self.share_dir / "busybox"
 
@@ -115,6 +125,19 @@ def device_ids(uuids, replicas):
     if replicas <= 1:
         return list(uuids)
     return [f"{u}{REPLICA_SEPARATOR}{n}" for u in uuids for n in range(replicas)]
+
+
+def read_faults(path):
+    """{uuid: xid} of the GPUs kindgpu made fail; {} when none (or the file is being replaced)."""
+    try:
+        return {uuid: int(xid) for uuid, xid in json.loads(Path(path).read_text()).items()}
+    except (FileNotFoundError, ValueError, AttributeError, TypeError):
+        return {}
+
+
+def unhealthy(faults):
+    """The GPUs an Xid makes unhealthy, as NVIDIA's plugin judges them (application Xids do not)."""
+    return {uuid for uuid, xid in faults.items() if xid not in APPLICATION_XIDS}
 
 
 def gpu_of(device_id):
@@ -160,18 +183,31 @@ class SimulatedGPUPlugin(api_pb2_grpc.DevicePluginServicer):
         return api_pb2.DevicePluginOptions()
 
     def ListAndWatch(self, request, context):
-        """Send the device list now and again whenever the sim-gpus directory changes."""
-        sent = None
+        """Send the device list now and again whenever the sim-gpus directory or the faults change.
+
+        A GPU given an Xid is logged as NVIDIA's plugin logs one, and reported Unhealthy unless the Xid
+        is an application's: kubelet then offers one GPU less; pods on it keep running."""
+        sent, logged = None, {}
         while context.is_active() and not self.stopping.is_set():
             uuids = discover(self.settings.device_dir)
-            if uuids != sent:
-                log.info("advertising %d GPU(s) × %d as %s: %s", len(uuids), self.settings.replicas,
-                         self.settings.resource, ", ".join(uuids))
+            faults = {u: x for u, x in read_faults(self.settings.faults).items() if u in uuids}
+            for uuid, xid in faults.items():
+                if logged.get(uuid) != xid:
+                    critical = xid not in APPLICATION_XIDS
+                    log.warning("XidCriticalError: Xid=%d on Device=%s; %s", xid, uuid,
+                                "marking device as unhealthy" if critical else "an application error: skipped")
+            logged = faults
+            bad = unhealthy(faults)
+            state = (uuids, bad)
+            if state != sent:
+                log.info("advertising %d GPU(s) × %d as %s: %s%s", len(uuids), self.settings.replicas,
+                         self.settings.resource, ", ".join(uuids),
+                         f"; unhealthy: {', '.join(sorted(bad))}" if bad else "")
                 yield api_pb2.ListAndWatchResponse(
-                    devices=[api_pb2.Device(ID=i, health=HEALTHY)
+                    devices=[api_pb2.Device(ID=i, health=UNHEALTHY if gpu_of(i) in bad else HEALTHY)
                              for i in device_ids(uuids, self.settings.replicas)]
                 )
-                sent = uuids
+                sent = state
             self.stopping.wait(POLL_SECONDS)
 
     def Allocate(self, request, context):
