@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from . import plan, runner, spec
+from . import imageref, paths, plan, runner, spec
 from .errors import Problem, SpecError
 from .payloads import levels
 from .steps import pipeline
@@ -49,6 +49,13 @@ def level(flag, value):
     return value, [Problem(flag, *found)] if found else []
 
 
+def image_references(flag, value):
+    """--image, and `invoke load`'s comma-separated names: Docker's reference grammar (kindgpu.imageref)."""
+    names = [n.strip() for n in str(value).split(",")]
+    found = [Problem(flag, f"{n!r}: {why}", spec.IMAGE_FIX) for n in names if (why := imageref.problem(n))]
+    return value, found
+
+
 def step_names(flag, value):
     """--force (repeatable) and --until name steps of `invoke up`."""
     names = [value] if isinstance(value, str) else list(value)
@@ -57,7 +64,11 @@ def step_names(flag, value):
 
 # task flag -> check(flag as typed, value) -> (value as used, problems)
 CHECKS = {"workers": count, "gpus": count, "simulate": count, "timeout": seconds, "level": level,
-          "force": step_names, "until": step_names}
+          "force": step_names, "until": step_names,
+          "config": lambda flag, value: (value, paths.readable_file(flag, value)),
+          "kubeconfig": lambda flag, value: (value, paths.readable_file(flag, value)),
+          "junit": lambda flag, value: (value, paths.writable_file(flag, value)),
+          "image": image_references, "images": image_references}
 
 
 def parse(**given):
@@ -65,9 +76,11 @@ def parse(**given):
 
     Raises SpecError naming each bad flag.
     """
-    out, problems = {}, []
+    out, problems = {}, paths.state_dir_problems()
     for flag, value in given.items():
-        if flag in CHECKS and value not in (None, "", [], ()):
+        if value == "":  # given, but empty: never "use the default"
+            problems.append(Problem(flag_name(flag), "is empty", "give it a value, or leave the flag out"))
+        elif flag in CHECKS and value not in (None, [], ()):
             value, found = CHECKS[flag](flag_name(flag), value)
             problems += found
         out[flag] = value

@@ -120,6 +120,9 @@ def load_file(path: str | Path) -> tuple[dict, list[Problem]]:
                                           "YAML would keep the second silently", "keep one of them")])
     except FileNotFoundError:
         raise SpecError([Problem("--config", f"file {path} does not exist", "see configs/ for examples")])
+    except (IsADirectoryError, PermissionError) as err:
+        raise SpecError([Problem("--config", f"{path} cannot be read as a spec file ({err.strerror})",
+                                 "give the path of a spec file (see configs/)")])
     except yaml.YAMLError as err:
         raise SpecError([Problem("--config", f"{path} is not valid YAML: {err}")])
     if not isinstance(doc, dict):

@@ -79,7 +79,8 @@ def config(c: Context, config: str | None = None, name: str | None = None, worke
            gpus: str | None = None, simulate: str | None = None, node_image: str | None = None,
            json: bool = False, dry_run: bool = False) -> None:
     """Plan which GPUs go to which worker and write the kind config."""
-    checked = flags.parse(name=name, workers=workers, gpus=gpus, simulate=simulate, node_image=node_image)
+    checked = flags.parse(config=config, name=name, workers=workers, gpus=gpus, simulate=simulate,
+                          node_image=node_image)
     commands.config.run(config, checked, dry_run=dry_run, as_json=json)
 
 
@@ -90,7 +91,8 @@ def preflight(c: Context, config: str | None = None, name: str | None = None, wo
               gpus: str | None = None, simulate: str | None = None, node_image: str | None = None,
               json: bool = False, fix: bool = False) -> None:
     """Check that this host can run the cluster asked for; print how to fix what is missing."""
-    checked = flags.parse(name=name, workers=workers, gpus=gpus, simulate=simulate, node_image=node_image)
+    checked = flags.parse(config=config, name=name, workers=workers, gpus=gpus, simulate=simulate,
+                          node_image=node_image)
     code = commands.preflight.run(config, checked, as_json=json, fix=fix)
     if code:
         raise Exit(code=code)
@@ -101,8 +103,8 @@ def bring_up(c: Context, until: str | None, config: str | None = None, name: str
              node_image: str | None = None, dry_run: bool = False, force: list[str] | None = None,
              recreate: bool = False, merge: bool = False, no_merge: bool = False) -> None:
     """`invoke up`, or a step's task: up to the step `until` (None: all of them)."""
-    checked = flags.parse(name=name, workers=workers, gpus=gpus, simulate=simulate, node_image=node_image,
-                          force=force, until=until)
+    checked = flags.parse(config=config, name=name, workers=workers, gpus=gpus, simulate=simulate,
+                          node_image=node_image, force=force, until=until)
     spec_flags = {k: checked[k] for k in ("name", "workers", "gpus", "simulate", "node_image")}
     commands.up.run(config, spec_flags, until=until, dry_run=dry_run, force=force, recreate=recreate, merge=merge,
                     no_merge=no_merge)
@@ -141,7 +143,8 @@ def step_task(step: Step) -> Task:
 def down(c: Context, config: str | None = None, name: str | None = None, force: bool = False,
          images: bool = False, kubeconfig: str | None = None) -> None:
     """Delete the cluster, its Docker network and its state directory."""
-    commands.down.run(config, flags.parse(name=name), force=force, images=images, kubeconfig=kubeconfig)
+    commands.down.run(config, flags.parse(config=config, name=name, kubeconfig=kubeconfig), force=force, images=images,
+                      kubeconfig=kubeconfig)
 
 
 @task(help={"remove": "remove those no container uses (a cluster's nodes keep theirs)", "json": "print as JSON"})
@@ -155,7 +158,7 @@ def node_images(c: Context, remove: bool = False, json: bool = False) -> None:
 @user_errors
 def status(c: Context, config: str | None = None, name: str | None = None, json: bool = False) -> None:
     """Show nodes, labels, assigned vs allocatable GPUs and device plugin health."""
-    if not commands.status.run(config, flags.parse(name=name), as_json=json):
+    if not commands.status.run(config, flags.parse(config=config, name=name), as_json=json):
         raise Exit(code=1)
 
 
@@ -168,15 +171,15 @@ def fault(c: Context, config: str | None = None, name: str | None = None, gpu: s
           worker: str | None = None, index: str | None = None, xid: str | None = None, down: bool = False,
           json: bool = False) -> None:
     """Make a GPU fail (an Xid) or a worker go down, on purpose and recorded; `invoke heal` undoes it."""
-    commands.fault.run(config, flags.parse(name=name), gpu=gpu, worker=worker, index=index, xid=xid, down=down,
-                       as_json=json)
+    commands.fault.run(config, flags.parse(config=config, name=name), gpu=gpu, worker=worker, index=index, xid=xid,
+                       down=down, as_json=json)
 
 
 @task(help={**NAME_HELP, "json": "print as JSON"})
 @user_errors
 def heal(c: Context, config: str | None = None, name: str | None = None, json: bool = False) -> None:
     """Undo every fault `invoke fault` injected (nothing to do when there is none)."""
-    commands.heal.run(config, flags.parse(name=name), as_json=json)
+    commands.heal.run(config, flags.parse(config=config, name=name), as_json=json)
 
 
 @task(help={**NAME_HELP,
@@ -186,7 +189,7 @@ def heal(c: Context, config: str | None = None, name: str | None = None, json: b
 def kubeconfig(c: Context, config: str | None = None, name: str | None = None, merge: bool = False,
                unmerge: bool = False) -> None:
     """Print the cluster's own kubeconfig; --merge or --unmerge its context where kubectl looks."""
-    commands.kubeconfig.run(config, flags.parse(name=name), merge=merge, unmerge=unmerge)
+    commands.kubeconfig.run(config, flags.parse(config=config, name=name), merge=merge, unmerge=unmerge)
 
 
 @task(help={"images": "IMAGE[,IMAGE...]: images in this host's Docker (commas between them)",
@@ -196,7 +199,8 @@ def kubeconfig(c: Context, config: str | None = None, name: str | None = None, m
 def load(c: Context, images: str, config: str | None = None, name: str | None = None, workers: str | None = None,
          json: bool = False) -> None:
     """Put local Docker images into the cluster's nodes at once, skipping nodes that have them."""
-    commands.load.run(images, config, flags.parse(name=name), workers=workers, as_json=json)
+    commands.load.run(images, config, flags.parse(config=config, name=name, images=images), workers=workers,
+                      as_json=json)
 
 
 @task(help={**NAME_HELP, "level": f"{DEFAULT_LEVEL} (default), {OTHER_LEVELS}",
@@ -210,7 +214,8 @@ def smoke(c: Context, config: str | None = None, name: str | None = None, level:
           image: str | None = None) -> None:
     """Run GPU Jobs on every worker; pass only if each sees exactly its own GPUs."""
     # timeout defaults to None, not 300: invoke would parse `--timeout x` itself, with a traceback.
-    checked = flags.parse(name=name, level=level, timeout=timeout)
+    checked = flags.parse(config=config, name=name, level=level, timeout=timeout, junit=junit, kubeconfig=kubeconfig,
+                          image=image)
     commands.smoke.run(config, {"name": checked["name"]}, checked["level"], timeout=checked["timeout"],
                        kubeconfig=kubeconfig, image=image, junit=junit, as_json=json)
 

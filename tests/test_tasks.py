@@ -190,3 +190,29 @@ def test_a_step_task_runs_the_steps_before_it_first_and_stops_after_it(state_dir
     assert not (state_dir.parent / "kubectl-config").exists()  # nor merges
     tasks.ns["label"](Context(), name="t", simulate="8", dry_run=True, no_merge=True)
     assert "kubeconfig" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, env_extra, flag", [
+    (["config", "--config", "{dir}"], {}, "--config: {dir} is a directory, not a file"),
+    (["config", "--config", "{dir}/missing.yaml"], {}, "--config: {dir}/missing.yaml does not exist"),
+    (["config", "--simulate", "2"], {"KINDGPU_STATE_DIR": "{file}"}, "KINDGPU_STATE_DIR: {file} is a file"),
+    (["status", "--name", "x"], {"KINDGPU_STATE_DIR": "{file}/state"}, "KINDGPU_STATE_DIR: {file} is a file"),
+    (["smoke", "--junit", "{dir}"], {}, "--junit: {dir} is a directory, not a file"),
+    (["smoke", "--kubeconfig", "{dir}/nope"], {}, "--kubeconfig: {dir}/nope does not exist"),
+    (["down", "--kubeconfig", "{dir}"], {}, "--kubeconfig: {dir} is a directory"),
+    (["smoke", "--image", "Bad Image"], {}, "--image: 'Bad Image': invalid reference format"),
+    (["load", "ok:1,Not/Lower:1"], {}, "--images: 'Not/Lower:1': repository name must be lowercase"),
+    (["config", "--config", ""], {}, "--config: is empty"),
+])
+def test_every_path_and_name_a_user_gives_is_checked_at_the_edge(args, env_extra, flag, bare, tmp_path):
+    """Exit 2 naming the flag or variable, no traceback, nothing written (issue: strict as kind)."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    fill = {"dir": str(tmp_path), "file": str(a_file)}
+    env = {**bare, **{k: v.format(**fill) for k, v in env_extra.items()}}
+    before = sorted(p.name for p in tmp_path.iterdir())
+    out = invoke(*[a.format(**fill) for a in args], env=env)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr and out.stderr.startswith("ERROR: invalid task flags")
+    assert flag.format(**fill) in out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
