@@ -79,10 +79,10 @@ def image_kubernetes(image: str, client=None) -> Version | None:
     found = parse(tag)
     if found or client is None:
         return found
-    return parse(_read_file(client, image, "/kind/version"))
+    return parse(read_image_file(client, image, "/kind/version"))
 
 
-def _read_file(client, image: str, path: str) -> str:
+def read_image_file(client, image: str, path: str) -> str:
     """A file of a local image, read without running it; "" when the image or the file is not there."""
     import docker.errors
 

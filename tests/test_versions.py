@@ -76,3 +76,13 @@ def test_preflight_says_cgroup_v1_is_overridden_for_1_35_and_later():
     old = dockerhost.cgroup_check(info, (1, 34, 4))
     assert old.status == Status.WARN and "failCgroupV1" not in old.found
     assert dockerhost.cgroup_check({"CgroupVersion": "2"}, (1, 37, 0)).status == Status.PASS
+
+
+def test_preflight_fails_a_node_image_whose_containerd_config_kindgpu_cannot_patch():
+    real = Request(cluster_name="t", node_image="odd/node:v1.37.0")
+    assert dockerhost.containerd_config_version("version = 2\n[plugins]\n") == 2
+    assert dockerhost.containerd_config_version("not toml = [") is None
+    odd = dockerhost.node_image_check(real, {"present": True, "containerd": "2.3.7", "config_version": 4})
+    assert odd.status == Status.FAIL and "version 4" in odd.found
+    fine = dockerhost.node_image_check(real, {"present": True, "containerd": "2.3.7", "config_version": 3})
+    assert fine.status == Status.PASS

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from .. import names, versions
 from ..nodes import has_owner_mount, image_id, short_error
+from ..toml_text import load_toml
 from .model import Check, Status
 from .nvidia import SIMULATED
 
@@ -19,6 +20,7 @@ RUNTIME_FIX = (
 GIB = 1024**3
 NODE_IMAGE_GIB = 2.0  # kindest/node, unpacked
 PER_NODE_GIB = 1.0  # a node's writable layer and the images pulled inside it
+CONTAINERD_CONFIG = "/etc/containerd/config.toml"
 GOOD_STORAGE = {"overlay2", "overlayfs", "fuse-overlayfs"}
 KIND_NAME_RE = re.compile(r"^[a-z0-9.-]+$")  # what kind itself accepts
 
@@ -63,12 +65,23 @@ def probe_node_image(client, image):
     if image_id(client, image) is None:
         return {"present": False, "containerd": None, "kubernetes": versions.image_kubernetes(image)}
     kubernetes = versions.image_kubernetes(image, client)
+    config_version = containerd_config_version(versions.read_image_file(client, image, CONTAINERD_CONFIG))
     try:
         out = client.containers.run(image, ["--version"], entrypoint="containerd", remove=True,
                                     network_mode="none", stderr=True).decode(errors="replace")
     except docker.errors.DockerException:
-        return {"present": True, "containerd": None, "kubernetes": kubernetes}
-    return {"present": True, "containerd": parse_containerd_version(out), "kubernetes": kubernetes}
+        return {"present": True, "containerd": None, "kubernetes": kubernetes, "config_version": config_version}
+    return {"present": True, "containerd": parse_containerd_version(out), "kubernetes": kubernetes,
+            "config_version": config_version}
+
+
+def containerd_config_version(text: str):
+    """The `version` of a containerd config (kind's images write 2; containerd 2's own format is 3); None
+    when there is no config or it is not TOML."""
+    try:
+        return load_toml(text).get("version") if text else None
+    except ValueError:
+        return None
 
 
 def parse_containerd_version(text):
@@ -171,7 +184,12 @@ def node_image_check(request, found) -> Check:
         return Check("node-image", title, Status.WARN, f"{image}: its containerd did not say its version",
                      hint="kindgpu turns CDI on (enable_cdi) in every node's containerd; it needs 1.7 or later")
     major_minor = tuple(int(x) for x in version.split(".")[:2])
-    details = {"containerd": version}
+    details = {"containerd": version, "config_version": found.get("config_version")}
+    if found.get("config_version") not in (None, 2, 3):
+        return Check("node-image", title, Status.FAIL,
+                     f"{image}: its containerd config is version {found['config_version']!r}, which kindgpu cannot "
+                     "turn CDI on in (it knows versions 2 and 3)",
+                     hint="Use a kindest/node image (kind's own write version 2)", details=details)
     if major_minor < (1, 7):
         return Check("node-image", title, Status.FAIL, f"{image}: containerd {version} has no CDI",
                      hint="Use a kindest/node image of kind v0.20 or later (containerd 1.7+)", details=details)

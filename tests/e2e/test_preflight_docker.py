@@ -181,6 +181,8 @@ def test_node_image_containerd_read_from_the_image_itself():
     req = Request(node_image=image)
     facts = dockerhost.probe(req)
     assert facts.node_image["present"] and facts.node_image["containerd"].startswith("2.3.7")  # "2.3.7+unknown"
+    assert facts.node_image["config_version"] == 2  # kind's node config, read from the image without running it
+    assert facts.node_image["kubernetes"] == (1, 37, 2)
     check = dockerhost.node_image_check(req, facts.node_image)
     assert check.status is Status.PASS and "CDI on by default" in check.found
     missing = Request(node_image=f"kindgpu-test/no-such-node:{secrets.token_hex(3)}")
