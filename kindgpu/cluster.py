@@ -183,6 +183,10 @@ def status(name, note):
                                                            f"(plugin {r['plugin'] or 'none'})", "fix": UP_FIX})
     problems += [{"node": f.node, "problem": f.describe(), "fix": "`invoke heal` undoes it"}
                  for f in injected if f.kind == faults.GPU]
+    if not stopped:  # a node's own /dev/nvidiaN only: isolation, as the isolate step checks it
+        problems += [{"node": w.node, "problem": f"sees GPU device node(s) not its own: {', '.join(foreign)}",
+                      "fix": "run `invoke up`: its isolate step takes them away"}
+                     for w, foreign, _ in steps.Isolate().survey(steps.Context(plan, None)) if foreign]
     return {"cluster": name, "simulated": sim, "specHash": plan.spec_hash, "healthy": not problems,
             "problems": problems, "faults": [f.__dict__ for f in injected], "sharing": sharing.describe(ts),
             "nodes": rows}

@@ -109,6 +109,24 @@ class GPUCluster:
                                  f"{result.stdout}{result.stderr}")
         return result.stdout
 
+    def fault(self, *, gpu=None, worker=None, index=None, xid=None, down=False):
+        """As `invoke fault`: make a GPU fail (simulated GPUs) or a worker go down, recorded; kindgpu's clusters."""
+        from kindgpu import commands
+
+        self._kindgpus("inject faults into")
+        commands.fault.run(None, {"name": self.name}, gpu=gpu, worker=worker, index=index, xid=xid, down=down)
+
+    def heal(self):
+        """As `invoke heal`: undo every fault injected; then `invoke up` for workers that were down."""
+        from kindgpu import commands
+
+        self._kindgpus("heal")
+        commands.heal.run(None, {"name": self.name})
+
+    def _kindgpus(self, what):
+        if not self.made_by_kindgpu:
+            raise AssertionError(f"{self.name} is not a cluster kindgpu made on this host: kindgpu cannot {what} it")
+
     def load(self, *images, workers=None):
         """Put images from the host's Docker into the nodes (as `invoke load`); kindgpu's clusters only."""
         from kindgpu import load as loading

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import nodes, record
+from .. import faults, nodes, record
 from ..errors import KindgpuError, Problem, SpecError
 from ..kube import Kube, wait_answering
 from ..payloads import levels
@@ -48,6 +48,12 @@ def smoke(name, level, reporter, *, junit=None, as_json=False, timeout=300, imag
     wait_answering(kube, name, reporter.note)
     plan = record.require(kube, name)
     check_level(plan, level)
+    injected = faults.read(kube)
+    if faults.unhealthy_per_node(injected):
+        # Those workers offer fewer GPUs than smoke asks of them, on purpose: that is the reason, said at once.
+        raise KindgpuError("smoke cannot pass while GPUs are Unhealthy on purpose: "
+                           f"{'; '.join(f.describe() for f in injected)}",
+                           "`invoke heal` undoes them; then run smoke again")
     return run_and_report(kube, plan, level, reporter, junit or StateDir.of(name).junit(level),
                           as_json=as_json, timeout=timeout, image=image)
 

@@ -126,6 +126,19 @@ def test_status_shows_assigned_equals_allocatable(state):
     assert all(n["assignedGPUs"] == n["allocatableGPUs"] == 2 for n in workers)
 
 
+def test_status_names_a_gpu_device_node_a_worker_should_not_have_and_up_takes_it_away(state):
+    worker = f"{CLUSTER}-worker"
+    assert docker("exec", worker, "mknod", "/dev/nvidia5", "c", "195", "5").returncode == 0  # worker3's GPU
+    result = invoke("status", "--name", CLUSTER, "--json")
+    doc = json.loads(result.stdout)
+    assert result.returncode == 1 and not doc["healthy"]
+    [problem] = [p for p in doc["problems"] if p["node"] == worker]
+    assert "/dev/nvidia5" in problem["problem"] and "isolate" in problem["fix"]
+    invoke("up", *SPEC, check=True)
+    assert node_gpu_minors(worker) == [0, 1]
+    assert json.loads(invoke("status", "--name", CLUSTER, "--json", check=True).stdout)["healthy"]
+
+
 def real_gpu_context(**plugin):
     """A real-GPU plan (the H200 host's inventory) for this simulated cluster's two first workers."""
     from kindgpu import plan, spec, steps

@@ -62,6 +62,10 @@ def test_a_gpu_made_unhealthy_drops_allocatable_and_a_new_pod_lands_elsewhere(sp
         time.sleep(0.5)
     assert placed == SECOND
     kube.core.delete_namespaced_pod("wants-one", "default", grace_period_seconds=0)
+    # smoke names the fault as its reason, at once.
+    smoke = invoke("smoke", "--name", CLUSTER)
+    assert smoke.returncode == 1 and "smoke cannot pass while GPUs are Unhealthy on purpose" in smoke.stderr
+    assert "`invoke heal`" in smoke.stderr
     # up knows the fault: nothing to repair while it is injected.
     assert "Nothing to be done." in invoke("up", "--config", str(spec_file), check=True).stdout
 
