@@ -148,8 +148,10 @@ def status(name, note):
     assigned = {w.node: w for w in plan.workers}
     sim = plan.simulated
     ts = sharing.of(plan.spec)
-    selector = deviceplugin.plugin_selector(sim)
+    selector = deviceplugin.plugin_selector(plan)
     plugins = {p.spec.node_name: p for p in kube.pods(names.SYSTEM_NAMESPACE, selector)}
+    # Under DRA: what each worker's ResourceSlice publishes (UUIDs), against what it was assigned.
+    published = record.published_gpus(kube.resource_slices()) if plan.dra else None
     rows = []
     for node in sorted(kube.nodes(), key=lambda n: node_order(n.metadata.name)):
         labels = node.metadata.labels or {}
@@ -171,12 +173,20 @@ def status(name, note):
             "plugin": "(node container stopped)" if node.metadata.name in stopped
                       else worker_plugin(worker, cpu_only, pod),
         })
+        if published is not None:
+            rows[-1]["publishedGPUs"] = published.get(node.metadata.name, [])
     for r in rows:
         if r["node"] in stopped:
             continue
         if not r["ready"]:
             problems.append({"node": r["node"], "problem": "not Ready (or not reported since its container started)",
                              "fix": UP_FIX})
+        elif published is not None:
+            if r["role"] == "worker" and r["publishedGPUs"] != sorted(r["uuids"]):
+                problems.append({"node": r["node"], "problem": f"its ResourceSlice publishes "
+                                 f"{len(r['publishedGPUs'])} GPU(s) {r['publishedGPUs']}, {r['assignedGPUs']} "
+                                 f"assigned {sorted(r['uuids'])} (DRA plugin {r['plugin'] or 'none'})",
+                                 "fix": UP_FIX})
         elif ts.allocatable(r["assignedGPUs"] - failed.get(r["node"], 0)) != r["allocatableGPUs"]:
             problems.append({"node": r["node"], "problem": f"offers {r['allocatableGPUs']} GPUs, "
                                                            f"{ts.allocatable(r['assignedGPUs'])} assigned "
@@ -187,9 +197,9 @@ def status(name, note):
         problems += [{"node": w.node, "problem": f"sees GPU device node(s) not its own: {', '.join(foreign)}",
                       "fix": "run `invoke up`: its isolate step takes them away"}
                      for w, foreign, _ in steps.Isolate().survey(steps.Context(plan, None)) if foreign]
-    return {"cluster": name, "simulated": sim, "specHash": plan.spec_hash, "healthy": not problems,
-            "problems": problems, "faults": [f.__dict__ for f in injected], "sharing": sharing.describe(ts),
-            "nodes": rows}
+    return {"cluster": name, "simulated": sim, "gpuAllocation": "dra" if plan.dra else "devicePlugin",
+            "specHash": plan.spec_hash, "healthy": not problems, "problems": problems,
+            "faults": [f.__dict__ for f in injected], "sharing": sharing.describe(ts), "nodes": rows}
 
 
 def node_order(node_name):
@@ -218,6 +228,9 @@ def show_status(doc, as_json):
                       [(r["node"], r["role"], r["container"]) for r in doc["nodes"]])
         show_problems(doc)
         return
+    if doc.get("gpuAllocation") == "dra":
+        show_dra_status(doc)
+        return
     console.table(
         f"Cluster {doc['cluster']} ({'simulated' if doc['simulated'] else 'real'} GPUs): "
         f"{'healthy' if doc['healthy'] else 'NOT healthy'}",
@@ -227,6 +240,19 @@ def show_status(doc, as_json):
           (f"{r['assignedGPUs']}/{r['allocatableGPUs']}" + (f" (×{r['replicas']})" if r["replicas"] > 1 else ""))
           if r["role"] == "worker" else "",
           r["plugin"]) for r in doc["nodes"]])
+    show_problems(doc)
+
+
+def show_dra_status(doc):
+    """Under DRA a worker's GPUs are the devices its ResourceSlice publishes, not allocatable counts."""
+    console.table(
+        f"Cluster {doc['cluster']} ({'simulated' if doc['simulated'] else 'real'} GPUs, DRA): "
+        f"{'healthy' if doc['healthy'] else 'NOT healthy'}",
+        ["node", "role", "ready", "gpu-worker", "gpu-ids", "GPUs assigned/published", "published UUIDs", "plugin"],
+        [(r["node"], r["role"], "yes" if r["ready"] else "NO", "cpu-only" if r["cpuOnly"] else r["gpuWorker"],
+          r["gpuIds"],
+          f"{r['assignedGPUs']}/{len(r.get('publishedGPUs', []))}" if r["role"] == "worker" else "",
+          ",".join(r.get("publishedGPUs", [])), r["plugin"]) for r in doc["nodes"]])
     show_problems(doc)
 
 

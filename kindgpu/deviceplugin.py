@@ -1,4 +1,5 @@
-"""The device plugin each GPU worker runs: NVIDIA's for real GPUs, kindgpu's for simulated ones."""
+"""The device plugin each GPU worker runs: NVIDIA's for real GPUs, kindgpu's for simulated ones; under
+`gpuAllocation: dra` (simulated GPUs only), kindgpu's simulated DRA kubelet plugin (simdra) instead."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import NamedTuple
 
 from . import images, names, sharing
 from .errors import KindgpuError
+from .simdra import manifest as simdra_manifest
 from .simgpu.manifest import APP_NAME, ON_GPU_NODES, sim_device_plugin_objects
 
 # simgpu.build is imported where used: it imports Docker's client, which listing the tasks must not pay for.
@@ -178,13 +180,19 @@ def nvidia_daemonset(spec, driver: DriverLayout):
     }
 
 
-def plugin_selector(simulated):
+def plugin_selector(plan):
     """Label selector of the plugin pods, for status and diagnostics."""
-    return f"app.kubernetes.io/name={APP_NAME}" if simulated else f"name={NVIDIA_APP}"
+    if plan.dra:
+        return f"app.kubernetes.io/name={simdra_manifest.APP_NAME}"
+    return f"app.kubernetes.io/name={APP_NAME}" if plan.simulated else f"name={NVIDIA_APP}"
 
 
 def objects(plan, sim_image=None, driver=None):
-    """The plugin's objects; real GPUs need the workers' driver layout (node_driver_layout)."""
+    """The plugin's objects; real GPUs need the workers' driver layout (node_driver_layout). Under DRA
+    (simulated GPUs): the DeviceClass gpu.nvidia.com, the DRA plugin's rights and its DaemonSet."""
+    if plan.dra:
+        gpus = [g for w in plan.gpu_workers for g in w.gpus]
+        return simdra_manifest.sim_dra_objects(sim_image, gpus, plan.runtime.kubernetes)
     if plan.simulated:
         sim = plan.spec["simulate"]
         time_slicing = sharing.of(plan.spec) if sharing.configured(plan.spec) else None
@@ -197,6 +205,10 @@ def objects(plan, sim_image=None, driver=None):
 
 def image(plan):
     """The image the plugin DaemonSet runs (for simulated GPUs, built locally)."""
+    if plan.dra:
+        from .simdra.build import image_tag
+
+        return image_tag()
     if plan.simulated:
         from .simgpu.build import image_tag
 
@@ -213,8 +225,26 @@ def load_image(plan, docker, workers, progress):
     """
     tag = image(plan)
     if plan.simulated:
-        from .simgpu.build import ensure_image
-
         progress(f"building {tag} (first time only)")
-        ensure_image(docker)
+        ensure_images(plan, docker)
     return tag, images.preload(docker, workers, tag, progress)
+
+
+def smoke_image(plan):
+    """For simulated GPUs, what smoke's pods run: the simulated device plugin's image (a shell and the
+    fake nvidia-smi), under DRA too, where the claim's CDI spec mounts the claimed GPUs' nvidia-smi."""
+    from .simgpu.build import image_tag
+
+    return image_tag()
+
+
+def ensure_images(plan, docker):
+    """Build the simulated GPUs' images this plan needs (first time only): the simulated device
+    plugin's (also smoke's), and under DRA the DRA plugin's."""
+    from .simgpu.build import ensure_image
+
+    ensure_image(docker)
+    if plan.dra:
+        from .simdra.build import ensure_image as ensure_dra_image
+
+        ensure_dra_image(docker)

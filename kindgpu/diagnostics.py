@@ -25,7 +25,7 @@ def collect(ctx, step_name):
 
 
 def plugin_pods(ctx):
-    return ctx.kube.pods(names.SYSTEM_NAMESPACE, deviceplugin.plugin_selector(ctx.plan.simulated))
+    return ctx.kube.pods(names.SYSTEM_NAMESPACE, deviceplugin.plugin_selector(ctx.plan))
 
 
 def pod_summary(ctx, pod, tail=20):

@@ -78,6 +78,10 @@ def gpu_fault(plan: Plan, *, gpu: str | None, worker: int | None, index: int | N
             "health from the driver alone, so kindgpu cannot mark it Unhealthy",
             "on real GPUs, `invoke fault --worker N --down` stops a worker; GPU faults need simulated GPUs "
             "(--simulate N)")
+    if plan.dra:
+        raise KindgpuError("under DRA a failed GPU is a device taint, which `invoke fault` does not make yet",
+                           "`invoke fault --worker N --down` stops a worker; GPU faults work under "
+                           "gpuAllocation: devicePlugin")
     if gpu:
         found = [(w, g) for w in plan.gpu_workers for g in w.gpus if g.uuid == gpu]
         if not found:

@@ -79,6 +79,23 @@ class Kube:
 
         return client.BatchV1Api(self.api_client)
 
+    @cached_property
+    def resource(self):
+        from kubernetes import client
+
+        return client.ResourceV1Api(self.api_client)
+
+    @cached_property
+    def rbac(self):
+        from kubernetes import client
+
+        return client.RbacAuthorizationV1Api(self.api_client)
+
+    def resource_slices(self) -> list[dict]:
+        """Every ResourceSlice (resource.k8s.io/v1) as the API writes it (camelCase keys)."""
+        found = self.resource.list_resource_slice(_request_timeout=REQUEST_TIMEOUT).items
+        return [self.api_client.sanitize_for_serialization(s) for s in found]
+
     def nodes(self) -> list[V1Node]:
         """The cluster's Kubernetes Node objects (nodes.py's Nodes are their containers)."""
         return self.core.list_node(_request_timeout=REQUEST_TIMEOUT).items
@@ -112,13 +129,14 @@ class Kube:
         obj["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = digest
         kind, meta = obj["kind"], obj["metadata"]
         verbs = self._verbs(kind)
-        current = self.get(kind, meta["name"], meta["namespace"])
+        namespace = meta.get("namespace")  # none for cluster-scoped kinds
+        current = self.get(kind, meta["name"], namespace)
         if current is None:
-            verbs.create(meta["namespace"], obj)
+            verbs.create(namespace, obj)
         elif (current.metadata.annotations or {}).get(HASH_ANNOTATION) != digest:
-            verbs.replace(meta["name"], meta["namespace"], obj)
+            verbs.replace(meta["name"], namespace, obj)
 
-    def current_hash(self, kind: str, name: str, namespace: str) -> str | None:
+    def current_hash(self, kind: str, name: str, namespace: str | None) -> str | None:
         """The manifest hash kindgpu wrote on the object ("" when none); None when it does not exist."""
         obj = self.get(kind, name, namespace)
         return None if obj is None else (obj.metadata.annotations or {}).get(HASH_ANNOTATION, "")
@@ -130,7 +148,21 @@ class Kube:
                          lambda _, body: core.create_namespace(body),
                          lambda name, _, body: core.replace_namespace(name, body),
                          lambda name, _, **kw: core.delete_namespace(name, **kw))
+        cluster_scoped = {
+            "DeviceClass": ("resource", "device_class"),
+            "ClusterRole": ("rbac", "cluster_role"),
+            "ClusterRoleBinding": ("rbac", "cluster_role_binding"),
+        }
+        if kind in cluster_scoped:  # the namespace arguments are ignored
+            api, what = cluster_scoped[kind]
+            api = getattr(self, api)
+            read, create = getattr(api, f"read_{what}"), getattr(api, f"create_{what}")
+            replace, delete = getattr(api, f"replace_{what}"), getattr(api, f"delete_{what}")
+            return Verbs(lambda name, _, **kw: read(name, **kw), lambda _, body: create(body),
+                         lambda name, _, body: replace(name, body), lambda name, _, **kw: delete(name, **kw))
         return {
+            "ServiceAccount": Verbs(core.read_namespaced_service_account, core.create_namespaced_service_account,
+                                    core.replace_namespaced_service_account, core.delete_namespaced_service_account),
             "ConfigMap": Verbs(core.read_namespaced_config_map, core.create_namespaced_config_map,
                                core.replace_namespaced_config_map, core.delete_namespaced_config_map),
             "DaemonSet": Verbs(apps.read_namespaced_daemon_set, apps.create_namespaced_daemon_set,

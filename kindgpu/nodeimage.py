@@ -92,9 +92,10 @@ class Inputs:
 
 def held_images(plan) -> list[str]:
     """What every node needs: the device plugin's image and the visibility level's smoke image
-    (for simulated GPUs the same one)."""
+    (for simulated GPUs the same one; under DRA, the DRA plugin's and that one)."""
     plugin = deviceplugin.image(plan)
-    wanted = [plugin, levels.image(plan.spec, levels.VISIBILITY.name, plugin if plan.simulated else None)]
+    smoke = deviceplugin.smoke_image(plan) if plan.simulated else None
+    wanted = [plugin, levels.image(plan.spec, levels.VISIBILITY.name, smoke)]
     return list(dict.fromkeys(wanted))
 
 
@@ -116,9 +117,7 @@ def ensure(plan, client, note) -> Inputs:
     """The derived image for this plan, built when missing (simulated GPUs: their plugin image
     first); note(text) is told when it is built, and how long that took."""
     if plan.simulated:
-        from .simgpu.build import ensure_image
-
-        ensure_image(client)
+        deviceplugin.ensure_images(plan, client)
     wanted = inputs(plan, client)
     if image_id(client, wanted.tag) is None:
         note(f"building node image {wanted.tag} from {wanted.base} (once)")

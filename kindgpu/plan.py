@@ -51,6 +51,11 @@ class Plan:
         return bool(self.spec.get("simulate"))
 
     @property
+    def dra(self) -> bool:
+        """Whether pods get GPUs through DRA (spec `gpuAllocation: dra`) rather than the device plugin."""
+        return self.spec.get("gpuAllocation") == "dra"
+
+    @property
     def gpu_workers(self) -> tuple[WorkerPlan, ...]:
         return tuple(w for w in self.workers if not w.cpu_only)
 
@@ -144,6 +149,7 @@ def allocate_plan(doc: dict, inventory: Inventory | None = None, runtime: versio
     if not problems and not inventory.simulated:
         problems = held_by_other_clusters(doc["name"], assignments, nodes.docker_client_or_none())
     problems += specs.gpu_allocation_problems(doc, runtime.kubernetes)  # the image itself may say what its tag does not
+    problems += specs.real_gpu_dra_problems(doc, inventory.simulated)
     if problems:
         raise SpecError(problems)
     workers = doc["workers"]

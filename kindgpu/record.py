@@ -1,5 +1,5 @@
 """What a live cluster says about itself: the plan it was made from, which nodes are Ready, and
-how many GPUs each worker offers.
+how many GPUs each worker offers (under DRA: which GPUs its ResourceSlice publishes).
 
 The plan is recorded in the cluster, in the kube-system ConfigMap kindgpu-spec, when `up` has
 made it. `status` and `smoke` read it back from there as a Plan.
@@ -111,3 +111,41 @@ def gpu_shortfall(kube: Kube, plan: Plan) -> list[str]:
     return [f"{w.node} offers {have[w.node]} of {len(w.gpus) - failed.get(w.node, 0)}{shared} GPUs"
             + (f" ({failed[w.node]} made Unhealthy by `invoke fault`)" if w.node in failed else "")
             for w in plan.workers if have[w.node] != ts.allocatable(len(w.gpus) - failed.get(w.node, 0))]
+
+
+DRA_DRIVER = "gpu.nvidia.com"  # simdra.manifest.DRIVER: NVIDIA's DRA driver's name
+
+
+def published_gpus(slices: list[dict], driver: str = DRA_DRIVER) -> dict[str, list[str]]:
+    """{pool (the node's name): sorted GPU UUIDs} of the driver's ResourceSlices (API dicts): what each
+    worker publishes through DRA. A device without a uuid attribute counts by its name."""
+    found: dict[str, list[str]] = {}
+    for piece in slices:
+        spec = piece.get("spec") or {}
+        if spec.get("driver") != driver:
+            continue
+        pool = (spec.get("pool") or {}).get("name") or spec.get("nodeName") or ""
+        uuids = found.setdefault(pool, [])
+        for device in spec.get("devices") or []:
+            uuid = ((device.get("attributes") or {}).get("uuid") or {}).get("string")
+            uuids.append(uuid or device.get("name", "?"))
+    return {pool: sorted(uuids) for pool, uuids in found.items()}
+
+
+def dra_shortfall(kube: Kube, plan: Plan) -> list[str]:
+    """A sentence for each worker whose ResourceSlice does not publish exactly its GPUs (the DRA
+    counterpart of gpu_shortfall; a CPU-only worker must publish none)."""
+    published = published_gpus(kube.resource_slices())
+    short = []
+    for w in plan.workers:
+        want, have = sorted(g.uuid for g in w.gpus), published.get(w.node, [])
+        if have != want:
+            what = "no ResourceSlice" if w.node not in published else f"{len(have)} GPU(s) {', '.join(have)}"
+            short.append(f"{w.node} publishes {what}, {len(want)} assigned" +
+                         (f" ({', '.join(want)})" if have and want else ""))
+    return short
+
+
+def allocation_shortfall(kube: Kube, plan: Plan) -> list[str]:
+    """What the workers' GPU offer lacks: ResourceSlices under DRA, allocatable GPUs otherwise."""
+    return dra_shortfall(kube, plan) if plan.dra else gpu_shortfall(kube, plan)

@@ -9,7 +9,7 @@ import json
 import os
 from functools import lru_cache
 
-from . import names, nodeimage
+from . import names, nodeimage, versions
 from .errors import KindgpuError
 from .spec import SCHEMA_PATH
 
@@ -92,12 +92,23 @@ def kind_config(plan):
         "kubeadmConfigPatches": [kubelet_patch(plan)],
         "nodes": nodes,
     }
+    gates = feature_gates(plan)
+    if gates:
+        config["featureGates"] = gates
     if not nodeimage.enabled(spec):
         # kindgpu's node image has CDI on already; a patch would make kind restart every node's
         # containerd on the way (the create step passes that image as `kind create cluster --image`).
         config["containerdConfigPatches"] = [CONTAINERD_CDI_PATCH]
     check_kind_config(config)
     return config
+
+
+def feature_gates(plan) -> dict[str, bool]:
+    """kind's top-level featureGates (every component gets them): those DRA needs on this Kubernetes
+    version (versions.dra_feature_gates), only under `gpuAllocation: dra`."""
+    if not plan.dra or plan.runtime.kubernetes is None:
+        return {}
+    return dict(sorted(versions.dra_feature_gates(plan.runtime.kubernetes).items()))
 
 
 @lru_cache(maxsize=1)

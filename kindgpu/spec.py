@@ -409,6 +409,16 @@ def gpu_allocation_problems(doc: dict, kubernetes: versions.Version | None, know
                     "gpuAllocation out for the device plugin")]
 
 
+def real_gpu_dra_problems(doc: dict, simulated: bool) -> list[Problem]:
+    """`gpuAllocation: dra` works for simulated GPUs only so far (issue 24): real GPUs need NVIDIA's DRA
+    driver, which kindgpu does not deploy yet. Refused, not silently served by the device plugin."""
+    if doc.get("gpuAllocation") != "dra" or simulated:
+        return []
+    return [Problem("gpuAllocation", "real GPUs under DRA need NVIDIA's DRA driver, not yet deployed by kindgpu",
+                    "use gpuAllocation: devicePlugin (or leave it out) for real GPUs; dra works with simulated "
+                    "GPUs (--simulate N)")]
+
+
 # What the GPU runtime reads to pick a pod's GPUs: smoke judges what the pod sees, so these stay its own.
 RUNTIME_ENV = ("NVIDIA_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES")
 

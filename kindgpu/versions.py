@@ -161,9 +161,7 @@ def dra_supported(kubernetes: Version | None) -> bool:
 def dra_feature_gates(kubernetes: Version) -> dict[str, bool]:
     """The feature gates a kind cluster of this Kubernetes version needs for kindgpu's DRA, as kind's
     `featureGates` takes them: only those not on by default (none from 1.36). ValueError below 1.34.
-
-    Not rendered yet: render.py is to put them into the kind config's `featureGates` when the spec says
-    `gpuAllocation: dra` (issue 24, with the plugin's deployment in up's steps)."""
+    render.feature_gates puts them into the kind config when the spec says `gpuAllocation: dra`."""
     if not dra_supported(kubernetes):
         raise ValueError(f"DRA needs Kubernetes 1.{DRA_FROM[1]} or newer, not {show(kubernetes)}")
     if kubernetes[:2] < DRA_EXTENDED_RESOURCE_ON_FROM:

@@ -45,3 +45,11 @@ def test_the_plugins_file_per_node_and_what_kubelet_then_offers():
 
 def test_the_xids_and_file_are_the_simulated_plugins_own(plugin):
     assert faults.APPLICATION_XIDS == plugin.APPLICATION_XIDS and faults.FAULTS_FILE == plugin.FAULTS_FILE
+
+
+def test_under_dra_a_gpu_fault_is_refused_with_what_works():
+    doc = spec.resolve(env={}, flags={"name": "d", "workers": 1, "gpusPerWorker": 1, "simulate": 1,
+                                      "nodeImage": "kindest/node:v1.37.0", "gpuAllocation": "dra"})
+    plan = plans.make_plan(doc)
+    with pytest.raises(KindgpuError, match="device taint"):
+        faults.gpu_fault(plan, gpu=None, worker=1, index=0, xid=79)

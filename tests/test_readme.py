@@ -33,3 +33,19 @@ def test_the_seeds_kubectl_run_uses_overrides_for_the_limit_not_the_removed_flag
     assert runs and "--limits=" not in README
     pod = json.loads(runs[0])["spec"]
     assert pod["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+
+
+def test_the_dra_example_is_a_claim_template_and_a_pod_asking_through_it_on_configs_dra_yaml():
+    section = README[README.index("## Testing DRA"):]
+    section = section[:section.index("\n## ", 1)]
+    template, pod = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", section, re.S)]
+    assert template["kind"] == "ResourceClaimTemplate" and pod["kind"] == "Pod"
+    [request] = template["spec"]["spec"]["devices"]["requests"]
+    assert request["exactly"]["deviceClassName"] == "gpu.nvidia.com"
+    assert pod["spec"]["resourceClaims"] == [{"name": "gpus",
+                                              "resourceClaimTemplateName": template["metadata"]["name"]}]
+    assert pod["spec"]["containers"][0]["resources"] == {"claims": [{"name": "gpus"}]}
+    assert "configs/dra.yaml" in section
+    doc = spec.resolve(REPO / "configs" / "dra.yaml", env={})
+    assert doc["gpuAllocation"] == "dra" and doc["simulate"]["product"] in request["exactly"]["selectors"][0]["cel"][
+        "expression"]

@@ -194,6 +194,11 @@ GOLDEN_CASES = {
     "h200-plain-node-image": dict(path=SPECS / "valid" / "uuids.yaml", h200=True, prepareNodeImage=False),
     # Kubernetes 1.35+ on a cgroup v1 host: the kubelet is told to start anyway.
     "cgroup-v1-simulated": dict(simulate=8, runtime=versions.Runtime(kubernetes=(1, 37, 2), cgroup=1)),
+    # gpuAllocation: dra turns on the gates its version needs: DRAExtendedResource on 1.34, none on 1.37.
+    "dra-simulated-1.34": dict(simulate=8, gpuAllocation="dra", nodeImage="kindest/node:v1.34.4",
+                               runtime=versions.Runtime(kubernetes=(1, 34, 4), cgroup=2)),
+    "dra-simulated-1.37": dict(simulate=8, gpuAllocation="dra", nodeImage="kindest/node:v1.37.2",
+                               runtime=versions.Runtime(kubernetes=(1, 37, 2), cgroup=2)),
 }
 
 

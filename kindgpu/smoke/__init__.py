@@ -65,7 +65,7 @@ def run_and_report(kube, plan, level, reporter, junit, *, as_json=False, timeout
         outcome = SmokeRun(kube, plan, level, progress, timeout, foreign=foreign, image=image).run()
     path = junit
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(junit_xml(outcome, name))
+    Path(path).write_text(junit_xml(outcome, name, dra=plan.dra))
     show(outcome, name, as_json)
     if not as_json:
         print(f"JUnit report: {path}")

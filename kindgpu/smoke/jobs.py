@@ -1,6 +1,7 @@
 """The smoke run's Kubernetes objects, as plain dicts: the level's Job per worker, the CPU-only
 workers' Jobs, the over-ask pod, the checks' Jobs, the payloads' ConfigMap and the collective's
-Service. Pure: a plan in, manifests out (smoke.run creates them)."""
+Service; under `gpuAllocation: dra` the ResourceClaimTemplates the pods ask GPUs through instead of
+`nvidia.com/gpu` limits. Pure: a plan in, manifests out (smoke.run creates them)."""
 
 from __future__ import annotations
 
@@ -14,14 +15,39 @@ RUN_LABEL = "kindgpu.dev/smoke-run"
 WORKER_LABEL = "kindgpu.dev/worker"  # the worker a smoke pod is for: its gpu-worker number, or cpuN
 PENDING_LABEL = "kindgpu.dev/expect-pending"  # pods that must never be scheduled
 VISIBILITY = levels.VISIBILITY.name  # what CPU-only workers and the checks' pods run, at every level
+DEVICE_CLASS = "gpu.nvidia.com"  # simdra.manifest.DEVICE_CLASS: NVIDIA's DeviceClass for full GPUs
+CLAIM = "gpus"  # the pod's name for its claim, which its container uses
 
 
 def image_for(plan, level):
     """The level's image; for simulated GPUs their plugin's, whose fake nvidia-smi answers like the real one."""
-    return levels.image(plan.spec, level, deviceplugin.image(plan) if plan.simulated else None)
+    return levels.image(plan.spec, level, deviceplugin.smoke_image(plan) if plan.simulated else None)
 
 
-def job(run_id, level, image, worker, rank, gpu_counts, gpus=None, extra_env=None, time_slicing=None):
+def claim_template_name(run_id, key):
+    """The ResourceClaimTemplate a DRA smoke pod asks its GPUs through: per GPU worker (w1, ...), the
+    over-ask's (overask) and one GPU's (one: CPU-only workers' asks and the checks)."""
+    return f"smoke-{run_id}-{key}"
+
+
+def claim_template(run_id, key, count):
+    """A ResourceClaimTemplate for exactly `count` GPUs of NVIDIA's DeviceClass."""
+    labels = {RUN_LABEL: run_id, **names.MANAGED_BY}
+    exactly = {"deviceClassName": DEVICE_CLASS, "allocationMode": "ExactCount", "count": count}
+    return {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaimTemplate",
+            "metadata": {"name": claim_template_name(run_id, key), "namespace": NAMESPACE, "labels": labels},
+            "spec": {"spec": {"devices": {"requests": [{"name": CLAIM, "exactly": exactly}]}}}}
+
+
+def claim_templates(run_id, plan):
+    """Under DRA, every template the run's pods ask through (created before them): all of each GPU
+    worker's GPUs, one GPU more than the largest worker has, and one GPU."""
+    _, asked = overask_worker(plan)
+    return [*(claim_template(run_id, f"w{w.number}", len(w.gpus)) for w in plan.gpu_workers),
+            claim_template(run_id, "overask", asked), claim_template(run_id, "one", 1)]
+
+
+def job(run_id, level, image, worker, rank, gpu_counts, gpus=None, extra_env=None, time_slicing=None, dra=False):
     """One Job pinned to one GPU worker, asking for its GPUs (or `gpus` of them).
 
     gpu_counts: every GPU worker's GPU count in rank order (the collective level numbers its ranks);
@@ -36,8 +62,11 @@ def job(run_id, level, image, worker, rank, gpu_counts, gpus=None, extra_env=Non
                        master_addr=f"w0.{SERVICE}.{NAMESPACE}.svc.cluster.local")
     env.update(extra_env or {})
     name = f"smoke-{run_id}-w{worker.number}" + ("-overask" if gpus is not None else "")
+    claim = None
+    if dra:  # the worker's template asks all its GPUs; the over-ask's one more than the largest worker has
+        claim = claim_template_name(run_id, "overask" if gpus is not None else f"w{worker.number}")
     return pinned_job(run_id, name, level, image, worker.node, str(worker.number), env, count,
-                      hostname=f"w{rank}", pending=gpus is not None, resource=ts.resource)
+                      hostname=f"w{rank}", pending=gpus is not None, resource=ts.resource, claim=claim)
 
 
 def cpu_key(position):
@@ -51,19 +80,22 @@ def cpu_workers(workers) -> dict:
     return {cpu_key(i): w for i, w in enumerate((w for w in workers if w.cpu_only), 1)}
 
 
-def cpu_jobs(run_id, image, worker, key, extra_env=None, resource=names.GPU_RESOURCE):
+def cpu_jobs(run_id, image, worker, key, extra_env=None, resource=names.GPU_RESOURCE, dra=False):
     """A CPU-only worker's two Jobs: the visibility payload with no GPU limit, which must see no
-    GPU, and a pod asking for 1 GPU, which must stay Pending (the worker offers none)."""
+    GPU, and a pod asking for 1 GPU, which must stay Pending (the worker offers none; under DRA
+    it publishes none)."""
     env = {**payloads.visibility_env(worker.node, expect_none=True), **(extra_env or {})}
     name = f"smoke-{run_id}-{key}"
     return [pinned_job(run_id, name, VISIBILITY, image, worker.node, key, env, None, hostname=key),
             pinned_job(run_id, f"{name}-gpuask", VISIBILITY, image, worker.node, key, env, 1,
-                       hostname=key, pending=True, resource=resource)]
+                       hostname=key, pending=True, resource=resource,
+                       claim=claim_template_name(run_id, "one") if dra else None)]
 
 
 def pinned_job(run_id, name, level, image, node, worker_key, env, gpus, *, hostname, pending=False,
-               resource=names.GPU_RESOURCE):
-    """A Job whose one pod runs the level's payload on `node`; gpus=None sets no GPU limit."""
+               resource=names.GPU_RESOURCE, claim=None):
+    """A Job whose one pod runs the level's payload on `node`; gpus=None sets no GPU limit.
+    claim: under DRA, the ResourceClaimTemplate the pod gets its GPUs through (no limit then)."""
     volumes, mounts = payloads.pod_volumes(level)
     labels = {RUN_LABEL: run_id, **names.MANAGED_BY}
     pod_labels = {**labels, WORKER_LABEL: worker_key, **({PENDING_LABEL: "true"} if pending else {})}
@@ -75,7 +107,11 @@ def pinned_job(run_id, name, level, image, node, worker_key, env, gpus, *, hostn
         "env": [{"name": k, "value": v} for k, v in env.items()],
         "volumeMounts": [{"name": "payloads", "mountPath": payloads.MOUNT_DIR}, *mounts],
     }
-    if gpus is not None:
+    pod_claims = {}
+    if claim:
+        container["resources"] = {"claims": [{"name": CLAIM}]}
+        pod_claims = {"resourceClaims": [{"name": CLAIM, "resourceClaimTemplateName": claim}]}
+    elif gpus is not None:
         container["resources"] = {"limits": {resource: str(gpus)}}
     return {
         "apiVersion": "batch/v1",
@@ -95,6 +131,7 @@ def pinned_job(run_id, name, level, image, node, worker_key, env, gpus, *, hostn
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "containers": [container],
+                    **pod_claims,
                     "volumes": [{"name": "payloads", "configMap": {"name": f"smoke-{run_id}"}}, *volumes],
                 },
             },
@@ -102,15 +139,16 @@ def pinned_job(run_id, name, level, image, node, worker_key, env, gpus, *, hostn
     }
 
 
-def check_jobs(run_id, image, check, resource, extra_env=None):
+def check_jobs(run_id, image, check, resource, extra_env=None, dra=False):
     """The Jobs of one checks.Check: the product check's pod placed by the product label
-    alone, the shared check's pods pinned to its worker; 1 GPU each."""
+    alone, the shared check's pods pinned to its worker; 1 GPU each (under DRA, a claim for one)."""
     env = {**payloads.visibility_env(f"{check.kind}-check"), **(extra_env or {})}
     jobs = []
     for i in range(1, check.pods + 1):
         node = check.subject if check.kind == "shared" else None
         job = pinned_job(run_id, f"smoke-{run_id}-{check.key}-{i}", VISIBILITY, image, node, check.key, env, 1,
-                         hostname=f"{check.key}-{i}", resource=resource)
+                         hostname=f"{check.key}-{i}", resource=resource,
+                         claim=claim_template_name(run_id, "one") if dra else None)
         pod = job["spec"]["template"]
         pod["metadata"]["labels"][CHECK_LABEL] = check.key
         if check.kind == "product":
@@ -142,10 +180,10 @@ def level_jobs(run_id, plan, level, image, cpu_image):
     ts = sharing.of(plan.spec)  # an older record has none: not shared
     counts = [len(w.gpus) for w in plan.gpu_workers]
     extra_env = plan.spec["smoke"].get("env", {})
-    found = [job(run_id, level, image, worker, rank, counts, extra_env=extra_env, time_slicing=ts)
+    found = [job(run_id, level, image, worker, rank, counts, extra_env=extra_env, time_slicing=ts, dra=plan.dra)
              for rank, worker in enumerate(plan.gpu_workers)]
     found += [j for key, w in cpu_workers(plan.workers).items()
-              for j in cpu_jobs(run_id, cpu_image, w, key, extra_env=extra_env, resource=ts.resource)]
+              for j in cpu_jobs(run_id, cpu_image, w, key, extra_env=extra_env, resource=ts.resource, dra=plan.dra)]
     return [*found, overask_job(run_id, plan, image)]
 
 
@@ -158,7 +196,7 @@ def overask_worker(plan):
 def overask_job(run_id, plan, image):
     worker, asked = overask_worker(plan)
     return job(run_id, VISIBILITY, image, worker, 0, [asked], gpus=asked,
-               extra_env=plan.spec["smoke"].get("env", {}), time_slicing=sharing.of(plan.spec))
+               extra_env=plan.spec["smoke"].get("env", {}), time_slicing=sharing.of(plan.spec), dra=plan.dra)
 
 
 def pending_checks(plan):

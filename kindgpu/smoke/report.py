@@ -7,8 +7,9 @@ import xml.etree.ElementTree as ET
 from .. import console
 
 
-def junit_xml(outcome, cluster):
-    """A JUnit report: one test case per worker, plus the limit check."""
+def junit_xml(outcome, cluster, dra=False):
+    """A JUnit report: one test case per worker, plus the limit check. dra: GPUs were asked through
+    ResourceClaims (`gpuAllocation: dra`): every name says so ("[dra]")."""
     cases = [(f"{outcome.level}[{w['node']}]", w["ok"], w["message"]) for w in outcome.workers]
     cases.append(("gpu-limit-enforced", outcome.limit.get("ok", False), outcome.limit.get("message", "")))
     for w in outcome.cpu_workers:
@@ -19,7 +20,8 @@ def junit_xml(outcome, cluster):
     suite = ET.Element("testsuite", name=f"kindgpu-smoke-{cluster}", tests=str(len(cases)),
                        failures=str(sum(not ok for _, ok, _ in cases)), time=f"{outcome.seconds:.2f}")
     for name, ok, message in cases:
-        case = ET.SubElement(suite, "testcase", classname=f"kindgpu.smoke.{outcome.level}", name=name)
+        case = ET.SubElement(suite, "testcase", classname=f"kindgpu.smoke.{outcome.level}" + (".dra" if dra else ""),
+                             name=f"{name}[dra]" if dra else name)
         if not ok:
             ET.SubElement(case, "failure", message=message[:500]).text = message
     return ET.tostring(suite, encoding="unicode", xml_declaration=True)

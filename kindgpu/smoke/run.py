@@ -20,6 +20,7 @@ from .jobs import (
     VISIBILITY,
     WORKER_LABEL,
     check_jobs,
+    claim_templates,
     cpu_workers,
     image_for,
     level_jobs,
@@ -31,6 +32,9 @@ from .verdict import Outcome, verdict
 # The Kubernetes client is imported where used: listing the tasks must not pay for it.
 
 OVERASK_SECONDS = 60
+# What the scheduler says of a pod whose ResourceClaim no node can satisfy
+# (pkg/scheduler/framework/plugins/dynamicresources).
+DRA_UNSCHEDULABLE = "cannot allocate all claims"
 
 
 class SmokeRun:
@@ -46,6 +50,9 @@ class SmokeRun:
         self.gpu_workers = list(plan.gpu_workers)
         self.cpu_workers = cpu_workers(plan.workers)
         self.ts = sharing.of(plan.spec)  # an older record has none: not shared
+        self.dra = plan.dra
+        # What the scheduler's message on a pod asking too many GPUs names.
+        self.refusal = DRA_UNSCHEDULABLE if self.dra else self.ts.resource
 
     def pods(self, selector):
         return self.kube.pods(NAMESPACE, selector)
@@ -71,6 +78,8 @@ class SmokeRun:
         try:
             for obj in support_objects(self.run_id, self.level):
                 self.replace_service(obj) if obj["kind"] == "Service" else self.create(obj)
+            if self.dra:  # before the pods that ask through them
+                concurrently(self.create, claim_templates(self.run_id, self.plan))
             # Every worker's Job and the pods that must stay Pending start at once; the latter wait for nothing.
             concurrently(self.create, level_jobs(self.run_id, self.plan, self.level, image, cpu_image))
             logs, failure = self.wait_jobs()
@@ -82,7 +91,8 @@ class SmokeRun:
             # They run the visibility payload, in its image, at every level.
             extra_env = self.plan.spec["smoke"].get("env", {})
             concurrently(self.create, [j for c in checks for j in check_jobs(self.run_id, cpu_image, c,
-                                                                              self.ts.resource, extra_env)])
+                                                                              self.ts.resource, extra_env,
+                                                                              dra=self.dra)])
             limit, *asks = concurrently(lambda check: self.check_pending(*check), pending_checks(self.plan))
             rows = concurrently(self.finish_check, checks)
         finally:
@@ -178,12 +188,14 @@ class SmokeRun:
                                    f"which has {has}: the GPU limit is not enforced")
             cond = next((c for c in pod.status.conditions or [] if c.type == "PodScheduled"), None)
             unschedulable = cond is not None and cond.reason == "Unschedulable"
+            if self.dra:  # first "waiting for its claim to be made", then the verdict on the claim
+                unschedulable = unschedulable and DRA_UNSCHEDULABLE in (cond.message or "")
             return Seen(done=unschedulable, last=cond.message if cond else "Pending, not yet considered")
 
         try:
             seen = wait_for(probe, what=f"the pod asking {asked} GPU(s) of {node} to be refused",
                             timeout=OVERASK_SECONDS, interval=0.5, progress=self.progress)
-            ok = self.ts.resource in (seen.last or "")
+            ok = self.refusal in (seen.last or "")
             return {"ok": ok, "node": node, "asked": asked,
                     "message": f"stays Pending: {seen.last}" if ok else f"Pending for another reason: {seen.last}"}
         except (WaitFailed, WaitTimeout) as err:
@@ -194,6 +206,8 @@ class SmokeRun:
         self.kube.batch.delete_collection_namespaced_job(NAMESPACE, label_selector=selector,
                                                          propagation_policy="Background")
         self.kube.core.delete_collection_namespaced_config_map(NAMESPACE, label_selector=selector)
+        if self.dra:  # the claims made from them go with their pods
+            self.kube.resource.delete_collection_namespaced_resource_claim_template(NAMESPACE, label_selector=selector)
 
 
 def image_pull_failure(pods, foreign=False):

@@ -1,4 +1,6 @@
-"""The device-plugin step: the plugin runs on every GPU worker, and each offers exactly its GPUs."""
+"""The device-plugin step: the plugin runs on every GPU worker, and each offers exactly its GPUs
+(under `gpuAllocation: dra`: the simulated DRA plugin, and each worker's ResourceSlice publishes exactly
+its GPUs' UUIDs)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ PLUGIN_READY_TIMEOUT = 300
 
 def plugin_objects(ctx: Context, image: str) -> list[dict]:
     """The plugin's objects; for real GPUs, with the driver's place in a GPU worker."""
-    if ctx.plan.simulated:
+    if ctx.plan.simulated:  # the simulated device plugin, or under DRA the simulated DRA plugin
         return deviceplugin.objects(ctx.plan, image)
     workers = ctx.worker_nodes()
     first = next((workers[w.node] for w in ctx.plan.workers if w.gpus and w.node in workers), None)
@@ -32,11 +34,11 @@ class DevicePlugin(Step):
     def reason(self, ctx: Context) -> str:
         image = deviceplugin.image(ctx.plan)
         stale = [obj["metadata"]["name"] for obj in plugin_objects(ctx, image)
-                 if ctx.kube.current_hash(obj["kind"], obj["metadata"]["name"], obj["metadata"]["namespace"])
+                 if ctx.kube.current_hash(obj["kind"], obj["metadata"]["name"], obj["metadata"].get("namespace"))
                  != manifest_hash(obj)]
         if stale:
             return f"device plugin {', '.join(stale)} not deployed as specified"
-        return "; ".join(record.gpu_shortfall(ctx.kube, ctx.plan))
+        return "; ".join(record.allocation_shortfall(ctx.kube, ctx.plan))
 
     def run(self, ctx: Context, progress: Progress) -> None:
         plan = ctx.plan
@@ -46,11 +48,13 @@ class DevicePlugin(Step):
             ctx.kube.apply(obj)
 
         def offered():
-            short = record.gpu_shortfall(ctx.kube, plan)
+            short = record.allocation_shortfall(ctx.kube, plan)
             # A crashing plugin will not offer GPUs: say so now, not after the timeout.
             failed, fix = diagnostics.plugin_crash(ctx) if short else ("", "")
             return Seen(done=not short, failed=failed, fix=fix, last="; ".join(short))
 
-        wait_for(offered, what="every worker to offer its GPUs", timeout=PLUGIN_READY_TIMEOUT, interval=0.5,
+        what = ("every worker's ResourceSlice to publish its GPUs" if plan.dra
+                else "every worker to offer its GPUs")
+        wait_for(offered, what=what, timeout=PLUGIN_READY_TIMEOUT, interval=0.5,
                  transient=is_transient, progress=progress,
                  hint=lambda: diagnostics.plugin_hint(ctx))

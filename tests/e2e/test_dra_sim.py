@@ -1,24 +1,30 @@
-"""Simulated GPUs under DRA on a real kind cluster (issue 24, phase 1).
+"""Simulated GPUs under DRA from the spec alone: `gpuAllocation: dra` (issue 24, phase 2).
 
-A kindgpu cluster with simulated GPUs is made as today (`invoke up`, the device plugin beside), then
-kindgpu's simulated DRA plugin is built, loaded into the nodes (`invoke load`) and its rendered
-manifests applied. Then: one ResourceSlice per GPU worker with exactly that worker's GPUs and NVIDIA's
-attribute names; a claim for all of a worker's GPUs, pinned there, whose pod's fake nvidia-smi lists
-exactly them (and whose CDI spec goes when the pod goes); a claim for more GPUs than any worker has stays
-unallocated, its pod Pending; a CEL selector on productName lands on a worker with that product, and one
-on a product no worker has stays Pending.
+`invoke up` with README's configs/dra.yaml (named per line) makes the cluster and deploys kindgpu's
+simulated DRA plugin instead of the device plugin; a second `up` has nothing to do; `status` is healthy
+with each worker's ResourceSlice devices equal to its assigned GPUs; `smoke` passes with claims. Then:
+one ResourceSlice per GPU worker with exactly that worker's GPUs and NVIDIA's attribute names; a claim
+for all of a worker's GPUs, pinned there, whose pod's fake nvidia-smi lists exactly them (and whose CDI
+spec goes when the pod goes); a claim for more GPUs than any worker has stays unallocated, its pod
+Pending; a CEL selector on productName lands on a worker with that product, and one on a product no
+worker has stays Pending; README's "Testing DRA" example runs as written; a pod asking `nvidia.com/gpu: 1`
+is served through the DeviceClass's extended-resource mapping; a restarted worker is healthy after `up`;
+`down` removes it all.
 
 Runs on the harness's default line (KINDGPU_NODE_IMAGE) and each of KINDGPU_NODE_IMAGES_EXTRA, one
-cluster per line (dra-sim-<minor>). Leaves the cluster's kind logs and what it saw under out/e2e/.
+cluster per line (dra-sim-<minor>), passed as --node-image (the environment's image outranks a spec
+file's). Leaves the cluster's kind logs and what it saw under out/e2e/.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -28,17 +34,19 @@ REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("KINDGPU_ARTIFACTS", REPO / "out" / "e2e"))
 NVIDIA = json.loads((REPO / "tests" / "testdata" / "dra" / "nvidia-gpu-device.json").read_text())
 PRODUCT = "NVIDIA L4"
-# Two GPU workers of unequal size, so "all of a worker's GPUs" differs per worker.
-SPEC = """apiVersion: kindgpu.dev/v1alpha1
-kind: GPUCluster
-name: {name}
-nodeImage: {image}
-simulate: {{gpus: 3, product: {product}, memoryMiB: 23034}}
-workers:
-  - gpus: [0, 1]
-  - gpus: [2]
-"""
+# README's spec: two GPU workers of unequal size, so "all of a worker's GPUs" differs per worker.
+SPEC = REPO / "configs" / "dra.yaml"
 IMAGES = [os.environ.get("KINDGPU_NODE_IMAGE", "")] + os.environ.get("KINDGPU_NODE_IMAGES_EXTRA", "").split()
+
+
+def readme_example():
+    """README's "Testing DRA" example: its ResourceClaimTemplate and Pod, as written."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Testing DRA"):]
+    section = section[:section.index("\n## ", 1)]
+    docs = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", section, re.S)]
+    assert [d["kind"] for d in docs] == ["ResourceClaimTemplate", "Pod"], docs
+    return docs
 
 
 def run(*argv, check=True, timeout=900, input=None):
@@ -89,8 +97,7 @@ def cluster(request, harness, tmp_path_factory):
     image = request.param
     if not image:
         pytest.fail("KINDGPU_NODE_IMAGE is not set: source /var/cache/kindgpu-harness/env first")
-    from kindgpu import plan as plans, spec as specs, versions
-    from kindgpu.simdra import build, manifest
+    from kindgpu import deviceplugin, plan as plans, spec as specs, versions
 
     kubernetes = versions.image_kubernetes(image)
     name = f"dra-sim-{kubernetes[1]}"
@@ -98,32 +105,72 @@ def cluster(request, harness, tmp_path_factory):
     before = os.environ.get("KINDGPU_STATE_DIR")
     os.environ["KINDGPU_STATE_DIR"] = str(root / "state")
     path = root / f"{name}.yaml"
-    path.write_text(SPEC.format(name=name, image=image, product=json.dumps(PRODUCT)))
+    path.write_text(SPEC.read_text().replace("name: gpu-dra", f"name: {name}"))
     try:
         # The flag, since KINDGPU_NODE_IMAGE (the default line's) would win over the spec's nodeImage.
-        invoke("up", "--config", str(path), "--node-image", image, timeout=1200)
-        import docker
-
-        tag = build.ensure_image(docker.from_env())
-        invoke("load", tag, "--config", str(path))
+        up = invoke("up", "--config", str(path), "--node-image", image, timeout=1200)
         doc = specs.resolve(path, flags={"nodeImage": image})
         plan = plans.make_plan(doc, runtime=versions.Runtime(kubernetes=kubernetes))
         it = Cluster(name, plan, kubernetes, ARTIFACTS / name)
-        gpus = [g for w in plan.gpu_workers for g in w.gpus]
-        it.apply(*manifest.sim_dra_objects(tag, gpus, kubernetes))
-        it.tag = tag
+        it.path, it.image, it.up = path, image, up.stdout + up.stderr
+        it.tag = deviceplugin.image(plan)  # the DRA plugin's: busybox and the fake nvidia-smi at /opt/kindgpu
         yield it
     finally:
         if request.session.testsfailed:
             where = ARTIFACTS / f"{name}-logs"
             run("kind", "export", "logs", where, "--name", name, check=False)
             print(f"kind logs of {name} kept in {where}")
-        invoke("down", "--config", str(path), check=False)
+        invoke("down", "--name", name, check=False)
         run("kind", "delete", "cluster", "--name", name, check=False)
         if before is None:
             os.environ.pop("KINDGPU_STATE_DIR", None)
         else:
             os.environ["KINDGPU_STATE_DIR"] = before
+
+
+def up_again(cluster):
+    return invoke("up", "--config", str(cluster.path), "--node-image", cluster.image, timeout=900)
+
+
+def status(cluster):
+    return json.loads(invoke("status", "--name", cluster.name, "--json").stdout)
+
+
+def assert_healthy_with_slices_as_assigned(cluster):
+    doc = status(cluster)
+    assert doc["healthy"] and doc["gpuAllocation"] == "dra", doc["problems"]
+    rows = {r["node"]: r for r in doc["nodes"]}
+    for w in cluster.plan.workers:
+        assert rows[w.node]["publishedGPUs"] == sorted(g.uuid for g in w.gpus), rows[w.node]
+    return doc
+
+
+def test_up_deploys_the_dra_plugin_and_a_second_up_has_nothing_to_do(cluster):
+    from kindgpu import versions
+
+    assert "device-plugin" in cluster.up, cluster.up
+    kind_config = yaml.safe_load((cluster.plan.state.kind_config).read_text())
+    assert kind_config.get("featureGates", {}) == versions.dra_feature_gates(cluster.kubernetes)
+    daemonsets = {d["metadata"]["name"] for d in cluster.get("daemonsets", "-n", "kube-system")["items"]}
+    assert "kindgpu-sim-dra-plugin" in daemonsets and "kindgpu-sim-device-plugin" not in daemonsets, daemonsets
+    again = up_again(cluster)
+    assert "Nothing to be done." in again.stdout, again.stdout
+
+
+def test_status_is_healthy_and_each_slice_publishes_the_assigned_gpus(cluster):
+    doc = assert_healthy_with_slices_as_assigned(cluster)
+    cluster.keep("status.json", json.dumps(doc, indent=2))
+    cluster.keep("status.txt", invoke("status", "--name", cluster.name).stdout)
+
+
+def test_smoke_passes_with_claims(cluster):
+    result = invoke("smoke", "--name", cluster.name, timeout=600)
+    assert "PASS" in result.stdout, result.stdout
+    cluster.keep("smoke.txt", result.stdout)
+    junit = ET.parse(cluster.plan.state.junit("visibility")).getroot()
+    names = [c.get("name") for c in junit.iter("testcase")]
+    assert names and all(n.endswith("[dra]") for n in names), names
+    assert junit.get("failures") == "0"
 
 
 def test_nodes_run_the_line_and_the_device_class_is_nvidias(cluster):
@@ -134,9 +181,8 @@ def test_nodes_run_the_line_and_the_device_class_is_nvidias(cluster):
     cls = cluster.get("deviceclass", "gpu.nvidia.com")
     assert cls["spec"]["selectors"] == [{"cel": {"expression": NVIDIA["deviceClass"]["cel"]}}]
     # The API server keeps the extended-resource mapping only where DRAExtendedResource is on: by default
-    # from 1.36; before, only with the gates versions.dra_feature_gates names (not in the kind config yet).
-    kept = cls["spec"].get("extendedResourceName")
-    assert kept == (None if versions.dra_feature_gates(cluster.kubernetes) else "nvidia.com/gpu"), cls["spec"]
+    # from 1.36; before, with the gate versions.dra_feature_gates names, which the kind config now carries.
+    assert cls["spec"].get("extendedResourceName") == "nvidia.com/gpu", cls["spec"]
     cluster.keep("deviceclass.yaml", yaml.safe_dump(cls["spec"], sort_keys=False))
 
 
@@ -275,3 +321,57 @@ def test_a_cel_selector_on_product_name_lands_on_a_worker_with_that_product(clus
     cluster.apply(claim_template("no-such-product", 1, other), pod(cluster, "no-such-product", "no-such-product"))
     unschedulable(cluster, "no-such-product")
     cluster.kubectl("delete", "pod", "no-such-product", "--wait=false")
+
+
+def test_the_readme_example_runs_as_written(cluster):
+    template, example = readme_example()
+    cluster.apply(template, example)
+    name = example["metadata"]["name"]
+
+    def printed():
+        pod = cluster.get("pod", name)
+        return pod if pod["status"].get("phase") in ("Succeeded", "Failed") else None
+
+    pod = wait_for(f"README's pod {name} to end", printed)
+    logs = cluster.kubectl("logs", name).stdout
+    assert pod["status"]["phase"] == "Succeeded", logs
+    # Only the first worker has two L4s: the pod sees exactly its GPUs.
+    first = cluster.plan.gpu_workers[0]
+    assert pod["spec"]["nodeName"] == first.node
+    assert sorted(re.findall(r"UUID: (GPU-[0-9a-f-]+)", logs)) == sorted(g.uuid for g in first.gpus), logs
+    assert all(f"GPU {i}: {PRODUCT} (UUID: " in logs for i in range(2)), logs
+    cluster.keep("readme-example.txt", logs)
+    cluster.kubectl("delete", "pod", name, "--wait=false")
+    cluster.kubectl("delete", "resourceclaimtemplate", template["metadata"]["name"])
+
+
+def test_a_pod_asking_nvidia_com_gpu_is_served_through_the_device_class_mapping(cluster):
+    ask = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "asks-nvidia-gpu", "namespace": "default"},
+           "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+                    "containers": [{"name": "show", "image": cluster.tag, "imagePullPolicy": "IfNotPresent",
+                                    "command": ["/opt/kindgpu/busybox", "sh", "-c", SHOW],
+                                    "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}
+    cluster.apply(ask)
+    uuids, visible, logs = shown(cluster, "asks-nvidia-gpu")
+    pod = cluster.get("pod", "asks-nvidia-gpu")
+    worker = next(w for w in cluster.plan.gpu_workers if w.node == pod["spec"]["nodeName"])
+    assert len(uuids) == 1 and uuids[0] in {g.uuid for g in worker.gpus} and visible == uuids[0], logs
+    # Served by DRA: the scheduler made a claim for the extended resource.
+    mapped = pod["status"].get("extendedResourceClaimStatus")
+    assert mapped and mapped["requestMappings"][0]["resourceName"] == "nvidia.com/gpu", pod["status"]
+    cluster.keep("extended-resource.yaml", yaml.safe_dump(mapped, sort_keys=False))
+    cluster.kubectl("delete", "pod", "asks-nvidia-gpu", "--wait=false")
+
+
+def test_a_restarted_worker_is_healthy_again_after_up(cluster):
+    worker = cluster.plan.gpu_workers[0].node
+    run("docker", "restart", worker)
+    up_again(cluster)
+    assert_healthy_with_slices_as_assigned(cluster)
+    smoke = invoke("smoke", "--name", cluster.name, timeout=600)
+    assert "PASS" in smoke.stdout, smoke.stdout
+
+
+def test_down_removes_the_cluster(cluster):
+    invoke("down", "--name", cluster.name)
+    assert cluster.name not in run("kind", "get", "clusters").stdout.split()
