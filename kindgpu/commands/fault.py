@@ -45,19 +45,23 @@ def run(config_file, checked: dict, *, gpu=None, worker=None, index=None, xid=No
             raise SpecError([Problem("--worker", f"{plan.name} has no worker {worker} ({node})",
                                      f"its workers: 1 to {len(plan.workers)}")], title="invalid task flags")
         fault = faults.Fault(faults.WORKER_DOWN, node)
-        found[node].container.stop()
     else:
         fault = faults.gpu_fault(plan, gpu=gpu, worker=worker, index=index, xid=xid)
-        if fault in injected:
-            reporter.note(f"already injected: {fault.describe()}")
+    if fault in injected:
+        reporter.note(f"already injected: {fault.describe()}")
+        show(name, injected, fault, as_json)
+        return
+    now = [*injected, fault]
+    faults.write(kube, name, now)  # recorded first: whatever happens next, `invoke heal` knows it
+    if fault.kind == faults.WORKER_DOWN:
+        found[fault.node].container.stop()
+    else:
         before = allocatable(kube, fault.node)
-        faults.put_node_file(found[fault.node], [*injected, fault])
+        faults.put_node_file(found[fault.node], now)
         if fault.xid not in faults.APPLICATION_XIDS:
             wait_for(lambda: Seen(done=allocatable(kube, fault.node) < before,
                                   last=f"{fault.node} offers {allocatable(kube, fault.node)}"),
                      what=f"{fault.node} to offer one GPU less", timeout=DROP_TIMEOUT, interval=0.5)
-    now = [*[f for f in injected if f != fault], fault]
-    faults.write(kube, name, now)
     show(name, now, fault, as_json)
 
 
