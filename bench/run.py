@@ -188,7 +188,16 @@ def main():
     parser.add_argument("--modes", default="plain,derived",
                         help="node images to compare: plain (kind's, prepareNodeImage: false), derived (kindgpu's)")
     args = parser.parse_args()
-    os.environ.setdefault("KINDGPU_STATE_DIR", tempfile.mkdtemp(prefix="kindgpu-bench-"))
+    if os.environ.get("KINDGPU_STATE_DIR"):
+        measure(args)
+        return
+    # A state directory of its own, gone afterwards: the bench leaves nothing behind.
+    with tempfile.TemporaryDirectory(prefix="kindgpu-bench-") as state:
+        os.environ["KINDGPU_STATE_DIR"] = state
+        measure(args)
+
+
+def measure(args):
     # `up` merges its context into kubectl's kubeconfig: the bench's own, never this host's.
     os.environ["KUBECONFIG"] = str(Path(os.environ["KINDGPU_STATE_DIR"]) / "kubectl-config")
     scale = [int(x) for x in args.scale.split(",")]
