@@ -284,6 +284,11 @@ def test_down_of_a_cluster_kindgpu_did_not_make_is_refused(state, harness):
     assert docker("inspect", "not-kindgpu-control-plane").returncode == 0
     up = invoke("up", "--name", "not-kindgpu", "--workers", "1", "--gpus", "1", "--simulate", "1")
     assert up.returncode == 1 and "kindgpu did not make" in up.stderr
+    for task in ("status", "smoke"):  # named as not kindgpu's, pointed to smoke --kubeconfig, never deleted
+        said = invoke(task, "--name", "not-kindgpu")
+        assert said.returncode == 1 and "kind cluster kindgpu did not make" in said.stderr, said.stderr
+        assert "smoke --kubeconfig" in said.stderr and "delete" not in said.stderr
+    assert not (state / "not-kindgpu").exists()  # the refused commands left no lock behind
 
 
 def test_down_leaves_no_container_network_or_state(state):
