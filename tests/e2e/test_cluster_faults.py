@@ -40,10 +40,12 @@ def healthy(cluster):
 
 
 def start_up(name, *args):
-    """`invoke up` in the background, in a session of its own (Ctrl-C reaches the whole group)."""
+    """`invoke up` in the background, in a session of its own (Ctrl-C reaches the whole group), with
+    SIGINT as a terminal gives it: a suite started in the background (`cmd &`) has it ignored, and
+    Python and kind would inherit that."""
     return subprocess.Popen([sys.executable, "-m", "invoke", "up", "--name", name, *SMALL, *args], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env=dict(os.environ))
+                            env=dict(os.environ), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def finish(proc, timeout=600):
