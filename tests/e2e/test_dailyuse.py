@@ -9,6 +9,7 @@ The tests run in file order and share the cluster; the last one deletes it.
 
 import json
 import os
+import re
 import shlex
 import shutil
 import stat
@@ -21,13 +22,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cluster_helpers import docker, export_logs, invoke
+from cluster_helpers import REPO, docker, export_logs, invoke
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from plugin_args import PLUGIN_ARGS  # noqa: E402
 
 pytest_plugins = ["pytester"]
 
+CUDA = "nvcr.io/nvidia/cuda:12.6.3-base-ubuntu24.04"
+IN_EVERY_NODE = "registry.k8s.io/pause:3.10"  # kind's sandbox image
 CLUSTER = "kdaily"
 KEY = f"kind-{CLUSTER}"
 NODES = [f"{CLUSTER}-control-plane", f"{CLUSTER}-worker", f"{CLUSTER}-worker2", f"{CLUSTER}-worker3"]
@@ -140,6 +143,17 @@ def test_up_merges_its_context_so_kubectl_get_nodes_just_works(daily):
     own = yaml.safe_load(daily["private"].read_text())
     assert ours(kubeconfig_doc(daily["users"])) == ours(own)  # the cluster's own entries, as kind wrote them
     assert sorted(kubectl("get", "nodes", "-o", "name").stdout.split()) == [f"node/{n}" for n in NODES]
+
+
+def test_the_seeds_kubectl_run_as_readme_gives_it_for_todays_kubectl(daily):
+    """README's replacement for the seed's `kubectl run --limits`, run as written, but for the image: the
+    CUDA image is in no node here, and the simulated plugin brings nvidia-smi into any image."""
+    readme = (REPO / "README.md").read_text()
+    command = re.search(r"(kubectl run gpu-test .*?')\n", readme, re.S).group(1).replace("\\\n", " ")
+    argv = shlex.split(command.replace(CUDA, IN_EVERY_NODE))
+    result = kubectl(*argv[1:])
+    [seen] = re.findall(r"^GPU 0: .* \(UUID: (GPU-[0-9a-f-]+)\)$", result.stdout, re.M)  # one GPU, as asked
+    assert seen in planned_uuids(daily)[0][1], result.stdout  # gpu-worker=1 is kdaily-worker
 
 
 def test_a_second_up_leaves_the_kubeconfig_and_the_users_current_context_alone(daily):
