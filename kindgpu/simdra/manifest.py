@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from .. import gfd, names, versions
 from ..inventory import GPU
+from ..simgpu.manifest import gpu_node_daemonset
 
 APP_NAME = "kindgpu-sim-dra-plugin"
 DRIVER = "gpu.nvidia.com"  # NVIDIA's DRA driver's name: its DeviceClass and CEL selectors match unchanged
@@ -65,14 +66,14 @@ def device_class(kubernetes: versions.Version | None) -> dict:
     if versions.dra_supported(kubernetes):
         spec["extendedResourceName"] = names.GPU_RESOURCE
     return {"apiVersion": "resource.k8s.io/v1", "kind": "DeviceClass",
-            "metadata": {"name": DEVICE_CLASS, "labels": {"app.kubernetes.io/managed-by": "kindgpu"}}, "spec": spec}
+            "metadata": {"name": DEVICE_CLASS, "labels": dict(names.MANAGED_BY)}, "spec": spec}
 
 
 def rbac(namespace: str) -> list[dict]:
     """What the kubeletplugin helper does in the API: read the claims it prepares, keep the node's
     ResourceSlice (its controller lists, watches, creates, updates and deletes them) and read the
     node, the slice's owner."""
-    labels = {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/managed-by": "kindgpu"}
+    labels = {"app.kubernetes.io/name": APP_NAME, **names.MANAGED_BY}
     rules = [
         {"apiGroups": ["resource.k8s.io"], "resources": ["resourceclaims"], "verbs": ["get"]},
         {"apiGroups": ["resource.k8s.io"], "resources": ["resourceslices"],
@@ -92,7 +93,6 @@ def rbac(namespace: str) -> list[dict]:
 
 
 def daemonset(image: str, gpus: Iterable[GPU], namespace: str) -> dict:
-    labels = {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/managed-by": "kindgpu"}
     env = [
         {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
         {"name": "KINDGPU_SIM_PLAN_GPUS", "value": json.dumps([describe(g) for g in gpus], separators=(",", ":"))},
@@ -115,33 +115,11 @@ def daemonset(image: str, gpus: Iterable[GPU], namespace: str) -> dict:
         "image": image,
         "imagePullPolicy": "IfNotPresent",  # built locally and imported into the nodes
         "env": env,
-        "volumeMounts": [{"name": n, "mountPath": p, "readOnly": ro} for n, p, _, ro in host_dirs],
         "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
         # Root in root-owned node directories is all it needs: sockets and files, no device.
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "DaemonSet",
-        "metadata": {"name": APP_NAME, "namespace": namespace, "labels": labels},
-        "spec": {
-            "selector": {"matchLabels": {"app.kubernetes.io/name": APP_NAME}},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "nodeSelector": {names.LABEL_GPU_PRESENT: "true"},
-                    "tolerations": [{"key": names.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
-                    "priorityClassName": "system-node-critical",
-                    "serviceAccountName": APP_NAME,
-                    # The API server through its Service IP, which kube-proxy serves in the node's own
-                    # network too: no wait for the pod network on a new node.
-                    "hostNetwork": True,
-                    "containers": [container],
-                    "volumes": [{"name": n, "hostPath": {"path": p, "type": t}} for n, p, t, _ in host_dirs],
-                },
-            },
-        },
-    }
+    return gpu_node_daemonset(APP_NAME, namespace, container, host_dirs, serviceAccountName=APP_NAME)
 
 
 def sim_dra_objects(image: str, gpus: Iterable[GPU], kubernetes: versions.Version | None,

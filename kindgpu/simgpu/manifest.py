@@ -15,6 +15,35 @@ ON_GPU_NODES = {"nodeSelector": {names.LABEL_GPU_PRESENT: "true"}, "tolerations"
                 "priorityClassName": "system-node-critical"}
 
 
+def gpu_node_daemonset(name: str, namespace: str, container: dict, host_dirs: list[tuple], **pod_spec) -> dict:
+    """A plugin DaemonSet on every GPU worker (ON_GPU_NODES) on the host's network, as both simulated plugins
+    run: container mounts each of host_dirs, (volume name, path on the node and in the container, hostPath
+    type, read-only), at the same path; pod_spec adds to the pod."""
+    labels = {"app.kubernetes.io/name": name, **names.MANAGED_BY}
+    container = {**container, "volumeMounts": [{"name": n, "mountPath": p, "readOnly": ro}
+                                               for n, p, _, ro in host_dirs]}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    **ON_GPU_NODES,
+                    **pod_spec,
+                    # Node-local sockets and files, or the API server through kube-proxy's rules in the
+                    # node's own network: no pod network to wait for on a new node.
+                    "hostNetwork": True,
+                    "containers": [container],
+                    "volumes": [{"name": n, "hostPath": {"path": p, "type": t}} for n, p, t, _ in host_dirs],
+                },
+            },
+        },
+    }
+
+
 def sim_device_plugin_objects(image, product, memory_mib, time_slicing=None, gpus=(),
                               namespace=names.SYSTEM_NAMESPACE):
     """The DaemonSet (the only object needed) as a list of plain dicts, ready to apply.
@@ -26,7 +55,6 @@ def sim_device_plugin_objects(image, product, memory_mib, time_slicing=None, gpu
     advertises each GPU that many times, as its resource. Left out, the DaemonSet is as it was
     before sharing existed, so clusters without it see no change.
     """
-    labels = {"app.kubernetes.io/name": APP_NAME, **names.MANAGED_BY}
     env = {
         "KINDGPU_SIM_PRODUCT": product,
         "KINDGPU_SIM_MEMORY_MIB": str(int(memory_mib)),
@@ -52,33 +80,8 @@ def sim_device_plugin_objects(image, product, memory_mib, time_slicing=None, gpu
         "imagePullPolicy": "IfNotPresent",  # kindgpu imports it into the nodes (images.preload)
         "command": ["python3", PLUGIN_PROGRAM],
         "env": [{"name": k, "value": v} for k, v in env.items()],
-        "volumeMounts": [
-            {"name": name, "mountPath": path, "readOnly": read_only}
-            for name, path, _, read_only in host_dirs
-        ],
         "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
-    daemonset = {
-        "apiVersion": "apps/v1",
-        "kind": "DaemonSet",
-        "metadata": {"name": APP_NAME, "namespace": namespace, "labels": labels},
-        "spec": {
-            "selector": {"matchLabels": {"app.kubernetes.io/name": APP_NAME}},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    **ON_GPU_NODES,
-                    # It speaks to kubelet over unix sockets only: no pod network to set up per node.
-                    "hostNetwork": True,
-                    "automountServiceAccountToken": False,  # it never calls the API server
-                    "containers": [container],
-                    "volumes": [
-                        {"name": name, "hostPath": {"path": path, "type": kind}}
-                        for name, path, kind, _ in host_dirs
-                    ],
-                },
-            },
-        },
-    }
-    return [daemonset]
+    # It never calls the API server: no token in it.
+    return [gpu_node_daemonset(APP_NAME, namespace, container, host_dirs, automountServiceAccountToken=False)]
