@@ -40,6 +40,13 @@ def count(flag, value):
     return positive(flag, value, whole=True)
 
 
+def index(flag, value):
+    """A place counted from 0 (`invoke fault --index`)."""
+    if str(value).isdigit():
+        return int(value), []
+    return value, [Problem(flag, f"must be a whole number from 0, got {value!r}")]
+
+
 def seconds(flag, value):
     return positive(flag, value)
 
@@ -64,6 +71,7 @@ def step_names(flag, value):
 
 # task flag -> check(flag as typed, value) -> (value as used, problems)
 CHECKS = {"workers": count, "gpus": count, "simulate": count, "timeout": seconds, "level": level,
+          "worker": count, "xid": count, "index": index,
           "force": step_names, "until": step_names,
           "config": lambda flag, value: (value, paths.readable_file(flag, value)),
           "kubeconfig": lambda flag, value: (value, paths.readable_file(flag, value)),

@@ -171,8 +171,9 @@ def fault(c: Context, config: str | None = None, name: str | None = None, gpu: s
           worker: str | None = None, index: str | None = None, xid: str | None = None, down: bool = False,
           json: bool = False) -> None:
     """Make a GPU fail (an Xid) or a worker go down, on purpose and recorded; `invoke heal` undoes it."""
-    commands.fault.run(config, flags.parse(config=config, name=name), gpu=gpu, worker=worker, index=index, xid=xid,
-                       down=down, as_json=json)
+    checked = flags.parse(config=config, name=name, worker=worker, index=index, xid=xid)
+    commands.fault.run(config, {"name": checked["name"]}, gpu=gpu, worker=checked["worker"], index=checked["index"],
+                       xid=checked["xid"], down=down, as_json=json)
 
 
 @task(help={**NAME_HELP, "json": "print as JSON"})

@@ -13,24 +13,12 @@ from ..wait import Seen, wait_for
 DROP_TIMEOUT = 60  # seconds for kubelet to offer one GPU less
 
 
-def whole(flag, value, least):
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = None
-    if number is None or number < least:
-        raise SpecError([Problem(flag, f"must be a whole number of at least {least}, got {value!r}")],
-                        title="invalid task flags")
-    return number
-
-
 def run(config_file, checked: dict, *, gpu=None, worker=None, index=None, xid=None, down=False,
         as_json=False) -> None:
+    """worker, index, xid: checked by the task (flags.parse); None when not given."""
     name = flags.resolve(config_file, checked)["name"]
     reporter = Reporter(quiet=as_json)
-    worker = whole("--worker", worker, 1) if worker is not None else None
-    index = whole("--index", index, 0) if index is not None else None
-    xid = whole("--xid", xid, 1) if xid is not None else faults.DEFAULT_XID
+    xid = xid if xid is not None else faults.DEFAULT_XID
     if down == bool(gpu or index is not None) or (down and worker is None):
         raise SpecError([Problem("--gpu/--down", "say which fault: --gpu UUID (or --worker N --index I) [--xid N], "
                                                  "or --worker N --down")], title="invalid task flags")
