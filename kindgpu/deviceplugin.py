@@ -1,13 +1,14 @@
 """The device plugin each GPU worker runs: NVIDIA's for real GPUs, kindgpu's for simulated ones; under
-`gpuAllocation: dra` (simulated GPUs only), kindgpu's simulated DRA kubelet plugin (simdra) instead."""
+`gpuAllocation: dra` a DRA kubelet plugin instead: NVIDIA's DRA driver for real GPUs (nvdra), kindgpu's
+simulated one (simdra) for simulated GPUs."""
 
 from __future__ import annotations
 
 import json
-from typing import NamedTuple
 
-from . import images, names, sharing
+from . import images, names, nvdra, sharing
 from .errors import KindgpuError
+from .nvdriver import DRIVER_ROOT, MASK_DIR, DriverLayout, mask_params_and_run
 from .simdra import manifest as simdra_manifest
 from .simgpu.manifest import APP_NAME, ON_GPU_NODES, sim_device_plugin_objects
 
@@ -15,8 +16,6 @@ from .simgpu.manifest import APP_NAME, ON_GPU_NODES, sim_device_plugin_objects
 
 NVIDIA_APP = "nvidia-device-plugin-ds"  # the label the seed's troubleshooting commands select on
 NVIDIA_DAEMONSET = "nvidia-device-plugin-daemonset"
-DRIVER_ROOT = "/driver-root"  # where the plugin container sees the node's /
-NVML = "libnvidia-ml.so.1"
 # The only directories the plugin looks for NVML in, under its driver root
 # (cmd/nvidia-device-plugin/root.go, tryResolveLibrary, v0.17-v0.20).
 NVML_SEARCHED = ("/usr/lib64", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
@@ -24,62 +23,12 @@ NVML_SEARCHED = ("/usr/lib64", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-li
 # NVIDIA's plugin image's PATH (deployments/container/Dockerfile, v0.20.0): the plugin also looks
 # for the driver's programs (nvidia-smi) under its driver root along it.
 PLUGIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/busybox"
-# In a node: the first directory on its PATH, or the driver's own, holding the real nvidia-smi
-# (an ELF binary: some hosts put a wrapper script at /usr/bin/nvidia-smi).
-FIND_NVIDIA_SMI = ('for d in $(echo "$PATH" | tr ":" " ") /usr/local/nvidia/bin; do f="$d/nvidia-smi"; '
-                   '[ -f "$f" ] && [ "$(head -c 4 "$f" | tail -c 3)" = ELF ] && echo "$d" && exit 0; done; true')
-PARAMS = "/proc/driver/nvidia/params"
-MASK_DIR = "/run/kindgpu"
-# The plugin is privileged (it opens the GPUs to write CDI specs), so with the driver's default
-# ModifyDeviceFiles: 1 NVML would re-create the /dev/nvidiaN that isolate took from this node and
-# the plugin would advertise other workers' GPUs. Mask the setting in its own /proc first, as
-# NVIDIA's DRA driver does for nvkind (MASK_NVIDIA_DRIVER_PARAMS).
-MASK_PARAMS = f"""set -e
-if [ -e {PARAMS} ]; then
-  sed 's/^ModifyDeviceFiles: 1$/ModifyDeviceFiles: 0/' {PARAMS} > {MASK_DIR}/params
-  mount -o bind {MASK_DIR}/params {PARAMS}
-  grep -q '^ModifyDeviceFiles: 0$' {PARAMS} || {{ echo "kindgpu: could not mask {PARAMS}" >&2; exit 1; }}
-fi
-exec nvidia-device-plugin
-"""
+MASK_PARAMS = mask_params_and_run("nvidia-device-plugin")
 
 
 def nvidia_image(spec):
     plugin = spec["devicePlugin"]
     return f"{plugin['image']}:{plugin['version']}"
-
-
-def nvml_dir(ldcache):
-    """The directory of the 64-bit NVML in a node, from its `ldconfig -p`; None when not listed.
-
-    Lines read "\tlibnvidia-ml.so.1 (libc6,x86-64) => /usr/local/nvidia/lib64/libnvidia-ml.so.1".
-    """
-    for line in ldcache.splitlines():
-        name, _, path = line.strip().partition(" => ")
-        soname, _, abi = name.partition(" ")
-        if soname == NVML and ("x86-64" in abi or "AArch64" in abi):
-            return path.rsplit("/", 1)[0] or "/"
-    return None
-
-
-class DriverLayout(NamedTuple):
-    """Where the host's NVIDIA runtime put the driver in a GPU worker."""
-
-    nvml_dir: str
-    bin_dir: str | None  # of nvidia-smi; None when the node has none
-
-
-def node_driver_layout(node):
-    """The driver's place in a GPU worker (a nodes.Node): NVML from its ldcache, nvidia-smi from its PATH."""
-    out = node.run(["ldconfig", "-p"], check=False).stdout
-    found = nvml_dir(out)
-    if found is None:
-        raise KindgpuError(
-            f"{node.name} has no {NVML} in its ldcache: the host's NVIDIA runtime did not give it the "
-            "driver's libraries",
-            "run `invoke preflight` (Docker's default runtime must be nvidia), then `invoke up --recreate`")
-    bin_dir = node.sh(FIND_NVIDIA_SMI, check=False).stdout
-    return DriverLayout(found, bin_dir.strip() or None)
 
 
 def cdi_enabled(crictl_info):
@@ -183,13 +132,15 @@ def nvidia_daemonset(spec, driver: DriverLayout):
 def plugin_selector(plan):
     """Label selector of the plugin pods, for status and diagnostics."""
     if plan.dra:
-        return f"app.kubernetes.io/name={simdra_manifest.APP_NAME}"
+        return f"app.kubernetes.io/name={simdra_manifest.APP_NAME if plan.simulated else nvdra.APP_NAME}"
     return f"app.kubernetes.io/name={APP_NAME}" if plan.simulated else f"name={NVIDIA_APP}"
 
 
 def objects(plan, sim_image=None, driver=None):
-    """The plugin's objects; real GPUs need the workers' driver layout (node_driver_layout). Under DRA
-    (simulated GPUs): the DeviceClass gpu.nvidia.com, the DRA plugin's rights and its DaemonSet."""
+    """The plugin's objects; real GPUs need the workers' driver layout (nvdriver.node_driver_layout).
+    Under DRA: the DeviceClass gpu.nvidia.com, the DRA plugin's rights and its DaemonSet."""
+    if plan.dra and not plan.simulated:
+        return nvdra.objects(plan.spec, plan.runtime.kubernetes)
     if plan.dra:
         gpus = [g for w in plan.gpu_workers for g in w.gpus]
         return simdra_manifest.sim_dra_objects(sim_image, gpus, plan.runtime.kubernetes)
@@ -205,6 +156,8 @@ def objects(plan, sim_image=None, driver=None):
 
 def image(plan):
     """The image the plugin DaemonSet runs (for simulated GPUs, built locally)."""
+    if plan.dra and not plan.simulated:
+        return nvdra.image(plan.spec)
     if plan.dra:
         from .simdra.build import image_tag
 

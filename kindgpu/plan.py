@@ -149,7 +149,6 @@ def allocate_plan(doc: dict, inventory: Inventory | None = None, runtime: versio
     if not problems and not inventory.simulated:
         problems = held_by_other_clusters(doc["name"], assignments, nodes.docker_client_or_none())
     problems += specs.gpu_allocation_problems(doc, runtime.kubernetes)  # the image itself may say what its tag does not
-    problems += specs.real_gpu_dra_problems(doc, inventory.simulated)
     if problems:
         raise SpecError(problems)
     workers = doc["workers"]

@@ -64,11 +64,11 @@ def simulate_fix() -> str:
 
 def fill_object_defaults(doc: dict) -> dict:
     """Expand short forms, then fill defaults inside the nested objects (apiServer, devicePlugin,
-    simulate, smoke)."""
+    draDriver, simulate, smoke)."""
     props = schema()["properties"]
     if "simulate" in doc:
         doc["simulate"] = short_simulate(doc["simulate"])
-    for key in ("apiServer", "devicePlugin", "smoke", "simulate"):
+    for key in ("apiServer", "devicePlugin", "draDriver", "smoke", "simulate"):
         value = doc.get(key)
         if isinstance(value, dict):
             inner = props[key]["properties"]
@@ -409,16 +409,6 @@ def gpu_allocation_problems(doc: dict, kubernetes: versions.Version | None, know
                     "gpuAllocation out for the device plugin")]
 
 
-def real_gpu_dra_problems(doc: dict, simulated: bool) -> list[Problem]:
-    """`gpuAllocation: dra` works for simulated GPUs only so far (issue 24): real GPUs need NVIDIA's DRA
-    driver, which kindgpu does not deploy yet. Refused, not silently served by the device plugin."""
-    if doc.get("gpuAllocation") != "dra" or simulated:
-        return []
-    return [Problem("gpuAllocation", "real GPUs under DRA need NVIDIA's DRA driver, not yet deployed by kindgpu",
-                    "use gpuAllocation: devicePlugin (or leave it out) for real GPUs; dra works with simulated "
-                    "GPUs (--simulate N)")]
-
-
 # What the GPU runtime reads to pick a pod's GPUs: smoke judges what the pod sees, so these stay its own.
 RUNTIME_ENV = ("NVIDIA_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES")
 
@@ -450,6 +440,9 @@ def smoke_env_problems(doc: dict) -> list[Problem]:
     return found
 
 
+# The spec groups that name an image by repository and tag apart: an example of each.
+REPOSITORIES = {"devicePlugin": ("nvcr.io/nvidia/k8s-device-plugin", "v0.20.0"),
+                "draDriver": ("nvcr.io/nvidia/k8s-dra-driver-gpu", "v25.12.0")}
 IMAGE_FIX = "an image reference: [registry[:port]/]name[:tag][@digest], the name lowercase (kindest/node:v1.37.0)"
 
 
@@ -458,24 +451,26 @@ def image_problems(doc: dict) -> list[Problem]:
     could accept fails here, not when a node tries to pull it."""
     found = []
     fields = {"nodeImage": doc.get("nodeImage")}
-    for group, names in (("devicePlugin", ("image", "version")), ("smoke", ("cudaImage", "pytorchImage"))):
+    for group, names in (("devicePlugin", ("image", "version")), ("draDriver", ("image", "version")),
+                         ("smoke", ("cudaImage", "pytorchImage"))):
         section = doc.get(group)
         fields.update({f"{group}.{n}": section.get(n) for n in names if isinstance(section, dict)})
     for field, value in fields.items():
         if not isinstance(value, str) or not value:
             continue  # the schema names what is missing or not a string
-        if field == "devicePlugin.version":
+        group = field.partition(".")[0]
+        if field in ("devicePlugin.version", "draDriver.version"):
             why = imageref.tag_problem(value)
             if why:
-                found.append(Problem(field, f"{value!r} {why}", "a tag such as v0.20.0"))
+                found.append(Problem(field, f"{value!r} {why}", f"a tag such as {REPOSITORIES[group][1]}"))
             continue
         why = imageref.problem(value)
-        if why is None and field == "devicePlugin.image" and ("@" in value or imageref.parse(value).tag):
-            why = "names a tag or digest; devicePlugin.version is the tag"
+        if why is None and group in REPOSITORIES and ("@" in value or imageref.parse(value).tag):
+            why = f"names a tag or digest; {group}.version is the tag"
         if why:
             found.append(Problem(field, f"{value!r}: {why}",
-                                 "the repository alone (nvcr.io/nvidia/k8s-device-plugin)"
-                                 if field == "devicePlugin.image" else IMAGE_FIX))
+                                 f"the repository alone ({REPOSITORIES[group][0]})" if group in REPOSITORIES
+                                 else IMAGE_FIX))
     return found
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from kubernetes.client import V1ContainerState, V1ContainerStateTerminated, V1ContainerStateWaiting, V1ContainerStatus
 
-from kindgpu import deviceplugin, diagnostics, pods, spec
+from kindgpu import deviceplugin, diagnostics, nvdriver, pods, spec
 
 TESTDATA = Path(__file__).parent / "testdata"
 
@@ -15,7 +15,7 @@ TESTDATA = Path(__file__).parent / "testdata"
 def daemonset(nvml="/usr/lib/x86_64-linux-gnu", bin_dir="/usr/bin", **plugin):
     doc = spec.resolve(env={}, flags={})
     doc["devicePlugin"].update(plugin)
-    return deviceplugin.nvidia_daemonset(doc, deviceplugin.DriverLayout(nvml, bin_dir))
+    return deviceplugin.nvidia_daemonset(doc, nvdriver.DriverLayout(nvml, bin_dir))
 
 
 def container_of(ds):
@@ -55,8 +55,8 @@ def env_of(ds):
 def test_nvml_directory_comes_from_the_nodes_ldcache():
     # A GPU worker's `ldconfig -p` on the H200 host: the driver under /usr/local/nvidia/lib64.
     text = (TESTDATA / "gpu-host" / "ldconfig-p-worker.txt").read_text()
-    assert deviceplugin.nvml_dir(text) == "/usr/local/nvidia/lib64"  # the 64-bit one, not i386's
-    assert deviceplugin.nvml_dir("3 libs found in cache\n\tlibc.so.6 (libc6,x86-64) => /lib/libc.so.6") is None
+    assert nvdriver.nvml_dir(text) == "/usr/local/nvidia/lib64"  # the 64-bit one, not i386's
+    assert nvdriver.nvml_dir("3 libs found in cache\n\tlibc.so.6 (libc6,x86-64) => /lib/libc.so.6") is None
 
 
 def test_plugin_is_told_where_nvml_is_only_outside_the_directories_it_searches():
@@ -76,8 +76,8 @@ def run_mask(tmp_path, params_text):
     for f in bin_dir.iterdir():
         f.chmod(0o755)
     (tmp_path / "mask").mkdir()
-    script = (deviceplugin.MASK_PARAMS.replace(deviceplugin.PARAMS, str(params))
-              .replace(deviceplugin.MASK_DIR, str(tmp_path / "mask")))
+    script = (deviceplugin.MASK_PARAMS.replace(nvdriver.PARAMS, str(params))
+              .replace(nvdriver.MASK_DIR, str(tmp_path / "mask")))
     return subprocess.run(["sh", "-c", script], capture_output=True, text=True,
                           env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
 
@@ -85,7 +85,7 @@ def run_mask(tmp_path, params_text):
 def test_plugin_starts_with_device_file_modification_masked(tmp_path):
     c = container_of(daemonset())
     assert c["command"] == ["sh", "-c", deviceplugin.MASK_PARAMS]
-    assert {"name": "params-mask", "mountPath": deviceplugin.MASK_DIR} in c["volumeMounts"]
+    assert {"name": "params-mask", "mountPath": nvdriver.MASK_DIR} in c["volumeMounts"]
     got = run_mask(tmp_path, "ResmanDebugLevel: 4294967295\nModifyDeviceFiles: 1\nDeviceFileUID: 0\n")
     assert got.returncode == 0, got.stderr
     assert got.stdout == "started\nResmanDebugLevel: 4294967295\nModifyDeviceFiles: 0\nDeviceFileUID: 0\n"

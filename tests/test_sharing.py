@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from fakes import Notes
-from kindgpu import cluster, deviceplugin, drift, plan, sharing, spec
+from kindgpu import cluster, deviceplugin, drift, nvdriver, plan, sharing, spec
 from kindgpu.errors import SpecError
 from kindgpu.simgpu import manifest
 from paths import h200_inventory as read_h200_inventory
@@ -190,7 +190,7 @@ def real_plan(h200_inventory, **time_slicing):
     return plan.make_plan(doc, h200_inventory)
 
 
-DRIVER = deviceplugin.DriverLayout("/usr/lib/x86_64-linux-gnu", "/usr/bin")
+DRIVER = nvdriver.DriverLayout("/usr/lib/x86_64-linux-gnu", "/usr/bin")
 
 
 def test_nvidia_plugin_reads_its_config_from_a_configmap_by_its_config_file_flag(h200_inventory, state_dir):

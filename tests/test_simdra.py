@@ -171,19 +171,6 @@ def test_dra_with_an_image_whose_version_is_known_only_to_the_image_itself():
     assert plans.make_plan(doc, inventory, versions.Runtime(kubernetes=(1, 34, 4))).spec["gpuAllocation"] == "dra"
 
 
-def test_real_gpus_under_dra_are_refused_in_the_plan_not_served_by_the_device_plugin(h200_inventory):
-    doc = spec_doc(nodeImage="kindest/node:v1.37.2", gpuAllocation="dra")
-    del doc["simulate"]
-    with pytest.raises(SpecError) as refused:
-        plans.make_plan(doc, h200_inventory, versions.Runtime(kubernetes=(1, 37, 2)))
-    [problem] = refused.value.problems
-    assert problem.field == "gpuAllocation"
-    assert "real GPUs under DRA need NVIDIA's DRA driver, not yet deployed by kindgpu" in problem.message
-    assert "devicePlugin" in problem.fix
-    doc["gpuAllocation"] = "devicePlugin"
-    assert not plans.make_plan(doc, h200_inventory, versions.Runtime(kubernetes=(1, 37, 2))).dra
-
-
 # The image.
 
 def test_image_tag_is_stable_and_hashes_the_go_sources():

@@ -3,11 +3,12 @@
 # (Ubuntu 24.04, Python 3.12, NVIDIA driver; no Docker, no network) needs to run kindgpu in
 # real mode, as numbered parts of at most 60 MiB with a manifest of sha256 sums.
 #
-#   bash hack/gpu-host/pack.sh DEVICE_PLUGIN_SRC [COMPONENT...]
+#   bash hack/gpu-host/pack.sh DEVICE_PLUGIN_SRC DRA_DRIVER_SRC [COMPONENT...]
 #
 # DEVICE_PLUGIN_SRC: NVIDIA/k8s-device-plugin's source at $DEVICE_PLUGIN_VERSION (with vendor/).
+# DRA_DRIVER_SRC: kubernetes-sigs/dra-driver-nvidia-gpu's source at $DRA_DRIVER_VERSION (with vendor/).
 # COMPONENTs (default all, then the parts are made): zstd_binary debs tools device_plugin
-# cuda_base wheels node_image.
+# dra_driver cuda_base wheels node_image.
 #
 # Needs the harness (hack/harness/setup.sh: dockerd, kind, kubectl, the node image), Go, and
 # Debian's package mirror. Output: $RIG_OUT/parts/part-NN, $RIG_OUT/parts/MANIFEST
@@ -15,9 +16,10 @@
 # only when missing. stage.sh unpacks the parts on the GPU machine.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-SRC=${1:?usage: pack.sh DEVICE_PLUGIN_SRC (NVIDIA/k8s-device-plugin source, with vendor/)}
-SRC=$(cd "$SRC" && pwd)
-shift
+usage="usage: pack.sh DEVICE_PLUGIN_SRC DRA_DRIVER_SRC [COMPONENT...] (both sources with vendor/)"
+SRC=$(cd "${1:?$usage}" && pwd)
+DRA_SRC=$(cd "${2:?$usage}" && pwd)
+shift 2
 . hack/gpu-host/versions.sh
 CACHE="${KINDGPU_HARNESS_CACHE:-/var/cache/kindgpu-harness}"
 RIG_OUT=$(mkdir -p "${RIG_OUT:-out/gpu-host}" && cd "${RIG_OUT:-out/gpu-host}" && pwd)
@@ -100,6 +102,28 @@ device_plugin() {
   docker save "$DEVICE_PLUGIN_IMAGE" | zst -19 -o "$ART/device-plugin.tar.zst"
 }
 
+# NVIDIA's DRA driver's GPU kubelet plugin from its own source's vendor/, with the nvidia-cdi-hook it
+# copies into the node for its CDI specs (NVIDIA's image carries the toolkit's), under the exact name
+# kindgpu deploys. Its entry is kindgpu's (a shell script), so busybox's sh serves for NVIDIA's bash.
+dra_driver() {
+  built dra-driver.tar.zst && return
+  local root=$WORK/dra-rootfs
+  local info=github.com/NVIDIA/k8s-dra-driver-gpu/internal/info  # its version gates its features: set as its Makefile does
+  [ -x "$WORK/gpu-kubelet-plugin" ] || (cd "$DRA_SRC" && go build -mod=vendor -trimpath \
+    -ldflags "-s -w -X $info.version=$DRA_DRIVER_VERSION -X $info.gitCommit=$DRA_DRIVER_COMMIT" \
+    -o "$WORK/gpu-kubelet-plugin" ./cmd/gpu-kubelet-plugin 2> >(grep -v 'warning:\|note:\|DEPRECATED\|^ *|\|^In file\|^ *[0-9]* |' >&2))
+  [ -x "$WORK/tools/bin/nvidia-cdi-hook" ] || { rm -f "$ART/tools.tar.zst"; tools; }
+  small_rootfs "$root"
+  install -m 0755 "$WORK/gpu-kubelet-plugin" "$root/usr/bin/gpu-kubelet-plugin"
+  install -m 0755 "$WORK/tools/bin/nvidia-cdi-hook" "$root/usr/bin/nvidia-cdi-hook"
+  cp "$DRA_SRC/LICENSE" "$root/licenses/dra-driver-nvidia-gpu"
+  tar -C "$root" -c . | docker import \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/busybox' \
+    --change 'ENV NVIDIA_DISABLE_REQUIRE=true' --change 'ENV NVIDIA_VISIBLE_DEVICES=all' \
+    --change 'ENV NVIDIA_DRIVER_CAPABILITIES=utility' - "$DRA_DRIVER_IMAGE" >/dev/null
+  docker save "$DRA_DRIVER_IMAGE" | zst -19 -o "$ART/dra-driver.tar.zst"
+}
+
 # The visibility level's image: a shell and glibc, with PATH and LD_LIBRARY_PATH as NVIDIA's CUDA
 # images set them (CDI puts nvidia-smi and the driver's libraries at the host's paths).
 cuda_base() {
@@ -160,7 +184,7 @@ if [ $# -gt 0 ]; then
   for component in "$@"; do "$component"; done
   exit 0
 fi
-zstd_binary; debs; tools; device_plugin; cuda_base; wheels; node_image
+zstd_binary; debs; tools; device_plugin; dra_driver; cuda_base; wheels; node_image
 ls -l "$ART" >&2
 split_parts
 log "done in $((SECONDS - t0))s"

@@ -4,7 +4,7 @@
 # $RIG_RUNS/<phase>/ (default /var/tmp/kindgpu-runs); with $OUT set (the device tool brings back at
 # most 8 files from it), they are also packed into $OUT/runs.tgz.
 #
-#   bash hack/gpu-host/rig.sh PHASE...   # probe torch-image gpu1 compute collective multi layout:WxG scale restart cpu bench down
+#   bash hack/gpu-host/rig.sh PHASE...   # probe torch-image gpu1 compute collective dra multi layout:WxG scale restart cpu bench down
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . hack/gpu-host/versions.sh
@@ -106,6 +106,34 @@ collective() {
   rec smoke-collective inv smoke --config "$SPECS/one-gpu.yaml" --level collective --json
 }
 
+# One GPU worker under DRA: NVIDIA's DRA driver publishes its GPU; smoke asks through claims; a pod asking
+# nvidia.com/gpu: 1 is served through the DeviceClass's extended-resource mapping.
+dra() {
+  local spec=$SPECS/one-gpu-dra.yaml kc pod
+  rec down-before inv down --config "$SPECS/one-gpu.yaml"
+  rec up inv up --config "$spec"
+  kc=$(kubeconfig rig)
+  rec up-again inv up --config "$spec"
+  rec status inv status --config "$spec" --json
+  rec resourceslices kubectl --kubeconfig "$kc" get resourceslices -o yaml
+  rec deviceclass kubectl --kubeconfig "$kc" get deviceclass gpu.nvidia.com -o yaml
+  pod=$(kubectl --kubeconfig "$kc" -n kube-system get pods -l app.kubernetes.io/name=nvidia-dra-driver-gpu-kubelet-plugin -o name | head -n 1)
+  rec plugin-params kubectl --kubeconfig "$kc" -n kube-system exec "$pod" -- sh -c 'grep ModifyDeviceFiles /proc/driver/nvidia/params; ls /dev/nvidia*'
+  rec plugin-log kubectl --kubeconfig "$kc" -n kube-system logs "$pod" --tail 60
+  rec smoke-visibility inv smoke --config "$spec" --json
+  rec smoke-compute inv smoke --config "$spec" --level compute --json
+  rec claim-pod sh -c "kubectl --kubeconfig $kc apply -f hack/gpu-host/specs/dra-claim-pod.yaml && \
+    kubectl --kubeconfig $kc wait --for=jsonpath='{.status.phase}'=Succeeded pod/sees-one-gpu --timeout=180s; \
+    kubectl --kubeconfig $kc logs sees-one-gpu; kubectl --kubeconfig $kc get resourceclaims -o yaml"
+  rec extended-resource-pod sh -c "kubectl --kubeconfig $kc apply -f hack/gpu-host/specs/extended-resource-pod.yaml && \
+    kubectl --kubeconfig $kc wait --for=jsonpath='{.status.phase}'=Succeeded pod/asks-nvidia-com-gpu --timeout=180s; \
+    kubectl --kubeconfig $kc logs asks-nvidia-com-gpu; \
+    kubectl --kubeconfig $kc get pod asks-nvidia-com-gpu -o jsonpath='{.status.extendedResourceClaimStatus}{\"\\n\"}'; \
+    kubectl --kubeconfig $kc get resourceclaims -o wide"
+  rec cleanup kubectl --kubeconfig "$kc" delete -f hack/gpu-host/specs/dra-claim-pod.yaml \
+    -f hack/gpu-host/specs/extended-resource-pod.yaml --wait=false
+}
+
 # Several GPUs (the multi-GPU machines): every worker layout the machine's GPUs allow, each made,
 # checked at every smoke level and deleted. `scale` times `up` for 1, 2, 4, 8 workers against bare kind.
 multi() {
@@ -196,7 +224,7 @@ for PHASE in "$@"; do
     layout:*)
       [[ $PHASE =~ ^layout:([1-9][0-9]*)x([1-9][0-9]*)$ ]] || { echo "layout:WORKERSxGPUS, e.g. layout:8x1"; exit 2; }
       layout "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" ;;
-    probe|gpu1|compute|collective|multi|scale|restart|cpu|bench|down) "$PHASE" ;;
+    probe|gpu1|compute|collective|dra|multi|scale|restart|cpu|bench|down) "$PHASE" ;;
     *) echo "unknown phase $PHASE"; exit 2 ;;
   esac
   [ -n "${OUT:-}" ] && tar -C "$RUNS" -czf "$OUT/runs.tgz" .

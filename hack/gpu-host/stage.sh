@@ -144,5 +144,6 @@ load() { # load ARTIFACT IMAGE
 }
 load node-image.tar.zst "$KINDGPU_NODE_IMAGE"
 load device-plugin.tar.zst "$DEVICE_PLUGIN_IMAGE"
+load dra-driver.tar.zst "$DRA_DRIVER_IMAGE"
 load cuda-base.tar.zst "$SMOKE_CUDA_IMAGE"
 log "staged in $((SECONDS - t0))s; images: $(docker images --format '{{.Repository}}:{{.Tag}}' | tr '\n' ' ')"

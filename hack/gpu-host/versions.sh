@@ -4,6 +4,11 @@ TOOLKIT_VERSION=v1.20.0
 DEVICE_PLUGIN_VERSION=v0.20.0
 # The names kindgpu deploys by default (devicePlugin.image:version), so nothing is pulled.
 DEVICE_PLUGIN_IMAGE=nvcr.io/nvidia/k8s-device-plugin:$DEVICE_PLUGIN_VERSION
+# NVIDIA's DRA driver for GPUs (kubernetes-sigs/dra-driver-nvidia-gpu), under the name kindgpu deploys
+# by default (draDriver.image:version).
+DRA_DRIVER_VERSION=v25.12.0
+DRA_DRIVER_COMMIT=0882da8720c28763137e0987778ec476ec4cf8df
+DRA_DRIVER_IMAGE=nvcr.io/nvidia/k8s-dra-driver-gpu:$DRA_DRIVER_VERSION
 # Local smoke images; the rig's spec points smoke.cudaImage / smoke.pytorchImage at them.
 SMOKE_CUDA_IMAGE=kindgpu-rig/cuda-base:1
 SMOKE_PYTORCH_IMAGE=kindgpu-rig/pytorch:host

@@ -1,10 +1,10 @@
 """The device-plugin step: the plugin runs on every GPU worker, and each offers exactly its GPUs
-(under `gpuAllocation: dra`: the simulated DRA plugin, and each worker's ResourceSlice publishes exactly
-its GPUs' UUIDs)."""
+(under `gpuAllocation: dra`: a DRA kubelet plugin, NVIDIA's or the simulated one, and each worker's
+ResourceSlice publishes exactly its GPUs' UUIDs)."""
 
 from __future__ import annotations
 
-from .. import deviceplugin, diagnostics, images, record
+from .. import deviceplugin, diagnostics, images, nvdra, nvdriver, record
 from ..errors import KindgpuError
 from ..kube import is_transient, manifest_hash
 from ..wait import Seen, wait_for
@@ -21,9 +21,12 @@ def plugin_objects(ctx: Context, image: str) -> list[dict]:
     first = next((workers[w.node] for w in ctx.plan.workers if w.gpus and w.node in workers), None)
     if first is None:
         raise KindgpuError(f"no GPU worker of {ctx.plan.name} is running", "run `invoke up`")
-    if ctx.plan.spec["devicePlugin"]["deviceListStrategy"] == "cdi-cri":
-        deviceplugin.check_node_cdi(first)
-    return deviceplugin.objects(ctx.plan, image, deviceplugin.node_driver_layout(first))
+    if ctx.plan.dra or ctx.plan.spec["devicePlugin"]["deviceListStrategy"] == "cdi-cri":
+        deviceplugin.check_node_cdi(first)  # DRA hands devices to pods through CDI alone
+    driver = nvdriver.node_driver_layout(first)
+    if ctx.plan.dra:
+        nvdra.check_driver_layout(first.name, driver)
+    return deviceplugin.objects(ctx.plan, image, driver)
 
 
 class DevicePlugin(Step):
