@@ -136,11 +136,12 @@ def plugin_selector(plan):
     return f"app.kubernetes.io/name={APP_NAME}" if plan.simulated else f"name={NVIDIA_APP}"
 
 
-def objects(plan, sim_image=None, driver=None):
+def objects(plan, sim_image=None, driver=None, driver_root="/"):
     """The plugin's objects; real GPUs need the workers' driver layout (nvdriver.node_driver_layout).
-    Under DRA: the DeviceClass gpu.nvidia.com, the DRA plugin's rights and its DaemonSet."""
+    Under DRA: the DeviceClass gpu.nvidia.com, the DRA plugin's rights and its DaemonSet (NVIDIA's, given
+    the driver root its plugin needs in the workers: nvdra.driver_root)."""
     if plan.dra and not plan.simulated:
-        return nvdra.objects(plan.spec, plan.runtime.kubernetes)
+        return nvdra.objects(plan.spec, plan.runtime.kubernetes, driver_root)
     if plan.dra:
         gpus = [g for w in plan.gpu_workers for g in w.gpus]
         return simdra_manifest.sim_dra_objects(sim_image, gpus, plan.runtime.kubernetes)

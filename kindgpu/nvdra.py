@@ -13,10 +13,11 @@ from .simdra.manifest import CDI_ROOT, PLUGINS_DIR, REGISTRY_DIR, device_class
 
 APP_NAME = "nvidia-dra-driver-gpu-kubelet-plugin"  # as the chart names the DaemonSet
 SERVICE_ACCOUNT = "nvidia-dra-driver-gpu-kubeletplugin"
-# The only directories the plugin looks for NVML in under its driver root, and it has no
-# LD_LIBRARY_PATH fallback (cmd/gpu-kubelet-plugin/root.go, getDriverLibraryPath, v25.12.0).
+# Where the plugin looks, under its driver root, for NVML and for nvidia-smi (it needs both), with no
+# LD_LIBRARY_PATH or PATH fallback (cmd/gpu-kubelet-plugin/root.go, v25.12.0).
 NVML_SEARCHED = ("/", "/usr/lib64", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
                  "/lib64", "/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu")
+NVIDIA_SMI_SEARCHED = ("/", "/opt/bin", "/usr/bin", "/usr/sbin", "/bin", "/sbin")
 HEALTHCHECK_PORT = 51516  # the chart's kubeletPlugin.containers.gpus.healthcheckPort
 # The chart's `gpus` container with maskNvidiaDriverParams: true (the nvkind case).
 MASK_AND_RUN = mask_params_and_run('gpu-kubelet-plugin -v "$LOG_VERBOSITY"')
@@ -30,13 +31,30 @@ def image(doc: dict) -> str:
     return f"{driver['image']}:{driver['version']}"
 
 
-def check_driver_layout(node_name: str, driver: DriverLayout) -> None:
-    """NVIDIA's DRA plugin finds NVML only in standard directories under the node's root."""
-    if driver.nvml_dir not in NVML_SEARCHED:
-        raise KindgpuError(
-            f"{node_name} has NVML in {driver.nvml_dir}, where NVIDIA's DRA driver does not look (it searches "
-            f"{', '.join(NVML_SEARCHED[1:])} and has no LD_LIBRARY_PATH fallback)",
-            "install the driver's libraries in a standard directory on the host, or use gpuAllocation: devicePlugin")
+def under(root: str, directory: str) -> str | None:
+    """directory's path below root ("/" for root itself), or None when it is not below it."""
+    if root == "/":
+        return directory
+    if directory == root:
+        return "/"
+    return directory[len(root):] if directory.startswith(root + "/") else None
+
+
+def driver_root(node_name: str, driver: DriverLayout) -> str:
+    """The node directory to give the plugin as its driver root: the one below which it finds both NVML
+    and nvidia-smi where it looks. "/" on hosts whose driver is in the standard places; on hosts that
+    keep it in one tree (/usr/local/nvidia/{lib64,bin}, GKE's layout) that tree."""
+    candidates = sorted({driver.nvml_dir[:len(driver.nvml_dir) - len(d)] or "/" for d in NVML_SEARCHED
+                         if d != "/" and driver.nvml_dir.endswith(d)} | {driver.nvml_dir}, key=len)
+    for root in candidates:
+        smi = under(root, driver.bin_dir) if driver.bin_dir else None
+        if under(root, driver.nvml_dir) in NVML_SEARCHED and smi in NVIDIA_SMI_SEARCHED:
+            return root
+    raise KindgpuError(
+        f"{node_name} has NVML in {driver.nvml_dir} and nvidia-smi in {driver.bin_dir or 'no directory'}: NVIDIA's "
+        f"DRA driver needs both below one driver root, NVML in one of {', '.join(NVML_SEARCHED)} and nvidia-smi in "
+        f"one of {', '.join(NVIDIA_SMI_SEARCHED)} under it",
+        "install the driver in the standard places on the host, or use gpuAllocation: devicePlugin")
 
 
 def rbac(namespace: str) -> list[dict]:
@@ -62,12 +80,12 @@ def rbac(namespace: str) -> list[dict]:
     ]
 
 
-def daemonset(doc: dict, namespace: str) -> dict:
-    """The chart's kubelet-plugin DaemonSet, `gpus` container only, on kindgpu's GPU workers. The node's
-    root is the driver root: the host's NVIDIA runtime put the driver's files there."""
+def daemonset(doc: dict, root: str, namespace: str) -> dict:
+    """The chart's kubelet-plugin DaemonSet, `gpus` container only, on kindgpu's GPU workers. root: the
+    driver root in the node (driver_root), where the host's NVIDIA runtime put the driver's files."""
     env = {
         "LOG_VERBOSITY": "4",
-        "NVIDIA_DRIVER_ROOT": "/",
+        "NVIDIA_DRIVER_ROOT": root,
         "DRIVER_ROOT_CTR_PATH": DRIVER_ROOT,
         "NVIDIA_VISIBLE_DEVICES": "void",  # the node's runc, not NVIDIA's runtime, starts it
         "CDI_ROOT": CDI_ROOT,
@@ -82,7 +100,7 @@ def daemonset(doc: dict, namespace: str) -> dict:
         ("plugins-registry", REGISTRY_DIR, REGISTRY_DIR, None),
         ("plugins", PLUGINS_DIR, PLUGINS_DIR, "Bidirectional"),
         ("cdi", CDI_ROOT, CDI_ROOT, None),
-        ("driver-root", "/", DRIVER_ROOT, "HostToContainer"),
+        ("driver-root", root, DRIVER_ROOT, "HostToContainer"),
     ]
     probe = {"grpc": {"port": HEALTHCHECK_PORT, "service": "liveness"}, "timeoutSeconds": 10}
     container = {
@@ -123,7 +141,8 @@ def daemonset(doc: dict, namespace: str) -> dict:
     }
 
 
-def objects(doc: dict, kubernetes: versions.Version | None, namespace: str = names.SYSTEM_NAMESPACE) -> list[dict]:
+def objects(doc: dict, kubernetes: versions.Version | None, root: str,
+            namespace: str = names.SYSTEM_NAMESPACE) -> list[dict]:
     """Everything to apply, in order: NVIDIA's DeviceClass, the plugin's account and rights, its DaemonSet.
-    doc: the cluster's spec; kubernetes: the node image's version, for the DeviceClass."""
-    return [device_class(kubernetes), *rbac(namespace), daemonset(doc, namespace)]
+    doc: the cluster's spec; kubernetes: the node image's version, for the DeviceClass; root: driver_root."""
+    return [device_class(kubernetes), *rbac(namespace), daemonset(doc, root, namespace)]

@@ -120,15 +120,32 @@ def test_dra_still_needs_1_34_for_real_gpus(h200_inventory):
     assert [p.field for p in refused.value.problems] == ["gpuAllocation"]
 
 
-@pytest.mark.parametrize("nvml, ok", [("/usr/lib/x86_64-linux-gnu", True), ("/usr/lib64", True),
-                                      ("/usr/local/nvidia/lib64", False)])
-def test_nvml_must_be_where_the_dra_plugin_looks(nvml, ok):
-    layout = nvdriver.DriverLayout(nvml, "/usr/bin")
-    if ok:
-        nvdra.check_driver_layout("w", layout)
-    else:
-        with pytest.raises(KindgpuError, match="/usr/local/nvidia/lib64"):
-            nvdra.check_driver_layout("w", layout)
+@pytest.mark.parametrize("nvml, smi, root", [
+    ("/usr/lib/x86_64-linux-gnu", "/usr/bin", "/"),  # Debian and Ubuntu hosts
+    ("/usr/lib64", "/usr/bin", "/"),
+    ("/usr/local/nvidia/lib64", "/usr/local/nvidia/bin", "/usr/local/nvidia"),  # the GPU machine's (ldconfig -p)
+    ("/home/kubernetes/bin/nvidia/lib64", "/home/kubernetes/bin/nvidia/bin", "/home/kubernetes/bin/nvidia"),  # GKE
+])
+def test_driver_root_is_where_the_dra_plugin_finds_nvml_and_nvidia_smi(nvml, smi, root):
+    assert nvdra.driver_root("w", nvdriver.DriverLayout(nvml, smi)) == root
+
+
+def test_the_gpu_machines_node_gets_its_driver_tree_as_root(h200_inventory):
+    ldcache = (TESTDATA / "gpu-host" / "ldconfig-p-worker.txt").read_text()
+    layout = nvdriver.DriverLayout(nvdriver.nvml_dir(ldcache), "/usr/local/nvidia/bin")
+    root = nvdra.driver_root("rig-worker", layout)
+    ds = by_kind(deviceplugin.objects(real_plan(h200_inventory), driver=layout, driver_root=root))["DaemonSet"]
+    pod = ds["spec"]["template"]["spec"]
+    assert {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}["NVIDIA_DRIVER_ROOT"] == root
+    assert {"name": "driver-root", "hostPath": {"path": root, "type": "DirectoryOrCreate"}} in pod["volumes"]
+
+
+@pytest.mark.parametrize("nvml, smi", [("/usr/local/nvidia/lib64", "/usr/bin"), ("/usr/lib64", None),
+                                       ("/opt/nv/lib/deep", "/opt/nv/bin")])
+def test_a_driver_the_dra_plugin_cannot_find_is_refused_with_the_fix(nvml, smi):
+    with pytest.raises(KindgpuError, match="NVIDIA's DRA driver needs both below one driver root") as refused:
+        nvdra.driver_root("w", nvdriver.DriverLayout(nvml, smi))
+    assert "gpuAllocation: devicePlugin" in refused.value.fix
 
 
 def test_plugin_starts_with_device_file_modification_masked(tmp_path):

@@ -25,7 +25,7 @@ def plugin_objects(ctx: Context, image: str) -> list[dict]:
         deviceplugin.check_node_cdi(first)  # DRA hands devices to pods through CDI alone
     driver = nvdriver.node_driver_layout(first)
     if ctx.plan.dra:
-        nvdra.check_driver_layout(first.name, driver)
+        return deviceplugin.objects(ctx.plan, image, driver, nvdra.driver_root(first.name, driver))
     return deviceplugin.objects(ctx.plan, image, driver)
 
 
