@@ -407,7 +407,7 @@ import json, os
 
 def test_the_plan_says_which_worker_has_which_gpus(gpu_cluster):
     expected = json.loads(os.environ["KDRA_EXPECTED"])
-    assert [(w.node, [g.uuid for g in w.gpus]) for w in gpu_cluster.plan.gpu_workers] == expected
+    assert [[w.node, [g.uuid for g in w.gpus]] for w in gpu_cluster.plan.gpu_workers] == expected
     assert gpu_cluster.plan.dra and gpu_cluster.simulated
 
 
