@@ -179,3 +179,23 @@ def test_a_simulated_dra_cluster_runs_smoke_in_the_simulated_image_its_nodes_hol
     with pytest.raises(KindgpuError, match="holds kindgpu's simulated smoke image") as caught:
         foreign.simulated_plugin_image(Kube([bare]), recorded)
     assert "--image IMAGE" in caught.value.fix
+
+
+@pytest.mark.parametrize("level", ["compute", "collective"])
+def test_real_gpus_under_dra_run_compute_and_collective_through_claims_in_the_pytorch_image(level):
+    """A cluster with NVIDIA's DRA driver on real GPUs (smoke --kubeconfig): the levels that need real GPUs
+    are not refused, and their pods ask each node's GPUs through its claim, in the spec's PyTorch image."""
+    from kindgpu.payloads import levels
+
+    kube = Kube([node("h100-a"), node("h100-b")], [slice_for("h100-a", ["GPU-a0", "GPU-a1"], product="NVIDIA H100"),
+                                                   slice_for("h100-b", ["GPU-b0"], product="NVIDIA H100")])
+    plan = foreign.observed_plan(kube, "prod")
+    assert plan.dra and not plan.simulated and levels.problem(level, plan.simulated) is None
+    image = jobs.image_for(plan, level)
+    assert image == specs.defaults()["smoke"]["pytorchImage"]
+    found = {j["metadata"]["name"]: j for j in jobs.level_jobs("r1", plan, level, image, "cuda:1")}
+    for w in plan.workers:
+        spec = found[f"smoke-r1-w{w.number}"]["spec"]["template"]["spec"]
+        assert spec["resourceClaims"] == [{"name": "gpus", "resourceClaimTemplateName": f"smoke-r1-w{w.number}"}]
+        assert spec["containers"][0]["image"] == image
+        assert "limits" not in spec["containers"][0]["resources"]
