@@ -28,7 +28,8 @@ def image_for(plan, level):
 
 def claim_template_name(run_id, key):
     """The ResourceClaimTemplate a DRA smoke pod asks its GPUs through: per GPU worker (w1, ...), the
-    over-ask's (overask) and one GPU's (one: CPU-only workers' asks and the checks)."""
+    over-ask's (overask), one GPU's (one: CPU-only workers' asks and the checks) and a check's own
+    (product-cel-N); also the shared-claim check's ResourceClaim (shared-claim-1)."""
     return f"smoke-{run_id}-{key}"
 
 
