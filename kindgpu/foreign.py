@@ -6,6 +6,11 @@ Such a cluster records no plan, so its nodes make one: every node offering alloc
 smoke levels then pass when each node's pod sees exactly that many GPUs, no UUID shows on two
 nodes, and a pod asking one GPU more than the largest node has stays Pending; the collective level
 spans all of those nodes.
+
+A cluster whose GPUs come through DRA offers no allocatable `nvidia.com/gpu`: there the
+ResourceSlices of NVIDIA's driver (`gpu.nvidia.com`, kindgpu's simulated one alike) make the plan,
+a worker per node publishing GPUs, with the UUIDs, product names and memory the slices give, and
+smoke asks through claims (plan.dra).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from .inventory import GPU, Inventory
 from .kube import Kube, attempt, short_reason
 from .payloads import levels
 from .plan import Plan, WorkerPlan
+from .simgpu.build import IMAGE_REPO
 from .simgpu.manifest import APP_NAME
 from .smoke import run_and_report
 from .state import foreign_dir
@@ -66,27 +72,124 @@ def gpu_nodes(kube):
 
 def observed_plan(kube, name, doc=None):
     """The plan a cluster's nodes make: a worker per node offering GPUs, numbered in name order,
-    with as many GPUs as it offers (UUID "": not known). doc: a spec for the smoke images."""
+    with as many GPUs as it offers (UUID "": not known). Where no node offers any, the GPUs its
+    nodes publish through DRA (dra_nodes), UUIDs known. doc: a spec for the smoke images."""
     offering, cordoned = gpu_nodes(kube)
+    dra = not offering
+    if dra:
+        offering, cordoned_dra = dra_nodes(kube)
+        cordoned = sorted({*cordoned, *cordoned_dra})
     if not offering:
         raise KindgpuError(
-            f"no node of cluster {name} offers allocatable {names.GPU_RESOURCE}"
-            + (f" (cordoned: {', '.join(cordoned)})" if cordoned else ""),
-            "install NVIDIA's device plugin or GPU operator there, and wait for the nodes to offer their GPUs "
-            "(kubectl get nodes -o custom-columns=NODE:.metadata.name,GPU:.status.allocatable.nvidia\\.com/gpu)")
+            f"no node of cluster {name} offers allocatable {names.GPU_RESOURCE} or publishes GPUs in a "
+            f"ResourceSlice of {record.DRA_DRIVER}" + (f" (cordoned: {', '.join(cordoned)})" if cordoned else ""),
+            "install NVIDIA's device plugin, GPU operator or DRA driver there, and wait for the nodes to offer "
+            "their GPUs (kubectl get nodes -o custom-columns=NODE:.metadata.name,GPU:.status.allocatable."
+            "nvidia\\.com/gpu; kubectl get resourceslices)")
     doc = dict(doc or specs.defaults())
     # kindgpu set none of its labels there, and smoke's check by GPU product judges recorded UUIDs.
     # What a node offers is its count already, time-sliced or not: nothing to multiply by replicas.
     doc.update(name=name, simulate=None, workers=len(offering), gpuFeatureLabels=False,
                devicePlugin={k: v for k, v in (doc.get("devicePlugin") or {}).items() if k != "sharing"})
+    doc.pop("gpuAllocation", None)  # what the cluster does, not what a spec given says
+    if dra:
+        doc["gpuAllocation"] = "dra"  # smoke asks through claims
     workers, every_gpu = [], []
-    for number, (node, count, labels) in enumerate(offering, start=1):
-        memory = labels.get(MEMORY_LABEL, "")
-        gpus = tuple(GPU(index=i, uuid="", name=labels.get(PRODUCT_LABEL, ""), pci_bus_id="",
-                         memory_mib=int(memory) if memory.isdigit() else 0, minor=None) for i in range(count))
+    for number, (node, gpus, labels) in enumerate(offering, start=1):
+        if isinstance(gpus, int):  # a count: the device plugin's allocatable
+            memory = labels.get(MEMORY_LABEL, "")
+            gpus = tuple(GPU(index=i, uuid="", name=labels.get(PRODUCT_LABEL, ""), pci_bus_id="",
+                             memory_mib=int(memory) if memory.isdigit() else 0, minor=None) for i in range(gpus))
         every_gpu += gpus
-        workers.append(WorkerPlan(number, node, gpus, labels))
+        workers.append(WorkerPlan(number, node, tuple(gpus), labels))
     return Plan(doc, "", Inventory(tuple(every_gpu)), tuple(workers))
+
+
+def resource_slices(kube) -> list[dict]:
+    """The cluster's ResourceSlices; none where the API has no resource.k8s.io/v1 (before Kubernetes
+    1.34) or this kubeconfig may not list them."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return kube.resource_slices()
+    except ApiException as err:
+        if err.status in (401, 403, 404):
+            return []
+        raise
+
+
+def dra_nodes(kube):
+    """(Nodes publishing GPUs through DRA, as (name, GPUs, labels) in name order; cordoned ones' names)."""
+    published = dra_gpus(resource_slices(kube))
+    offering, cordoned = [], []
+    for node in sorted(kube.nodes(), key=lambda n: n.metadata.name):
+        gpus = published.get(node.metadata.name)
+        if not gpus:
+            continue
+        if node.spec.unschedulable:
+            cordoned.append(node.metadata.name)
+            continue
+        offering.append((node.metadata.name, gpus, dict(node.metadata.labels or {})))
+    return offering, cordoned
+
+
+def dra_gpus(slices: list[dict], driver: str = record.DRA_DRIVER) -> dict[str, tuple[GPU, ...]]:
+    """{node: its GPUs} from the driver's ResourceSlices (API dicts), as NVIDIA's driver publishes a
+    GPU: device `gpu-<minor>`, attributes `type` ("gpu"; MIG devices and others are left out),
+    `uuid`, `productName`, `resource.kubernetes.io/pciBusID`, capacity `memory`. Only a pool's
+    newest generation counts; slices of no node (network-attached devices) are left out."""
+    newest: dict[str, int] = {}
+    for piece in slices:
+        spec = piece.get("spec") or {}
+        if spec.get("driver") == driver and spec.get("nodeName"):
+            pool = spec.get("pool") or {}
+            key = pool.get("name") or spec["nodeName"]
+            newest[key] = max(newest.get(key, 0), int(pool.get("generation") or 0))
+    devices: dict[str, list[dict]] = {}
+    for piece in slices:
+        spec = piece.get("spec") or {}
+        pool = spec.get("pool") or {}
+        key = pool.get("name") or spec.get("nodeName")
+        if spec.get("driver") != driver or not spec.get("nodeName") or int(pool.get("generation") or 0) != newest[key]:
+            continue
+        devices.setdefault(spec["nodeName"], []).extend(
+            d for d in spec.get("devices") or [] if attribute(d, "type") in ("gpu", ""))
+    return {node: tuple(GPU(index=i, uuid=attribute(d, "uuid"), name=attribute(d, "productName"),
+                            pci_bus_id=attribute(d, "resource.kubernetes.io/pciBusID"),
+                            memory_mib=quantity_bytes(((d.get("capacity") or {}).get("memory") or {}).get("value"))
+                            // 2**20, minor=device_minor(d.get("name", "")))
+                        for i, d in enumerate(sorted(found, key=device_order)))
+            for node, found in devices.items() if found}
+
+
+def attribute(device: dict, name: str) -> str:
+    """A device attribute's value as text ("" when it has none): string, version, int or bool."""
+    value = (device.get("attributes") or {}).get(name) or {}
+    return next((str(v) for v in value.values() if v is not None), "")
+
+
+def device_minor(name: str) -> int | None:
+    """The minor number in NVIDIA's device name gpu-<minor> (GpuInfo.CanonicalName); None in another."""
+    match = re.fullmatch(r"gpu-(\d+)", name)
+    return int(match.group(1)) if match else None
+
+
+def device_order(device: dict):
+    minor = device_minor(device.get("name", ""))
+    return (minor is None, minor or 0, device.get("name", ""))
+
+
+BINARY_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50}
+DECIMAL_SUFFIXES = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
+
+
+def quantity_bytes(text) -> int:
+    """A Kubernetes quantity ("23034Mi", "24146608128", "80G") in bytes; 0 when it is not one."""
+    match = re.fullmatch(r"(\d+)(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?", str(text or "").strip())
+    if not match:
+        return 0
+    number, suffix = int(match.group(1)), match.group(2)
+    return number * (BINARY_SUFFIXES.get(suffix) or DECIMAL_SUFFIXES.get(suffix) or 1)
 
 
 def forget(path, note) -> None:
@@ -121,11 +224,24 @@ def readable_record(kube):
         raise
 
 
-def simulated_plugin_image(kube) -> str:
+def simulated_plugin_image(kube, recorded) -> str:
     """The image kindgpu's simulated plugin runs in the cluster: every GPU node holds it, and its fake
-    nvidia-smi answers the visibility level."""
-    daemonset = kube.apps.read_namespaced_daemon_set(APP_NAME, names.SYSTEM_NAMESPACE)
-    return daemonset.spec.template.spec.containers[0].image
+    nvidia-smi answers the visibility level. Under DRA no such plugin runs, but its image is in every
+    node (kindgpu's node image holds it for smoke, deviceplugin.smoke_image): the nodes list it."""
+    if not recorded.dra:
+        daemonset = kube.apps.read_namespaced_daemon_set(APP_NAME, names.SYSTEM_NAMESPACE)
+        return daemonset.spec.template.spec.containers[0].image
+    workers = {w.node for w in recorded.gpu_workers}
+    for node in kube.nodes():
+        if node.metadata.name not in workers:
+            continue
+        for held in node.status.images or []:
+            # containerd names it in full: docker.io/kindgpu/sim-device-plugin:<tag>
+            found = [n for n in held.names or [] if n.rsplit(":", 1)[0].removeprefix("docker.io/") == IMAGE_REPO]
+            if found:
+                return found[0]
+    raise KindgpuError(f"no GPU node of {recorded.name} holds kindgpu's simulated smoke image ({IMAGE_REPO})",
+                       "run `invoke up` for the cluster on the host that made it, or name an image: --image IMAGE")
 
 
 def smoke(path, level, reporter, *, doc=None, image=None, junit=None, as_json=False, timeout=300):
@@ -138,7 +254,7 @@ def smoke(path, level, reporter, *, doc=None, image=None, junit=None, as_json=Fa
         found = levels.problem(level, simulated=True)
         if found:
             raise SpecError([Problem("--level", *found)], title="invalid task flags")
-        image = image or reach(path, lambda: simulated_plugin_image(kube))
+        image = image or reach(path, lambda: simulated_plugin_image(kube, recorded))
     junit = junit or foreign_dir(name) / f"smoke-{level}-junit.xml"
     return run_and_report(kube, plan, level, reporter, junit, as_json=as_json, timeout=timeout,
                           foreign=True, image=image)

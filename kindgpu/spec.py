@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 
-from . import gfd, imageref, payloads, versions
+from . import gfd, imageref, payloads, sharing, versions
 from .errors import Problem, SpecError
 from .names import API_VERSION, LABEL_GPU_IDS, LABEL_GPU_PRESENT, LABEL_GPU_WORKER, SPEC_KIND
 
@@ -389,7 +389,23 @@ def problems(doc: dict) -> list[Problem]:
     found += smoke_env_problems(doc)
     if isinstance(doc.get("nodeImage"), str):
         found += gpu_allocation_problems(doc, versions.image_kubernetes(doc["nodeImage"]), known_only=True)
+    found += dra_sharing_problems(doc)
     return found
+
+
+def dra_sharing_problems(doc: dict) -> list[Problem]:
+    """`gpuAllocation: dra` with `devicePlugin.sharing`: refused. Time-slicing there is the device
+    plugin's (each GPU advertised `replicas` times), and under DRA no device plugin runs; NVIDIA's DRA
+    driver shares a GPU otherwise: pods that reference one ResourceClaim share its GPU, and a claim's
+    opaque device config (GpuConfig, sharing strategy TimeSlicing) sets how. Not silently ignored."""
+    if doc.get("gpuAllocation") != "dra" or not sharing.configured(doc):
+        return []
+    return [Problem("devicePlugin.sharing",
+                    "time-slicing is the device plugin's (replicas per GPU), but gpuAllocation: dra runs no device "
+                    "plugin; under DRA a GPU is shared through its ResourceClaim (pods referencing one claim, or "
+                    "NVIDIA's DRA driver's TimeSlicing in the claim's opaque device config), not by replicas",
+                    "leave devicePlugin.sharing out with gpuAllocation: dra (pods that name one ResourceClaim "
+                    "share its GPU), or leave gpuAllocation out (devicePlugin) to time-slice")]
 
 
 def gpu_allocation_problems(doc: dict, kubernetes: versions.Version | None, known_only: bool = False) -> list[Problem]:

@@ -200,3 +200,27 @@ def test_go_unit_tests():
     result = subprocess.run([go, "-C", str(build.SOURCE_DIR), "test", "-trimpath", "-count=1", "./..."],
                             env={**os.environ, **build.GO_ENV}, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("sharing", [{"timeSlicing": {"replicas": 4}},
+                                     {"timeSlicing": {"replicas": 2, "renameByDefault": True}},
+                                     {"timeSlicing": {"replicas": 1}}])
+def test_dra_with_time_slicing_is_refused_naming_both_fields(tmp_path, sharing):
+    """The device plugin's replicas mean nothing where no device plugin runs: refused, not ignored."""
+    doc = spec_doc(nodeImage="kindest/node:v1.37.0", gpuAllocation="dra", devicePlugin={"sharing": sharing})
+    found = specs.problems(doc)
+    assert [p.field for p in found] == ["devicePlugin.sharing"]
+    assert "gpuAllocation: dra" in found[0].message and "ResourceClaim" in found[0].message
+    assert "leave devicePlugin.sharing out" in found[0].fix and "leave gpuAllocation out" in found[0].fix
+    # The same sharing is fine with the device plugin, and dra is fine without it.
+    assert specs.problems({**doc, "gpuAllocation": "devicePlugin"}) == []
+    assert specs.problems({**doc, "devicePlugin": {}}) == []
+    # From a spec file: exit 2 (SpecError) before anything is made.
+    path = tmp_path / "dra-shared.yaml"
+    path.write_text("apiVersion: kindgpu.dev/v1alpha1\nkind: GPUCluster\nname: kgd-shared\ngpuAllocation: dra\n"
+                    "nodeImage: kindest/node:v1.37.0\nsimulate: 2\nworkers: 2\ngpusPerWorker: 1\n"
+                    f"devicePlugin: {{sharing: {json.dumps(sharing)}}}\n")
+    with pytest.raises(SpecError) as refused:
+        specs.resolve(path, env={})
+    assert refused.value.exit_code == 2
+    assert [p.field for p in refused.value.problems] == ["devicePlugin.sharing"]

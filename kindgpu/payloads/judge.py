@@ -280,6 +280,23 @@ def judge_shared(logs, allowed_uuids, replicas, worker) -> Verdict:
     return Verdict(True, f"time-slicing on {worker} ({replicas} replicas per GPU): {how}", details)
 
 
+def judge_shared_claim(logs, allowed_uuids, worker) -> Verdict:
+    """Pods that reference one ResourceClaim for one GPU (DRA): each must see exactly one of the
+    worker's GPUs, and all of them the same one: the claim's."""
+    verdicts = [judge_some_of(log, allowed_uuids, 1, worker, "shared claim") for log in logs]
+    failed = [v.message for v in verdicts if not v.ok]
+    seen = [u for v in verdicts for u in v.details.get("uuids", [])]
+    details = {"uuids": seen, "pods": len(logs)}
+    if failed or len(logs) < 2:
+        return Verdict(False, " | ".join(failed) or f"shared claim on {worker}: {len(logs)} pod log(s), expected 2",
+                       details)
+    if len(set(seen)) != 1:
+        return Verdict(False, f"shared claim on {worker}: {len(logs)} pods referencing one ResourceClaim saw "
+                              f"different GPUs ({', '.join(seen)}), not the claim's one", details)
+    return Verdict(True, f"shared claim on {worker}: {len(logs)} pods referencing one ResourceClaim all saw "
+                         f"{seen[0]}", details)
+
+
 # ---------------------------------------------------------------- level 2
 
 

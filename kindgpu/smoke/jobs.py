@@ -1,13 +1,15 @@
 """The smoke run's Kubernetes objects, as plain dicts: the level's Job per worker, the CPU-only
 workers' Jobs, the over-ask pod, the checks' Jobs, the payloads' ConfigMap and the collective's
 Service; under `gpuAllocation: dra` the ResourceClaimTemplates the pods ask GPUs through instead of
-`nvidia.com/gpu` limits. Pure: a plan in, manifests out (smoke.run creates them)."""
+`nvidia.com/gpu` limits (at every level: compute and collective too), and the checks' claims (a
+template selecting by productName in CEL, one ResourceClaim two pods share). Pure: a plan in,
+manifests out (smoke.run creates them)."""
 
 from __future__ import annotations
 
 from .. import deviceplugin, names, payloads, sharing
 from ..payloads import levels
-from .checks import CHECK_LABEL, PRODUCT_LABEL
+from .checks import CHECK_LABEL, PRODUCT_LABEL, cel_selector
 
 NAMESPACE = "kindgpu-smoke"
 SERVICE = "smoke"  # headless: collective pods find rank 0 at w0.smoke.<namespace>
@@ -26,17 +28,33 @@ def image_for(plan, level):
 
 def claim_template_name(run_id, key):
     """The ResourceClaimTemplate a DRA smoke pod asks its GPUs through: per GPU worker (w1, ...), the
-    over-ask's (overask) and one GPU's (one: CPU-only workers' asks and the checks)."""
+    over-ask's (overask), one GPU's (one: CPU-only workers' asks and the checks) and a check's own
+    (product-cel-N); also the shared-claim check's ResourceClaim (shared-claim-1)."""
     return f"smoke-{run_id}-{key}"
 
 
-def claim_template(run_id, key, count):
+def claim_spec(count, cel=None):
+    """A claim's spec: exactly `count` GPUs of NVIDIA's DeviceClass, those a CEL expression selects."""
+    exactly = {"deviceClassName": DEVICE_CLASS, "allocationMode": "ExactCount", "count": count}
+    if cel:
+        exactly["selectors"] = [{"cel": {"expression": cel}}]
+    return {"devices": {"requests": [{"name": CLAIM, "exactly": exactly}]}}
+
+
+def claim_template(run_id, key, count, cel=None):
     """A ResourceClaimTemplate for exactly `count` GPUs of NVIDIA's DeviceClass."""
     labels = {RUN_LABEL: run_id, **names.MANAGED_BY}
-    exactly = {"deviceClassName": DEVICE_CLASS, "allocationMode": "ExactCount", "count": count}
     return {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaimTemplate",
             "metadata": {"name": claim_template_name(run_id, key), "namespace": NAMESPACE, "labels": labels},
-            "spec": {"spec": {"devices": {"requests": [{"name": CLAIM, "exactly": exactly}]}}}}
+            "spec": {"spec": claim_spec(count, cel)}}
+
+
+def resource_claim(run_id, key, count):
+    """A ResourceClaim (not a template): every pod that names it shares what it was allocated."""
+    labels = {RUN_LABEL: run_id, **names.MANAGED_BY}
+    return {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+            "metadata": {"name": claim_template_name(run_id, key), "namespace": NAMESPACE, "labels": labels},
+            "spec": claim_spec(count)}
 
 
 def claim_templates(run_id, plan):
@@ -93,9 +111,10 @@ def cpu_jobs(run_id, image, worker, key, extra_env=None, resource=names.GPU_RESO
 
 
 def pinned_job(run_id, name, level, image, node, worker_key, env, gpus, *, hostname, pending=False,
-               resource=names.GPU_RESOURCE, claim=None):
+               resource=names.GPU_RESOURCE, claim=None, shared_claim=None):
     """A Job whose one pod runs the level's payload on `node`; gpus=None sets no GPU limit.
-    claim: under DRA, the ResourceClaimTemplate the pod gets its GPUs through (no limit then)."""
+    claim: under DRA, the ResourceClaimTemplate the pod gets its GPUs through (no limit then);
+    shared_claim: the ResourceClaim it gets them through instead, which other pods name too."""
     volumes, mounts = payloads.pod_volumes(level)
     labels = {RUN_LABEL: run_id, **names.MANAGED_BY}
     pod_labels = {**labels, WORKER_LABEL: worker_key, **({PENDING_LABEL: "true"} if pending else {})}
@@ -108,9 +127,10 @@ def pinned_job(run_id, name, level, image, node, worker_key, env, gpus, *, hostn
         "volumeMounts": [{"name": "payloads", "mountPath": payloads.MOUNT_DIR}, *mounts],
     }
     pod_claims = {}
-    if claim:
+    if claim or shared_claim:
         container["resources"] = {"claims": [{"name": CLAIM}]}
-        pod_claims = {"resourceClaims": [{"name": CLAIM, "resourceClaimTemplateName": claim}]}
+        source = {"resourceClaimName": shared_claim} if shared_claim else {"resourceClaimTemplateName": claim}
+        pod_claims = {"resourceClaims": [{"name": CLAIM, **source}]}
     elif gpus is not None:
         container["resources"] = {"limits": {resource: str(gpus)}}
     return {
@@ -139,20 +159,35 @@ def pinned_job(run_id, name, level, image, node, worker_key, env, gpus, *, hostn
     }
 
 
+def check_claims(run_id, check):
+    """The claims a check's pods ask through, made before them: under DRA, the product-cel check's
+    template (1 GPU of its product, in CEL) and the shared-claim check's one ResourceClaim."""
+    if check.kind == "product-cel":
+        return [claim_template(run_id, check.key, 1, cel_selector(check.subject))]
+    if check.kind == "shared-claim":
+        return [resource_claim(run_id, check.key, 1)]
+    return []
+
+
 def check_jobs(run_id, image, check, resource, extra_env=None, dra=False):
-    """The Jobs of one checks.Check: the product check's pod placed by the product label
-    alone, the shared check's pods pinned to its worker; 1 GPU each (under DRA, a claim for one)."""
+    """The Jobs of one checks.Check: a product check's pod placed by the product alone (its label,
+    or its claim's CEL), the shared checks' pods pinned to their worker; 1 GPU each (under DRA, a
+    claim for one; the shared-claim check's pods all name one ResourceClaim)."""
     env = {**payloads.visibility_env(f"{check.kind}-check"), **(extra_env or {})}
+    template = claim_template_name(run_id, check.key if check.kind == "product-cel" else "one") if dra else None
+    shared = claim_template_name(run_id, check.key) if check.kind == "shared-claim" else None
     jobs = []
     for i in range(1, check.pods + 1):
-        node = check.subject if check.kind == "shared" else None
+        node = None if check.by_product else check.subject
         job = pinned_job(run_id, f"smoke-{run_id}-{check.key}-{i}", VISIBILITY, image, node, check.key, env, 1,
-                         hostname=f"{check.key}-{i}", resource=resource,
-                         claim=claim_template_name(run_id, "one") if dra else None)
+                         hostname=f"{check.key}-{i}", resource=resource, claim=None if shared else template,
+                         shared_claim=shared)
         pod = job["spec"]["template"]
         pod["metadata"]["labels"][CHECK_LABEL] = check.key
         if check.kind == "product":
             pod["spec"]["nodeSelector"] = {PRODUCT_LABEL: check.subject}
+        elif check.kind == "product-cel":
+            del pod["spec"]["nodeSelector"]  # the claim's selector alone places it
         jobs.append(job)
     return jobs
 

@@ -19,6 +19,7 @@ from .jobs import (
     SERVICE,
     VISIBILITY,
     WORKER_LABEL,
+    check_claims,
     check_jobs,
     claim_templates,
     cpu_workers,
@@ -90,6 +91,7 @@ class SmokeRun:
             checks = [] if failure else smoke_checks.for_plan(self.plan)
             # They run the visibility payload, in its image, at every level.
             extra_env = self.plan.spec["smoke"].get("env", {})
+            concurrently(self.create, [o for c in checks for o in check_claims(self.run_id, c)])
             concurrently(self.create, [j for c in checks for j in check_jobs(self.run_id, cpu_image, c,
                                                                               self.ts.resource, extra_env,
                                                                               dra=self.dra)])
@@ -206,8 +208,9 @@ class SmokeRun:
         self.kube.batch.delete_collection_namespaced_job(NAMESPACE, label_selector=selector,
                                                          propagation_policy="Background")
         self.kube.core.delete_collection_namespaced_config_map(NAMESPACE, label_selector=selector)
-        if self.dra:  # the claims made from them go with their pods
+        if self.dra:  # the claims made from templates go with their pods; the shared claim is ours to delete
             self.kube.resource.delete_collection_namespaced_resource_claim_template(NAMESPACE, label_selector=selector)
+            self.kube.resource.delete_collection_namespaced_resource_claim(NAMESPACE, label_selector=selector)
 
 
 def image_pull_failure(pods, foreign=False):

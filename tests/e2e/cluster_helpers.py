@@ -1,6 +1,7 @@
 """Helpers for the e2e suite: run tasks as a user would, keep kind's logs on failure."""
 
 import os
+import shutil
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -39,6 +40,13 @@ def plain_kind_cluster(name, image, where):
     config.write_text(PLAIN_KIND_CONFIG)
     return subprocess.run(["kind", "create", "cluster", "--name", name, "--image", image, "--config", str(config),
                            "--kubeconfig", str(where)], capture_output=True, text=True)
+
+
+def without_kind_or_docker():
+    """Environment for a command line that cannot reach kind or Docker: all it has is a kubeconfig."""
+    harness_bin = str(Path(shutil.which("kind")).parent)
+    return {"PATH": os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != harness_bin),
+            "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
 
 
 def export_logs(cluster, why):

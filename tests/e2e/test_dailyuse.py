@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cluster_helpers import REPO, docker, export_logs, invoke
+from cluster_helpers import REPO, docker, export_logs, invoke, without_kind_or_docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from plugin_args import PLUGIN_ARGS  # noqa: E402
@@ -323,13 +323,6 @@ def foreign_kubeconfig(daily):
     path = daily["root"] / "given.kubeconfig"
     shutil.copy(daily["private"], path)
     return path
-
-
-def without_kind_or_docker():
-    """A command line that cannot reach kind or Docker: all it has is the kubeconfig."""
-    harness_bin = str(Path(shutil.which("kind")).parent)
-    return {"PATH": os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != harness_bin),
-            "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
 
 
 def test_smoke_through_a_kubeconfig_alone_checks_every_gpu_node_by_its_count(daily, foreign_kubeconfig):

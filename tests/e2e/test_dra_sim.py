@@ -8,8 +8,11 @@ for all of a worker's GPUs, pinned there, whose pod's fake nvidia-smi lists exac
 spec goes when the pod goes); a claim for more GPUs than any worker has stays unallocated, its pod
 Pending; a CEL selector on productName lands on a worker with that product, and one on a product no
 worker has stays Pending; README's "Testing DRA" example runs as written; a pod asking `nvidia.com/gpu: 1`
-is served through the DeviceClass's extended-resource mapping; a restarted worker is healthy after `up`;
-`down` removes it all.
+is served through the DeviceClass's extended-resource mapping; smoke's JUnit names its DRA checks (CEL on
+productName, two pods sharing one ResourceClaim); `smoke --kubeconfig` with nothing but a copy of the
+kubeconfig (no kind, no Docker) takes the plan from the ResourceSlices, UUIDs and all, and passes with
+claims; the pytest plugin's gpu_cluster gets the plan through that kubeconfig and reuses the cluster
+from its spec; a restarted worker is healthy after `up`; `down` removes it all.
 
 Runs on the harness's default line (KINDGPU_NODE_IMAGE) and each of KINDGPU_NODE_IMAGES_EXTRA, one
 cluster per line (dra-sim-<minor>), passed as --node-image (the environment's image outranks a spec
@@ -30,6 +33,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cluster_helpers import without_kind_or_docker
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from plugin_args import PLUGIN_ARGS  # noqa: E402
+
+pytest_plugins = ["pytester"]
+
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("KINDGPU_ARTIFACTS", REPO / "out" / "e2e"))
 NVIDIA = json.loads((REPO / "tests" / "testdata" / "dra" / "nvidia-gpu-device.json").read_text())
@@ -49,8 +59,9 @@ def readme_example():
     return docs
 
 
-def run(*argv, check=True, timeout=900, input=None):
-    result = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout, input=input)
+def run(*argv, check=True, timeout=900, input=None, env=None):
+    result = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout, input=input,
+                            env={**os.environ, **(env or {})})
     if check and result.returncode != 0:
         pytest.fail(f"{' '.join(map(str, argv))} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result
@@ -170,7 +181,12 @@ def test_smoke_passes_with_claims(cluster):
     junit = ET.parse(cluster.plan.state.junit("visibility")).getroot()
     names = [c.get("name") for c in junit.iter("testcase")]
     assert names and all(n.endswith("[dra]") for n in names), names
+    # The DRA checks: a claim selecting the product in CEL, and two pods naming one ResourceClaim (on the
+    # worker with the fewest GPUs).
+    fewest = min(cluster.plan.gpu_workers, key=lambda w: len(w.gpus)).node
+    assert {f"gpu-product-cel[{PRODUCT}][dra]", f"shared-claim[{fewest}][dra]"} <= set(names), names
     assert junit.get("failures") == "0"
+    assert cluster.get("resourceclaims", "-n", "kindgpu-smoke")["items"] == []  # the shared claim went too
 
 
 def test_nodes_run_the_line_and_the_device_class_is_nvidias(cluster):
@@ -361,6 +377,64 @@ def test_a_pod_asking_nvidia_com_gpu_is_served_through_the_device_class_mapping(
     assert mapped and mapped["requestMappings"][0]["resourceName"] == "nvidia.com/gpu", pod["status"]
     cluster.keep("extended-resource.yaml", yaml.safe_dump(mapped, sort_keys=False))
     cluster.kubectl("delete", "pod", "asks-nvidia-gpu", "--wait=false")
+
+
+def test_smoke_through_a_kubeconfig_alone_takes_the_plan_from_the_resource_slices(cluster):
+    """As on a cluster kindgpu did not make: no allocatable nvidia.com/gpu, so the gpu.nvidia.com slices say
+    which node has which GPUs (UUIDs known), and smoke asks through claims, in the image the nodes hold."""
+    given = cluster.plan.state.root.parent / f"{cluster.name}-given.kubeconfig"
+    given.write_bytes(Path(cluster.plan.kubeconfig).read_bytes())
+    result = invoke("smoke", "--kubeconfig", str(given), "--json", env=without_kind_or_docker(), check=False,
+                    timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = json.loads(result.stdout)
+    cluster.keep("smoke-kubeconfig.json", result.stdout)
+    assert doc["ok"], doc["message"]
+    rows = {w["node"]: w for w in doc["workers"]}
+    assert {n: sorted(w["expected"]) for n, w in rows.items()} == {
+        w.node: sorted(g.uuid for g in w.gpus) for w in cluster.plan.gpu_workers}
+    assert all(sorted(w["seen"]) == sorted(w["expected"]) for w in rows.values())
+    assert doc["limitEnforced"]["ok"] and "cannot allocate all claims" in doc["limitEnforced"]["message"]
+    assert {c["check"] for c in doc["checks"] if c["ok"]} == {"product-cel", "shared-claim"}, doc["checks"]
+    junit = ET.parse(cluster.plan.state.root.parent / "foreign" / f"kind-{cluster.name}" /
+                     "smoke-visibility-junit.xml").getroot()
+    assert junit.get("failures") == "0" and all(c.get("name").endswith("[dra]") for c in junit.iter("testcase"))
+
+
+USER_TESTS = '''
+import json, os
+
+
+def test_the_plan_says_which_worker_has_which_gpus(gpu_cluster):
+    expected = json.loads(os.environ["KDRA_EXPECTED"])
+    assert [[w.node, [g.uuid for g in w.gpus]] for w in gpu_cluster.plan.gpu_workers] == expected
+    assert gpu_cluster.plan.dra and gpu_cluster.simulated
+
+
+def test_the_client_reaches_the_cluster(gpu_cluster):
+    assert len(gpu_cluster.core.list_node().items) == len(gpu_cluster.plan.workers) + 1
+'''
+
+
+def test_the_pytest_plugin_gets_a_dra_cluster_through_its_kubeconfig_and_from_its_spec(cluster, pytester,
+                                                                                       monkeypatch):
+    """Through the kubeconfig from where Docker cannot see the nodes: the plan from the slices, UUIDs
+    known; from the spec: the cluster reused (Nothing to be done), kept."""
+    pytester.makepyfile(test_users_suite=USER_TESTS)
+    monkeypatch.setenv("KDRA_EXPECTED", json.dumps([[w.node, [g.uuid for g in w.gpus]]
+                                                    for w in cluster.plan.gpu_workers]))
+    monkeypatch.setenv("KINDGPU_NODE_IMAGE", cluster.image)  # the line's, which outranks the spec file
+    with monkeypatch.context() as away:
+        away.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        through = pytester.runpytest_subprocess(*PLUGIN_ARGS, "-rs", "--kindgpu-kubeconfig",
+                                                str(cluster.plan.kubeconfig), timeout=300)
+    through.assert_outcomes(passed=2)
+    before = run("docker", "inspect", "-f", "{{.Id}}", f"{cluster.name}-control-plane").stdout
+    reused = pytester.runpytest_subprocess(*PLUGIN_ARGS, "-rs", "-s", "--kindgpu-spec", str(cluster.path),
+                                           "--kindgpu-keep", timeout=600)
+    reused.assert_outcomes(passed=2)
+    reused.stdout.fnmatch_lines(["*Nothing to be done.*"])
+    assert run("docker", "inspect", "-f", "{{.Id}}", f"{cluster.name}-control-plane").stdout == before
 
 
 def test_a_restarted_worker_is_healthy_again_after_up(cluster):
