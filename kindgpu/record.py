@@ -11,7 +11,7 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from . import drift, faults, names, render, sharing
+from . import drift, faults, names, render, sharing, slices
 from .errors import KindgpuError
 from .kube import Kube
 from .plan import Plan
@@ -113,23 +113,14 @@ def gpu_shortfall(kube: Kube, plan: Plan) -> list[str]:
             for w in plan.workers if have[w.node] != ts.allocatable(len(w.gpus) - failed.get(w.node, 0))]
 
 
-DRA_DRIVER = "gpu.nvidia.com"  # simdra.manifest.DRIVER: NVIDIA's DRA driver's name
+DRA_DRIVER = slices.DRA_DRIVER
 
 
-def published_gpus(slices: list[dict], driver: str = DRA_DRIVER) -> dict[str, list[str]]:
-    """{pool (the node's name): sorted GPU UUIDs} of the driver's ResourceSlices (API dicts): what each
-    worker publishes through DRA. A device without a uuid attribute counts by its name."""
-    found: dict[str, list[str]] = {}
-    for piece in slices:
-        spec = piece.get("spec") or {}
-        if spec.get("driver") != driver:
-            continue
-        pool = (spec.get("pool") or {}).get("name") or spec.get("nodeName") or ""
-        uuids = found.setdefault(pool, [])
-        for device in spec.get("devices") or []:
-            uuid = ((device.get("attributes") or {}).get("uuid") or {}).get("string")
-            uuids.append(uuid or device.get("name", "?"))
-    return {pool: sorted(uuids) for pool, uuids in found.items()}
+def published_gpus(found_slices: list[dict], driver: str = DRA_DRIVER) -> dict[str, list[str]]:
+    """{node: sorted GPU UUIDs} of the driver's ResourceSlices (API dicts, each pool's newest generation,
+    full GPUs only): what each worker publishes through DRA. A GPU without a uuid attribute counts as "?"."""
+    return {node: sorted(g.uuid or "?" for g in gpus)
+            for node, gpus in slices.dra_gpus(found_slices, driver, keep_empty=True).items()}
 
 
 def dra_shortfall(kube: Kube, plan: Plan) -> list[str]:

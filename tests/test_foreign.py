@@ -8,7 +8,7 @@ import pytest
 from kubernetes.client import V1ContainerImage, V1Node, V1NodeSpec, V1NodeStatus, V1ObjectMeta
 from kubernetes.client.exceptions import ApiException
 
-from kindgpu import foreign, spec as specs
+from kindgpu import foreign, slices, spec as specs
 from kindgpu.errors import KindgpuError, SpecError
 from kindgpu.smoke import jobs
 from paths import TESTDATA
@@ -112,7 +112,7 @@ def slice_for(node_name, uuids, *, generation=1, driver="gpu.nvidia.com", produc
 
 
 def test_the_recorded_slice_gives_each_gpu_its_uuid_product_memory_bus_and_minor():
-    found = foreign.dra_gpus([RECORDED_SLICE])
+    found = slices.dra_gpus([RECORDED_SLICE])
     assert list(found) == ["dra-sim-37-worker"]
     gpus = found["dra-sim-37-worker"]
     assert [(g.index, g.uuid, g.name, g.pci_bus_id, g.memory_mib, g.minor) for g in gpus] == [
@@ -123,7 +123,7 @@ def test_the_recorded_slice_gives_each_gpu_its_uuid_product_memory_bus_and_minor
 @pytest.mark.parametrize("text, expected", [("23034Mi", 23034 * 2**20), ("24146608128", 24146608128),
                                             ("80G", 80 * 10**9), ("1Ki", 1024), ("", 0), (None, 0), ("1.5Gi", 0)])
 def test_memory_quantities(text, expected):
-    assert foreign.quantity_bytes(text) == expected
+    assert slices.quantity_bytes(text) == expected
 
 
 def test_without_allocatable_gpus_the_resource_slices_make_the_plan_with_uuids_and_claims():
