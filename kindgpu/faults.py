@@ -156,11 +156,13 @@ def find_gpu(plan: Plan, *, gpu: str | None, worker: int | None, index: int | No
 
 
 def gpu_fault(plan: Plan, *, gpu: str | None, worker: int | None, index: int | None, xid: int,
-              effect: str | None = None, via_api: bool = False) -> Fault:
+              effect: str | None = None, via_api: bool = False, kubernetes: versions.Version | None = None) -> Fault:
     """The GPU fault asked for. Under the device plugin: an Xid the simulated plugin reports (simulated GPUs
     only). Under DRA: a device taint, made by the simulated DRA plugin in its ResourceSlice (simulated GPUs,
     Kubernetes with device taints; before, it leaves the GPU out) or, on real GPUs or with via_api, a
-    DeviceTaintRule (rule_api then says which apiVersion, or refuses). effect: the taint's; NVIDIA's when None."""
+    DeviceTaintRule (rule_api then says which apiVersion, or refuses). effect: the taint's; NVIDIA's when None.
+    kubernetes: the cluster's version (the API server's), when the plan does not know it."""
+    kubernetes = kubernetes or plan.runtime.kubernetes
     if not plan.dra and (effect or via_api):
         raise SpecError([Problem("--effect/--via-api", "device taints are DRA's: this cluster's GPUs go through "
                                  "the device plugin", "leave them out (the GPU is reported Unhealthy), or make "
@@ -178,10 +180,10 @@ def gpu_fault(plan: Plan, *, gpu: str | None, worker: int | None, index: int | N
     device = dra_device_name(found)
     if via_api or not plan.simulated:
         return Fault(GPU, owner.node, found.uuid, xid, VIA_RULE, effect, device, rule_name(owner.node, device))
-    if versions.dra_device_taints(plan.runtime.kubernetes):
+    if versions.dra_device_taints(kubernetes):
         return Fault(GPU, owner.node, found.uuid, xid, VIA_SLICE, effect, device)
     if effect != ("NoSchedule" if fatal(xid) else "None"):
-        raise SpecError([Problem("--effect", f"Kubernetes {versions.show(plan.runtime.kubernetes)} has no device "
+        raise SpecError([Problem("--effect", f"Kubernetes {versions.show(kubernetes)} has no device "
                                  f"taints in ResourceSlices (gate {versions.DRA_DEVICE_TAINTS_GATE}, on from "
                                  f"1.{versions.DRA_DEVICE_TAINTS_ON_FROM[1]}): the failed GPU is left out of its "
                                  "slice, as NVIDIA's driver v25.12.0 does, with no effect to choose",

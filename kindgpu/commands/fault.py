@@ -41,7 +41,9 @@ def run(config_file, checked: dict, *, gpu=None, worker=None, index=None, xid=No
         owner, gpu_ = faults.find_gpu(plan, gpu=None, worker=worker, index=index)
         fault = next((f for f in injected if f.kind == faults.DEVICE_REMOVED and f.gpu == gpu_.uuid), None)
     else:
-        fault = faults.gpu_fault(plan, gpu=gpu, worker=worker, index=index, xid=xid, effect=effect, via_api=via_api)
+        kubernetes = plan.runtime.kubernetes or kube.server_version()  # a plan read back does not know it
+        fault = faults.gpu_fault(plan, gpu=gpu, worker=worker, index=index, xid=xid, effect=effect, via_api=via_api,
+                                 kubernetes=kubernetes)
     if fault in injected:
         reporter.note(f"already injected: {fault.describe()}")
         show(name, injected, fault, as_json)
@@ -56,7 +58,7 @@ def run(config_file, checked: dict, *, gpu=None, worker=None, index=None, xid=No
         show(name, now, fault, as_json)
         return
     if fault.via == faults.VIA_RULE:
-        api = faults.rule_api(kube.served_versions("resource.k8s.io", faults.RULE_PLURAL), plan.runtime.kubernetes)
+        api = faults.rule_api(kube.served_versions("resource.k8s.io", faults.RULE_PLURAL), kubernetes)
         fault = faults.Fault(**{**fault.__dict__, "api": api})
     now = [*injected, fault]
     faults.write(kube, name, now)  # recorded first: whatever happens next, `invoke heal` knows it
