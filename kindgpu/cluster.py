@@ -142,6 +142,7 @@ def status(name, note):
     injected = faults.read(kube)
     downed = {f.node for f in injected if f.kind == faults.WORKER_DOWN}
     failed = faults.unhealthy_per_node(injected)
+    gone = faults.withheld(injected)
     problems = [{**p, "fix": "`invoke heal` starts it (`invoke fault --down` stopped it)"} if p["node"] in downed
                 else p for p in problems]
     started = nodes.start_times({n: node for n, node in found.items() if node.running})
@@ -182,7 +183,8 @@ def status(name, note):
             problems.append({"node": r["node"], "problem": "not Ready (or not reported since its container started)",
                              "fix": UP_FIX})
         elif published is not None:
-            if r["role"] == "worker" and r["publishedGPUs"] != sorted(r["uuids"]):
+            # A GPU left out on purpose (a fault under a Kubernetes without device taints, a file taken away)
+            if r["role"] == "worker" and r["publishedGPUs"] != sorted(set(r["uuids"]) - gone.get(r["node"], set())):
                 problems.append({"node": r["node"], "problem": f"its ResourceSlice publishes "
                                  f"{len(r['publishedGPUs'])} GPU(s) {r['publishedGPUs']}, {r['assignedGPUs']} "
                                  f"assigned {sorted(r['uuids'])} (DRA plugin {r['plugin'] or 'none'})",
@@ -191,8 +193,9 @@ def status(name, note):
             problems.append({"node": r["node"], "problem": f"offers {r['allocatableGPUs']} GPUs, "
                                                            f"{ts.allocatable(r['assignedGPUs'])} assigned "
                                                            f"(plugin {r['plugin'] or 'none'})", "fix": UP_FIX})
-    problems += [{"node": f.node, "problem": f.describe(), "fix": "`invoke heal` undoes it"}
-                 for f in injected if f.kind == faults.GPU]
+    problems += [{"node": f.node, "problem": f.describe(), "fix": "`invoke heal` undoes it"
+                  + (" (`invoke up` puts the device node back too)" if f.kind == faults.DEVICE_REMOVED else "")}
+                 for f in injected if f.kind in (faults.GPU, faults.DEVICE_REMOVED)]
     if not stopped:  # a node's own /dev/nvidiaN only: isolation, as the isolate step checks it
         problems += [{"node": w.node, "problem": f"sees GPU device node(s) not its own: {', '.join(foreign)}",
                       "fix": "run `invoke up`: its isolate step takes them away"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from . import imageref, paths, plan, runner, spec
+from . import faults, imageref, paths, plan, runner, spec
 from .errors import Problem, SpecError
 from .payloads import levels
 from .steps import pipeline
@@ -47,6 +47,13 @@ def index(flag, value):
     return value, [Problem(flag, f"must be a whole number from 0, got {value!r}")]
 
 
+def effect(flag, value):
+    """A device taint's effect (`invoke fault --effect`), as Kubernetes spells them."""
+    if value in faults.EFFECTS:
+        return value, []
+    return value, [Problem(flag, f"must be one of {', '.join(faults.EFFECTS)}, got {value!r}")]
+
+
 def seconds(flag, value):
     return positive(flag, value)
 
@@ -71,7 +78,7 @@ def step_names(flag, value):
 
 # task flag -> check(flag as typed, value) -> (value as used, problems)
 CHECKS = {"workers": count, "gpus": count, "simulate": count, "timeout": seconds, "level": level,
-          "worker": count, "xid": count, "index": index,
+          "worker": count, "xid": count, "index": index, "effect": effect,
           "force": step_names, "until": step_names,
           "config": lambda flag, value: (value, paths.readable_file(flag, value)),
           "kubeconfig": lambda flag, value: (value, paths.readable_file(flag, value)),

@@ -136,6 +136,40 @@ class Kube:
         elif (current.metadata.annotations or {}).get(HASH_ANNOTATION) != digest:
             verbs.replace(meta["name"], namespace, obj)
 
+    def server_version(self) -> tuple[int, int, int] | None:
+        """The API server's Kubernetes version, (1, 37, 2); None when it says none kindgpu can read."""
+        import re
+
+        found = re.match(r"v(\d+)\.(\d+)\.(\d+)", self._raw("GET", "/version").get("gitVersion", ""))
+        return (int(found[1]), int(found[2]), int(found[3])) if found else None
+
+    def served_versions(self, group: str, resource: str) -> list[str]:
+        """The apiVersions ("group/version") in which the API server serves a resource, the group's preferred
+        first: for kinds the Python client does not know (DeviceTaintRule), found through discovery."""
+        found = none_if_absent(self._raw, "GET", f"/apis/{group}")
+        versions = [v["groupVersion"] for v in (found or {}).get("versions", [])]
+        return [v for v in versions
+                if any(r.get("name") == resource for r in (self._raw("GET", f"/apis/{v}") or {}).get("resources", []))]
+
+    def create_raw(self, api_version: str, plural: str, obj: dict) -> dict:
+        """Create a cluster-scoped object of a kind the Python client does not know, by its path."""
+        return self._raw("POST", f"/apis/{api_version}/{plural}", obj)
+
+    def get_raw(self, api_version: str, plural: str, name: str) -> dict | None:
+        return none_if_absent(self._raw, "GET", f"/apis/{api_version}/{plural}/{name}")
+
+    def delete_raw(self, api_version: str, plural: str, name: str) -> None:
+        """Delete it; fine when it is not there."""
+        none_if_absent(self._raw, "DELETE", f"/apis/{api_version}/{plural}/{name}")
+
+    def _raw(self, method: str, path: str, body: dict | None = None) -> Any:
+        response = self.api_client.call_api(path, method, body=body, auth_settings=["BearerToken"],
+                                            header_params={"Accept": "application/json",
+                                                           "Content-Type": "application/json"},
+                                            _return_http_data_only=True, _preload_content=False,
+                                            _request_timeout=REQUEST_TIMEOUT)
+        return json.loads(response.data or b"null")
+
     def current_hash(self, kind: str, name: str, namespace: str | None) -> str | None:
         """The manifest hash kindgpu wrote on the object ("" when none); None when it does not exist."""
         obj = self.get(kind, name, namespace)

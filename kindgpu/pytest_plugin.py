@@ -109,12 +109,18 @@ class GPUCluster:
                                  f"{result.stdout}{result.stderr}")
         return result.stdout
 
-    def fault(self, *, gpu=None, worker=None, index=None, xid=None, down=False):
-        """As `invoke fault`: make a GPU fail (simulated GPUs) or a worker go down, recorded; kindgpu's clusters."""
-        from kindgpu import commands
+    def fault(self, *, gpu=None, worker=None, index=None, xid=None, effect=None, via_api=False,
+              remove_device=False, down=False):
+        """As `invoke fault`: make a GPU fail (an Xid; under DRA a device taint with `effect`, by a
+        DeviceTaintRule with `via_api`), take its device node away (`remove_device`, with worker and index)
+        or a worker go down, recorded; kindgpu's clusters. Flags are checked as the task checks them."""
+        from kindgpu import commands, flags
 
         self._kindgpus("inject faults into")
-        commands.fault.run(None, {"name": self.name}, gpu=gpu, worker=worker, index=index, xid=xid, down=down)
+        checked = flags.parse(worker=worker, index=index, xid=xid, effect=effect)
+        commands.fault.run(None, {"name": self.name}, gpu=gpu, worker=checked["worker"], index=checked["index"],
+                           xid=checked["xid"], effect=checked["effect"], via_api=via_api,
+                           remove_device=remove_device, down=down)
 
     def heal(self):
         """As `invoke heal`: undo every fault injected; then `invoke up` for workers that were down."""

@@ -162,18 +162,23 @@ def status(c: Context, config: str | None = None, name: str | None = None, json:
         raise Exit(code=1)
 
 
-@task(help={**NAME_HELP, "gpu": "the GPU that fails, by UUID (simulated GPUs)",
+@task(help={**NAME_HELP, "gpu": "the GPU that fails, by UUID (simulated GPUs, or any under DRA)",
             "worker": "a worker, numbered as kind names them (1 is <name>-worker)",
             "index": "with --worker: the GPU's place on it, from 0", "xid": "the Xid it reports (default 79)",
+            "effect": "under DRA: the device taint's effect, NoSchedule (NVIDIA's for a fatal Xid), NoExecute "
+                      "(evicts the pods using it) or None",
+            "via_api": "under DRA on simulated GPUs: a DeviceTaintRule, as on real GPUs, not the plugin's taint",
+            "remove_device": "with --worker and --index: take that GPU's device node away inside the worker",
             "down": "with --worker: stop that worker's node container", "json": "print as JSON"})
 @user_errors
 def fault(c: Context, config: str | None = None, name: str | None = None, gpu: str | None = None,
-          worker: str | None = None, index: str | None = None, xid: str | None = None, down: bool = False,
-          json: bool = False) -> None:
-    """Make a GPU fail (an Xid) or a worker go down, on purpose and recorded; `invoke heal` undoes it."""
-    checked = flags.parse(config=config, name=name, worker=worker, index=index, xid=xid)
+          worker: str | None = None, index: str | None = None, xid: str | None = None, effect: str | None = None,
+          via_api: bool = False, remove_device: bool = False, down: bool = False, json: bool = False) -> None:
+    """Make a GPU fail (an Xid, a device taint), its device node go, or a worker go down; `invoke heal` undoes it."""
+    checked = flags.parse(config=config, name=name, worker=worker, index=index, xid=xid, effect=effect)
     commands.fault.run(config, {"name": checked["name"]}, gpu=gpu, worker=checked["worker"], index=checked["index"],
-                       xid=checked["xid"], down=down, as_json=json)
+                       xid=checked["xid"], effect=checked["effect"], via_api=via_api, remove_device=remove_device,
+                       down=down, as_json=json)
 
 
 @task(help={**NAME_HELP, "json": "print as JSON"})

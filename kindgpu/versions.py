@@ -167,3 +167,47 @@ def dra_feature_gates(kubernetes: Version) -> dict[str, bool]:
     if kubernetes[:2] < DRA_EXTENDED_RESOURCE_ON_FROM:
         return {DRA_EXTENDED_RESOURCE_GATE: True}
     return {}
+
+# Device taints (KEP-5055), what a failed GPU becomes under DRA. Read from k8s.io/kubernetes v1.34.4,
+# v1.35.4, v1.36.3 and v1.37.2 (pkg/features/kube_features.go; the API versions served by default from
+# pkg/controlplane/instance.go and pkg/registry/resource/rest/storage_resource.go):
+# - taints a driver puts on its devices in a ResourceSlice (gate DRADeviceTaints): alpha and off in 1.34
+#   and 1.35 (kube-apiserver drops the field), beta and on in 1.36, GA in 1.37. Where they are off, the
+#   simulated DRA plugin leaves a failed GPU out of its slice, as NVIDIA's driver v25.12.0 does.
+# - DeviceTaintRule, a taint an admin puts on devices through the API: resource.k8s.io/v1alpha3 in 1.34
+#   (gate DRADeviceTaints) and 1.35 (gate DRADeviceTaintRules), alpha APIs off by default;
+#   resource.k8s.io/v1beta2 in 1.36 (beta, gate and API off by default); resource.k8s.io/v1, GA and on,
+#   from 1.37.
+DRA_DEVICE_TAINTS_GATE = "DRADeviceTaints"
+DRA_DEVICE_TAINTS_ON_FROM = (1, 36)
+DRA_DEVICE_TAINT_RULES_GATE = "DRADeviceTaintRules"
+DEVICE_TAINT_RULE_APIS = {34: "resource.k8s.io/v1alpha3", 35: "resource.k8s.io/v1alpha3",
+                          36: "resource.k8s.io/v1beta2", 37: "resource.k8s.io/v1"}
+DEVICE_TAINT_RULES_ON_FROM = (1, 37)
+
+
+def dra_device_taints(kubernetes: Version | None) -> bool:
+    """Whether a driver's device taints in a ResourceSlice count on this version, with its default gates."""
+    return kubernetes is not None and kubernetes[:2] >= DRA_DEVICE_TAINTS_ON_FROM
+
+
+def device_taint_rule_api(kubernetes: Version | None) -> str | None:
+    """The apiVersion that serves DeviceTaintRule on this version, on or off by default; None before 1.34."""
+    if kubernetes is None or kubernetes[0] != 1:
+        return None
+    newest = max(DEVICE_TAINT_RULE_APIS)
+    return DEVICE_TAINT_RULE_APIS.get(min(kubernetes[1], newest))
+
+
+def device_taint_rules_off(kubernetes: Version | None) -> str:
+    """Why this version does not serve DeviceTaintRule by default ("" when it does), with what turns it on."""
+    if kubernetes is not None and kubernetes[:2] >= DEVICE_TAINT_RULES_ON_FROM:
+        return ""
+    api = device_taint_rule_api(kubernetes)
+    if api is None:
+        return f"Kubernetes {show(kubernetes)} has no DeviceTaintRule (DRA device taints came in 1.33, alpha)"
+    gate = DRA_DEVICE_TAINTS_GATE if kubernetes[:2] < (1, 35) else DRA_DEVICE_TAINT_RULES_GATE
+    stage = "beta" if api.endswith("beta2") else "alpha"
+    return (f"Kubernetes {show(kubernetes)} serves DeviceTaintRule only as {api} ({stage}), behind feature gate "
+            f"{gate} and --runtime-config={api}=true, both off by default; it is GA and on from "
+            f"1.{DEVICE_TAINT_RULES_ON_FROM[1]} (resource.k8s.io/v1)")

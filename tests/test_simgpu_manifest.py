@@ -47,6 +47,9 @@ def test_daemonset_passes_the_gpu_model_and_mounts_node_dirs():
         "share": (manifest.SHARE_DIR, False),
     }
     assert host_paths == {name: path for name, (path, _) in mounts.items()}
+    # The GPUs' files the plugin reads follow the node's (`invoke fault --remove-device` and heal); no other does.
+    assert {m["name"]: m.get("mountPropagation") for m in container["volumeMounts"]} == {
+        "device-plugins": None, "sim-gpus": "HostToContainer", "share": None}
 
 
 def test_objects_serialize_to_yaml():

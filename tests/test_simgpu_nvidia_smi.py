@@ -155,3 +155,26 @@ def test_no_gpus_and_bad_arguments_fail_like_nvidia_smi(plugin):
     result = nvidia_smi_output(plugin, simulated_gpus(plugin, 1), "--query-gpu", check=False)
     assert result.returncode == 2 and "--query-gpu needs a value" in result.stderr
     assert "--query-gpu" in nvidia_smi_output(plugin, [], "-h").stdout
+
+
+def test_query_report_shows_the_xid_kindgpu_injected_and_none_once_healed(plugin, tmp_path):
+    gpus = simulated_gpus(plugin, count=2)
+    xids = tmp_path / "xids"
+    xids.write_text(f"{gpus[1]['uuid']} 79\n")
+
+    def report(*args):
+        env = {"KINDGPU_SIM_GPUS": plugin.gpu_lines(gpus), "PATH": "/usr/bin:/bin", "KINDGPU_SIM_XIDS": str(xids)}
+        return subprocess.run(["/bin/sh", SCRIPT, "-q", *args], env=env, capture_output=True, text=True,
+                              check=True).stdout
+
+    blocks = report().split("\nGPU ")
+    assert "Attached GPUs                             : 2" in blocks[0]
+    assert blocks[1].startswith(gpus[0]["pci_bus_id"]) and blocks[2].startswith(gpus[1]["pci_bus_id"])
+    assert f"    GPU UUID                              : {gpus[1]['uuid']}\n" in blocks[2]
+    assert "        Last Xid                          : 79\n" in blocks[2]
+    assert "        Last Xid                          : None" in blocks[1]
+    assert report("-i", "1").count("Last Xid") == 1 and "Last Xid                          : 79" in report("-i", "1")
+    xids.write_text("")  # healed
+    assert "Last Xid                          : 79" not in report()
+    xids.unlink()  # a container of a plugin older than the health directory
+    assert report().count("Last Xid                          : None") == 2

@@ -74,7 +74,10 @@ def test_allocate_gives_the_gpus_and_a_working_nvidia_smi(node, plugin):
     assert response.envs["KINDGPU_SIM_GPUS"] == (f"{wanted[0]} 2 00000000:12:00.0 143771 NVIDIA H200\n"
                                                  f"{wanted[1]} 3 00000000:13:00.0 143771 NVIDIA H200")
     mounts = {m.container_path: m for m in response.mounts}
-    assert set(mounts) == {"/usr/bin/nvidia-smi", "/usr/local/kindgpu/bin/busybox"}
+    assert set(mounts) == {"/usr/bin/nvidia-smi", "/usr/local/kindgpu/bin/busybox", "/usr/local/kindgpu/health"}
+    health = mounts.pop("/usr/local/kindgpu/health")  # a directory: the Xids kindgpu writes later show in it
+    assert health.read_only and Path(health.host_path) == node.settings.share_dir / "health"
+    assert (node.settings.share_dir / "health" / "xids").read_text() == ""
     for mount in mounts.values():
         host_path = Path(mount.host_path)
         assert mount.read_only and host_path.parent == node.settings.share_dir and os.access(host_path, os.X_OK)

@@ -222,6 +222,7 @@ def test_every_path_and_name_a_user_gives_is_checked_at_the_edge(args, env_extra
     (["--worker", "0", "--index", "0"], "--worker: must be a whole number greater than 0, got '0'"),
     (["--worker", "1", "--index", "-1"], "--index: must be a whole number from 0, got '-1'"),
     (["--gpu", "GPU-x", "--xid", "x"], "--xid: must be a whole number greater than 0, got 'x'"),
+    (["--gpu", "GPU-x", "--effect", "Evict"], "--effect: must be one of NoSchedule, NoExecute, None, got 'Evict'"),
 ])
 def test_fault_flags_are_checked_with_the_others_before_anything_is_asked(args, says, bare):
     out = invoke("fault", "--name", "f", *args, env=bare)

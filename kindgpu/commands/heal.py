@@ -13,13 +13,17 @@ def run(config_file, checked: dict, *, as_json=False) -> None:
     found = {n.name: n for n in nodes.cluster_nodes(nodes.docker_client(), name)}
     kube = Kube.for_kind_cluster(name)
     wait_answering(kube, name, reporter.note)
-    record.require(kube, name)
+    plan = record.require(kube, name)
     injected = faults.read(kube)
     for fault in injected:
         if fault.kind == faults.WORKER_DOWN and fault.node in found and not found[fault.node].running:
             found[fault.node].start()
-    for node in {f.node for f in injected if f.kind == faults.GPU}:
-        faults.put_node_file(found[node], [])
+        elif fault.kind == faults.DEVICE_REMOVED and fault.node in found and found[fault.node].running:
+            faults.restore_device(found[fault.node], fault.device, fault.devnum)
+        elif fault.via == faults.VIA_RULE:
+            kube.delete_raw(fault.api, faults.RULE_PLURAL, fault.rule)  # the API's alone: no node touched
+    for node in {f.node for f in injected if f.kind == faults.GPU and f.via != faults.VIA_RULE}:
+        faults.put_node_file(found[node], [], dra=plan.dra)
     faults.write(kube, name, [])
     if as_json:
         console.print_json({"cluster": name, "healed": [f.__dict__ for f in injected]})

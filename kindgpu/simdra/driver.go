@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 
 	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -20,13 +21,32 @@ import (
 
 type driver struct {
 	nodeName string
-	gpus     map[string]GPU // this node's, by device name
+	mu       sync.Mutex
+	gpus     map[string]GPU // this node's, by device name: setGPUs, gpu
 	cdiRoot  string
 	shareDir string
 	cancel   context.CancelCauseFunc
 }
 
 var _ kubeletplugin.DRAPlugin = (*driver)(nil)
+
+// setGPUs says which GPUs the node has now; claims are prepared against them.
+func (d *driver) setGPUs(gpus []GPU) {
+	byName := make(map[string]GPU, len(gpus))
+	for _, gpu := range gpus {
+		byName[DeviceName(gpu)] = gpu
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.gpus = byName
+}
+
+func (d *driver) gpu(name string) (GPU, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	gpu, ok := d.gpus[name]
+	return gpu, ok
+}
 
 func (d *driver) PrepareResourceClaims(ctx context.Context, claims []*resourceapi.ResourceClaim) (map[types.UID]kubeletplugin.PrepareResult, error) {
 	results := make(map[types.UID]kubeletplugin.PrepareResult, len(claims))
@@ -46,7 +66,7 @@ func (d *driver) prepare(ctx context.Context, claim *resourceapi.ResourceClaim) 
 		if result.Driver != DriverName {
 			continue
 		}
-		gpu, ok := d.gpus[result.Device]
+		gpu, ok := d.gpu(result.Device)
 		if result.Pool != d.nodeName || !ok {
 			return kubeletplugin.PrepareResult{Err: fmt.Errorf("claim %s/%s was given %s/%s, which is not a GPU of node %s",
 				claim.Namespace, claim.Name, result.Pool, result.Device, d.nodeName)}

@@ -227,6 +227,9 @@ func RequestSpec(claimUID, request string, gpus []GPU, shareDir string) cdispec.
 					Options: []string{"ro", "nosuid", "nodev", "bind"}},
 				{HostPath: filepath.Join(shareDir, "busybox"), ContainerPath: busyboxPath,
 					Options: []string{"ro", "nosuid", "nodev", "bind"}},
+				// A directory, so what kindgpu writes there later shows in running containers.
+				{HostPath: filepath.Join(shareDir, HealthDir), ContainerPath: healthMount,
+					Options: []string{"ro", "nosuid", "nodev", "noexec", "bind"}},
 			},
 		},
 	}

@@ -19,7 +19,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
+	"time"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -128,12 +130,11 @@ func run(ctx context.Context, s settings) error {
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	d := &driver{nodeName: s.nodeName, gpus: map[string]GPU{}, cdiRoot: s.cdiRoot, shareDir: s.shareDir, cancel: cancel}
-	slice := resourceslice.Slice{}
-	for _, gpu := range gpus {
-		d.gpus[DeviceName(gpu)] = gpu
-		slice.Devices = append(slice.Devices, Device(gpu, s.driver))
+	if err := ensureHealthDir(s.shareDir); err != nil {
+		return err
 	}
+	d := &driver{nodeName: s.nodeName, gpus: map[string]GPU{}, cdiRoot: s.cdiRoot, shareDir: s.shareDir, cancel: cancel}
+	d.setGPUs(gpus)
 	helper, err := kubeletplugin.Start(ctx, d,
 		kubeletplugin.KubeClient(client),
 		kubeletplugin.NodeName(s.nodeName),
@@ -144,17 +145,56 @@ func run(ctx context.Context, s settings) error {
 		return fmt.Errorf("starting the kubelet plugin: %w", err)
 	}
 	defer helper.Stop()
-	// One pool per node, named after it, as NVIDIA's driver names its pools.
-	resources := resourceslice.DriverResources{Pools: map[string]resourceslice.Pool{s.nodeName: {Slices: []resourceslice.Slice{slice}}}}
-	if err := helper.PublishResources(ctx, resources); err != nil {
-		return fmt.Errorf("publishing the ResourceSlice: %w", err)
+	// Publish, then again whenever the node's GPUs or kindgpu's faults change: a GPU whose file goes
+	// (`invoke fault --remove-device`) is published no more, a GPU given an Xid is tainted.
+	var published string
+	for {
+		faults := ReadFaults(filepath.Join(s.shareDir, FaultsFile))
+		devices := Devices(gpus, s.driver, faults)
+		state, _ := json.Marshal(devices)
+		if string(state) != published {
+			logFaults(gpus, faults)
+			// One pool per node, named after it, as NVIDIA's driver names its pools.
+			resources := resourceslice.DriverResources{Pools: map[string]resourceslice.Pool{
+				s.nodeName: {Slices: []resourceslice.Slice{{Devices: devices}}}}}
+			if err := helper.PublishResources(ctx, resources); err != nil {
+				return fmt.Errorf("publishing the ResourceSlice: %w", err)
+			}
+			klog.InfoS("publishing", "driver", DriverName, "node", s.nodeName, "gpus", len(gpus), "devices", len(devices))
+			published = string(state)
+		}
+		select {
+		case <-ctx.Done():
+			if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+				return cause
+			}
+			return nil
+		case <-time.After(pollInterval):
+		}
+		if gpus, err = nodeGPUs(s); err != nil {
+			return err
+		}
+		d.setGPUs(gpus)
 	}
-	klog.InfoS("publishing", "driver", DriverName, "node", s.nodeName, "gpus", len(gpus))
-	<-ctx.Done()
-	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-		return cause
+}
+
+const pollInterval = 2 * time.Second
+
+// logFaults says what NVIDIA's driver says of a failed GPU: a health event, then the taint, or its removal.
+func logFaults(gpus []GPU, faults map[string]Fault) {
+	for _, gpu := range gpus {
+		fault, failed := faults[gpu.UUID]
+		if !failed {
+			continue
+		}
+		klog.Warningf("Received xid health event for device %s: Xid=%d", gpu.UUID, fault.Xid)
+		if fault.Effect == "" {
+			klog.Warningf("Device: %s is unhealthy, will be removed from ResourceSlice", gpu.UUID)
+		} else {
+			klog.Warningf("Republishing ResourceSlice: 1 device(s) tainted with %s=%q (effect=%s)",
+				TaintKeyXID, strconv.FormatUint(fault.Xid, 10), fault.Effect)
+		}
 	}
-	return nil
 }
 
 func main() {

@@ -20,7 +20,11 @@ def gpu_node_daemonset(name: str, namespace: str, container: dict, host_dirs: li
     run: container mounts each of host_dirs, (volume name, path on the node and in the container, hostPath
     type, read-only), at the same path; pod_spec adds to the pod."""
     labels = {"app.kubernetes.io/name": name, **names.MANAGED_BY}
-    container = {**container, "volumeMounts": [{"name": n, "mountPath": p, "readOnly": ro}
+    # The simulated GPUs' files are bind mounts kindgpu may take away and put back while the plugin runs
+    # (`invoke fault --remove-device`): HostToContainer shows the plugin each change.
+    container = {**container, "volumeMounts": [{"name": n, "mountPath": p, "readOnly": ro,
+                                                **({"mountPropagation": "HostToContainer"}
+                                                   if p == names.SIM_DEVICE_MOUNT_DIR else {})}
                                                for n, p, _, ro in host_dirs]}
     return {
         "apiVersion": "apps/v1",

@@ -9,12 +9,19 @@
 # GPUs it sees); the rest is the host's, as kindgpu's plan says. The output copies the real
 # nvidia-smi's formats, so scripts that parse them work unchanged.
 #
+# `nvidia-smi -q` prints the real one's per-GPU report, cut to what a simulated GPU has, plus a section
+# the real one lacks, "Simulated Faults (kindgpu)": the Xid `invoke fault` gave the GPU ("None" when
+# healthy). A real GPU's Xids are in the host's kernel log (`NVRM: Xid (PCI:0000:10:00): 79, ...`), which
+# a container cannot read; kindgpu writes them to $KINDGPU_SIM_XIDS instead, "<uuid> <xid>" per line,
+# in a directory the plugin mounts into the container, so a fault shows in running pods too.
+#
 # POSIX sh with builtins only (busybox ash, dash): the one command it runs is busybox's date.
 
 BUSYBOX=/usr/local/kindgpu/bin/busybox
 DRIVER_VERSION=simulated # what kindgpu's simulated inventory reports too
 CUDA_VERSION=N/A
 MIG_MODE=Disabled
+XIDS=${KINDGPU_SIM_XIDS:-/usr/local/kindgpu/health/xids}
 NO_DEVICES=6 # nvidia-smi's exit status when NVML finds no GPU
 BAD_ARGUMENT=2 # nvidia-smi's exit status for an invalid argument
 NL='
@@ -36,6 +43,7 @@ usage() {
         '' \
         '    nvidia-smi                       the summary table' \
         '    nvidia-smi -L, --list-gpus       one line per GPU: index, name, UUID' \
+        '    nvidia-smi -q, --query           a report per GPU, with the Xid kindgpu injected (invoke fault)' \
         '    nvidia-smi --query-gpu=FIELD,... --format=csv[,noheader][,nounits]' \
         '        FIELD: index, count, uuid, name, pci.bus_id, memory.total, memory.used, memory.free,' \
         '               driver_version, mig.mode.current, minor_number (or gpu_uuid, gpu_name, gpu_bus_id)' \
@@ -44,12 +52,14 @@ usage() {
 
 # Arguments, as the real nvidia-smi takes them (`--opt=value` or `--opt value`).
 list=
+report=
 query=
 format=csv
 ids=
 while [ $# -gt 0 ]; do
     case $1 in
         -L | --list-gpus) list=1 ;;
+        -q | --query) report=1 ;;
         -h | --help) usage; exit 0 ;;
         --query-gpu=* | --format=* | --id=*)
             value=${1#*=}
@@ -236,8 +246,43 @@ banner() {
     printf '%s\n' "$LINE"
 }
 
+# -q: the real report's layout (names padded to column 42), the fields a simulated GPU has.
+xid_of() { # the Xid injected into GPU $uuid, in $xid ("None" when none)
+    xid=None
+    [ -r "$XIDS" ] || return 0
+    while read -r fault_uuid fault_xid; do
+        [ "$fault_uuid" = "$uuid" ] && xid=$fault_xid
+    done <"$XIDS"
+}
+
+print_report_gpu() {
+    xid_of
+    printf 'GPU %s\n' "$bus"
+    printf '    %-38s: %s\n' 'Product Name' "$name" 'Minor Number' "$minor" 'GPU UUID' "$uuid"
+    printf '    PCI\n'
+    printf '        %-34s: %s\n' 'Bus Id' "$bus"
+    printf '    FB Memory Usage\n'
+    printf '        %-34s: %s\n' Total "$memory MiB" Used '0 MiB' Free "$memory MiB"
+    printf '    Simulated Faults (kindgpu)\n'
+    printf '        %-34s: %s\n' 'Last Xid' "$xid"
+}
+
+report() {
+    printf '\n==============NVSMI LOG==============\n\n'
+    if [ -x "$BUSYBOX" ]; then
+        stamp=$("$BUSYBOX" date '+%a %b %d %H:%M:%S %Y')
+    else
+        stamp=$(date '+%a %b %d %H:%M:%S %Y')
+    fi
+    printf '%-42s: %s\n' Timestamp "$stamp" 'Driver Version' "$DRIVER_VERSION" 'CUDA Version' "$CUDA_VERSION"
+    printf '\n%-42s: %s\n' 'Attached GPUs' "$count"
+    each_gpu print_report_gpu
+}
+
 if [ -n "$list" ]; then
     each_gpu print_listed
+elif [ -n "$report" ]; then
+    report
 elif [ -n "$query" ]; then
     query_gpus
 else

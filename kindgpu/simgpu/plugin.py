@@ -60,6 +60,10 @@ REPLICA_SEPARATOR = "::"
 ENV_VISIBLE_DEVICES = "NVIDIA_VISIBLE_DEVICES"
 ENV_GPUS = "KINDGPU_SIM_GPUS"  # one line per GPU: "<uuid> <minor> <bus id> <memory MiB> <name>"
 NVIDIA_SMI_PATH = "/usr/bin/nvidia-smi"
+# What nvidia-smi shows of the GPUs' health (`nvidia-smi -q`): kindgpu writes an "xids" file there; a
+# directory, so what is written after a container starts shows in it.
+HEALTH_DIR = "health"
+HEALTH_MOUNT = "/usr/local/kindgpu/health"
 BUSYBOX_PATH = "/usr/local/kindgpu/bin/busybox"  # nvidia-smi.sh's interpreter, on its first line
 # In the plugin's image: Debian's busybox-static, which needs no library from the GPU container.
 BUSYBOX_SOURCE = "/bin/busybox"
@@ -109,6 +113,10 @@ class Settings:
     @property
     def faults(self):
         return self.share_dir / FAULTS_FILE
+
+    @property
+    def health(self):
+        return self.share_dir / HEALTH_DIR
 
     @property
     def shared_busybox(self):
@@ -233,6 +241,8 @@ class SimulatedGPUPlugin(api_pb2_grpc.DevicePluginServicer):
                                       read_only=True),
                         api_pb2.Mount(container_path=BUSYBOX_PATH, host_path=str(self.settings.shared_busybox),
                                       read_only=True),
+                        api_pb2.Mount(container_path=HEALTH_MOUNT, host_path=str(self.settings.health),
+                                      read_only=True),
                     ],
                 )
             )
@@ -240,8 +250,11 @@ class SimulatedGPUPlugin(api_pb2_grpc.DevicePluginServicer):
 
 
 def install_nvidia_smi(settings):
-    """Put the fake nvidia-smi and its busybox where kubelet can mount them into GPU containers."""
+    """Put the fake nvidia-smi and its busybox where kubelet can mount them into GPU containers, and
+    the directory of their health (no Xid until kindgpu writes one)."""
     settings.share_dir.mkdir(parents=True, exist_ok=True)
+    settings.health.mkdir(exist_ok=True)
+    (settings.health / "xids").touch()
     for source, target in ((Path(__file__).with_name(NVIDIA_SMI_SCRIPT), settings.nvidia_smi),
                            (settings.busybox, settings.shared_busybox)):
         staging = target.with_suffix(".new")

@@ -49,10 +49,10 @@ def smoke(name, level, reporter, *, junit=None, as_json=False, timeout=300, imag
     plan = record.require(kube, name)
     check_level(plan, level)
     injected = faults.read(kube)
-    if faults.unhealthy_per_node(injected):
+    if blocking := faults.out_of_service(injected):
         # Those workers offer fewer GPUs than smoke asks of them, on purpose: that is the reason, said at once.
         raise KindgpuError("smoke cannot pass while GPUs are Unhealthy on purpose: "
-                           f"{'; '.join(f.describe() for f in injected)}",
+                           f"{'; '.join(f.describe() for f in blocking)}",
                            "`invoke heal` undoes them; then run smoke again")
     return run_and_report(kube, plan, level, reporter, junit or StateDir.of(name).junit(level),
                           as_json=as_json, timeout=timeout, image=image)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+from .. import faults
 from ..errors import KindgpuError
 from ..nodes import Node
 from ..parallel import concurrently
@@ -51,20 +52,54 @@ class Isolate(Step):
 
         return concurrently(one, [w for w in ctx.plan.workers if w.node in workers])
 
+    def taken(self, ctx: Context) -> dict[str, list[str]]:
+        """{node: device paths} of its own GPUs a worker lacks and kindgpu can put back: a simulated GPU's
+        file (Docker's bind mount of /dev/null), or a real GPU's device node `invoke fault --remove-device`
+        took away (recorded, so its number is known)."""
+        workers = ctx.worker_nodes()
+        if ctx.plan.simulated:
+            def lacking(worker):
+                paths = [faults.device_path(ctx.plan, g) for g in worker.gpus]
+                out = workers[worker.node].sh(f'for f in {" ".join(paths)}; do [ -e "$f" ] || echo "$f"; done; true')
+                return worker.node, out.stdout.split()
+
+            return {n: paths for n, paths in concurrently(lacking, [w for w in ctx.plan.gpu_workers
+                                                                     if w.node in workers]) if paths}
+        removed = [f for f in faults.read(ctx.kube) if f.kind == faults.DEVICE_REMOVED and f.node in workers]
+        missing = {(w.node, f"/dev/nvidia{m}") for w, _, lost in self.survey(ctx) for m in lost}
+        found: dict[str, list[str]] = {}
+        for f in removed:
+            if (f.node, f.device) in missing:
+                found.setdefault(f.node, []).append(f.device)
+        return found
+
     def reason(self, ctx: Context) -> str:
         survey = self.survey(ctx)
+        taken = self.taken(ctx)
         if not ctx.plan.simulated:
-            broken = [f"{w.node} lacks its GPU device(s) {', '.join(f'/dev/nvidia{m}' for m in missing)}"
-                      for w, _, missing in survey if missing]
+            broken = [f"{w.node} lacks its GPU device(s) {', '.join(lost)}" for w, _, missing in survey
+                      if (lost := [p for m in missing if (p := f'/dev/nvidia{m}') not in taken.get(w.node, [])])]
             if broken:
                 raise KindgpuError(
                     "; ".join(broken) + ": the host's NVIDIA runtime did not give the node its GPUs",
                     "run `invoke preflight` (Docker's default runtime must be nvidia, with "
                     "accept-nvidia-visible-devices-as-volume-mounts = true), then `invoke up --recreate`")
         leaking = [f"{w.node} sees {len(foreign)} GPU(s) not its own" for w, foreign, _ in survey if foreign]
-        return "; ".join(leaking)
+        lacking = [f"{node} lacks {', '.join(paths)}" for node, paths in taken.items()]
+        return "; ".join(leaking + lacking)
 
     def run(self, ctx: Context, progress: Progress) -> None:
         workers = ctx.worker_nodes()
         concurrently(lambda item: workers[item[0].node].run(["rm", "-f", *item[1]]),
                      [(w, foreign) for w, foreign, _ in self.survey(ctx) if foreign])
+        taken = self.taken(ctx)
+        if not taken:
+            return
+        injected = faults.read(ctx.kube)
+        recorded = {(f.node, f.device): f.devnum for f in injected if f.kind == faults.DEVICE_REMOVED}
+        for node, paths in taken.items():
+            for path in paths:
+                faults.restore_device(workers[node], path, recorded.get((node, path), ""))
+        # Put back: no longer a fault to show or heal.
+        faults.write(ctx.kube, ctx.plan.name, [f for f in injected if not (
+            f.kind == faults.DEVICE_REMOVED and f.device in taken.get(f.node, []))])

@@ -80,6 +80,19 @@ def test_heal_restores_allocatable(spec_file):
     assert status()[1]["healthy"]
 
 
+def test_a_gpus_file_taken_away_is_offered_no_more_until_heal_puts_it_back(spec_file):
+    result = invoke("fault", "--name", CLUSTER, "--worker", "1", "--index", "0", "--remove-device", check=True)
+    assert "removed from kfault-worker" in result.stdout and allocatable(FIRST) == 0
+    code, doc = status()
+    assert code == 1 and any("--remove-device" in p["problem"] for p in doc["problems"])
+    invoke("heal", "--name", CLUSTER, check=True)
+    deadline = time.monotonic() + 60
+    while allocatable(FIRST) != 1:
+        assert time.monotonic() < deadline, "heal did not give the GPU's file back"
+        time.sleep(0.5)
+    assert status()[0] == 0
+
+
 def test_a_worker_down_then_healed_comes_back_with_up(spec_file):
     invoke("fault", "--name", CLUSTER, "--worker", "2", "--down", check=True)
     assert docker("inspect", "-f", "{{.State.Running}}", SECOND).stdout.strip() == "false"
