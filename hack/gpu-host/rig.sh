@@ -4,7 +4,7 @@
 # $RIG_RUNS/<phase>/ (default /var/tmp/kindgpu-runs); with $OUT set (the device tool brings back at
 # most 8 files from it), they are also packed into $OUT/runs.tgz.
 #
-#   bash hack/gpu-host/rig.sh PHASE...   # probe torch-image gpu1 compute collective dra multi layout:WxG scale restart cpu bench down
+#   bash hack/gpu-host/rig.sh PHASE...   # probe torch-image gpu1 compute collective dra dra-fault multi layout:WxG scale restart cpu bench down
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . hack/gpu-host/versions.sh
@@ -134,6 +134,32 @@ dra() {
     -f hack/gpu-host/specs/extended-resource-pod.yaml --wait=false
 }
 
+# After dra: the real GPU's faults through the API. A DeviceTaintRule (NoExecute) evicts the pod holding the
+# GPU and keeps a new claim Pending until heal; a removed /dev/nvidiaM is NOT healthy until heal puts it back.
+dra_fault() {
+  local spec=$SPECS/one-gpu-dra.yaml kc
+  kc=$(kubeconfig rig)
+  rec holder sh -c "kubectl --kubeconfig $kc apply -f $SPECS/dra-holder-pod.yaml && \
+    kubectl --kubeconfig $kc wait --for=condition=Ready pod/holds-gpu --timeout=120s && kubectl --kubeconfig $kc logs holds-gpu"
+  rec fault inv fault --config "$spec" --worker 1 --index 0 --effect NoExecute --json
+  rec rule kubectl --kubeconfig "$kc" get devicetaintrules -o yaml
+  rec evicted sh -c "kubectl --kubeconfig $kc wait --for=delete pod/holds-gpu --timeout=120s; \
+    kubectl --kubeconfig $kc get events --field-selector involvedObject.name=holds-gpu"
+  rec status-faulted sh -c "python3 -m invoke status --config $spec --json; echo status exit \$?; true"
+  rec pending sh -c "kubectl --kubeconfig $kc apply -f $SPECS/dra-waiting-pod.yaml && sleep 15 && \
+    kubectl --kubeconfig $kc get pod waits-for-gpu -o wide && kubectl --kubeconfig $kc get resourceclaims"
+  rec heal inv heal --config "$spec" --json
+  rec after-heal sh -c "kubectl --kubeconfig $kc get devicetaintrules; \
+    kubectl --kubeconfig $kc wait --for=jsonpath='{.status.phase}'=Succeeded pod/waits-for-gpu --timeout=120s && \
+    kubectl --kubeconfig $kc logs waits-for-gpu"
+  rec remove-device inv fault --config "$spec" --worker 1 --index 0 --remove-device --json
+  rec removed sh -c "docker exec rig-worker sh -c 'ls -l /dev/nvidia*'; python3 -m invoke status --config $spec --json; echo status exit \$?; true"
+  rec heal-device inv heal --config "$spec" --json
+  rec restored sh -c "docker exec rig-worker sh -c 'ls -l /dev/nvidia*'"
+  rec status-healed inv status --config "$spec" --json
+  rec cleanup kubectl --kubeconfig "$kc" delete -f "$SPECS/dra-holder-pod.yaml" -f "$SPECS/dra-waiting-pod.yaml" --wait=false
+}
+
 # Several GPUs (the multi-GPU machines): every worker layout the machine's GPUs allow, each made,
 # checked at every smoke level and deleted. `scale` times `up` for 1, 2, 4, 8 workers against bare kind.
 multi() {
@@ -224,6 +250,7 @@ for PHASE in "$@"; do
     layout:*)
       [[ $PHASE =~ ^layout:([1-9][0-9]*)x([1-9][0-9]*)$ ]] || { echo "layout:WORKERSxGPUS, e.g. layout:8x1"; exit 2; }
       layout "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" ;;
+    dra-fault) dra_fault ;;
     probe|gpu1|compute|collective|dra|multi|scale|restart|cpu|bench|down) "$PHASE" ;;
     *) echo "unknown phase $PHASE"; exit 2 ;;
   esac
