@@ -74,7 +74,10 @@ small_rootfs() { # small_rootfs DIR
   ln -sf /lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$root/lib64/ld-linux-x86-64.so.2"
   cp "$dir/x/bin/busybox" "$root/busybox/busybox"
   mkdir -p "$root/sbin" && cp "$dir/x/sbin/ldconfig" "$root/sbin/ldconfig"  # NVIDIA's CDI hooks may run it
-  echo /usr/local/nvidia/lib64 >"$root/etc/ld.so.conf"
+  # As Debian's and NVIDIA's CUDA images have it: the CDI ldcache hook adds its folders in ld.so.conf.d.
+  mkdir -p "$root/etc/ld.so.conf.d"
+  echo 'include /etc/ld.so.conf.d/*.conf' >"$root/etc/ld.so.conf"
+  printf '/usr/local/nvidia/lib\n/usr/local/nvidia/lib64\n' >"$root/etc/ld.so.conf.d/nvidia.conf"
   for applet in $("$root/busybox/busybox" --list); do
     [ "$applet" = busybox ] || ln -sf busybox "$root/busybox/$applet"
   done
@@ -171,7 +174,7 @@ zstd_binary() {
 
 split_parts() {
   local parts=$RIG_OUT/parts && rm -rf "$parts" && mkdir -p "$parts"
-  (cd "$ART" && sha256sum -- *) >"$WORK/artifacts.sha256"
+  (cd "$ART" && sha256sum -- $(ls | grep -vx ARTIFACTS.sha256)) >"$WORK/artifacts.sha256"
   cp "$WORK/artifacts.sha256" "$ART/ARTIFACTS.sha256"
   tar -C "$ART" -c . | split -b "$PART_BYTES" -d -a 2 - "$parts/part-"
   (cd "$parts" && sha256sum part-* >MANIFEST)

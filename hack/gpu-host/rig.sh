@@ -121,7 +121,9 @@ dra() {
   rec plugin-params kubectl --kubeconfig "$kc" -n kube-system exec "$pod" -- sh -c 'grep ModifyDeviceFiles /proc/driver/nvidia/params; ls /dev/nvidia*'
   rec plugin-log kubectl --kubeconfig "$kc" -n kube-system logs "$pod" --tail 60
   rec smoke-visibility inv smoke --config "$spec" --json
-  rec smoke-compute inv smoke --config "$spec" --level compute --json
+  if docker image inspect "$SMOKE_PYTORCH_IMAGE" >/dev/null 2>&1; then
+    rec smoke-compute inv smoke --config "$spec" --level compute --json
+  fi
   rec claim-pod sh -c "kubectl --kubeconfig $kc apply -f hack/gpu-host/specs/dra-claim-pod.yaml && \
     kubectl --kubeconfig $kc wait --for=jsonpath='{.status.phase}'=Succeeded pod/sees-one-gpu --timeout=180s; \
     kubectl --kubeconfig $kc logs sees-one-gpu; kubectl --kubeconfig $kc get resourceclaims -o yaml"
