@@ -56,18 +56,23 @@ def cluster_label(path):
     return label or "cluster"
 
 
-def gpu_nodes(kube):
-    """(Nodes offering nvidia.com/gpu, as (name, count, labels) in name order; cordoned ones' names)."""
+def offering_nodes(kube, offer):
+    """(Nodes with an offer, as (name, offer(node), labels) in name order; cordoned ones' names)."""
     offering, cordoned = [], []
     for node in sorted(kube.nodes(), key=lambda n: n.metadata.name):
-        count = int((node.status.allocatable or {}).get(names.GPU_RESOURCE, "0") or 0)
-        if count <= 0:
+        offered = offer(node)
+        if not offered:
             continue
         if node.spec.unschedulable:
             cordoned.append(node.metadata.name)
             continue
-        offering.append((node.metadata.name, count, dict(node.metadata.labels or {})))
+        offering.append((node.metadata.name, offered, dict(node.metadata.labels or {})))
     return offering, cordoned
+
+
+def gpu_nodes(kube):
+    """(Nodes offering nvidia.com/gpu, as (name, count, labels) in name order; cordoned ones' names)."""
+    return offering_nodes(kube, lambda node: int((node.status.allocatable or {}).get(names.GPU_RESOURCE, "0") or 0))
 
 
 def observed_plan(kube, name, doc=None):
@@ -121,16 +126,7 @@ def resource_slices(kube) -> list[dict]:
 def dra_nodes(kube):
     """(Nodes publishing GPUs through DRA, as (name, GPUs, labels) in name order; cordoned ones' names)."""
     published = slices.dra_gpus(resource_slices(kube))
-    offering, cordoned = [], []
-    for node in sorted(kube.nodes(), key=lambda n: n.metadata.name):
-        gpus = published.get(node.metadata.name)
-        if not gpus:
-            continue
-        if node.spec.unschedulable:
-            cordoned.append(node.metadata.name)
-            continue
-        offering.append((node.metadata.name, gpus, dict(node.metadata.labels or {})))
-    return offering, cordoned
+    return offering_nodes(kube, lambda node: published.get(node.metadata.name))
 
 
 def forget(path, note) -> None:

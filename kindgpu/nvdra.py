@@ -9,7 +9,8 @@ from __future__ import annotations
 from . import names, spec, versions
 from .errors import KindgpuError
 from .nvdriver import DRIVER_ROOT, MASK_DIR, DriverLayout, mask_params_and_run
-from .simdra.manifest import CDI_ROOT, PLUGINS_DIR, REGISTRY_DIR, device_class
+from .simdra.manifest import CDI_ROOT, PLUGINS_DIR, REGISTRY_DIR, account_with_rights, device_class
+from .simgpu.manifest import ON_GPU_NODES
 
 APP_NAME = "nvidia-dra-driver-gpu-kubelet-plugin"  # as the chart names the DaemonSet
 SERVICE_ACCOUNT = "nvidia-dra-driver-gpu-kubeletplugin"
@@ -68,16 +69,7 @@ def rbac(namespace: str) -> list[dict]:
         {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch", "update"]},
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
     ]
-    return [
-        {"apiVersion": "v1", "kind": "ServiceAccount",
-         "metadata": {"name": SERVICE_ACCOUNT, "namespace": namespace, "labels": labels}},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-         "metadata": {"name": role, "labels": labels}, "rules": rules},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-         "metadata": {"name": role, "labels": labels},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-         "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": namespace}]},
-    ]
+    return account_with_rights(SERVICE_ACCOUNT, role, namespace, labels, rules)
 
 
 def daemonset(doc: dict, root: str, namespace: str) -> dict:
@@ -117,8 +109,6 @@ def daemonset(doc: dict, root: str, namespace: str) -> dict:
                          for n, _, p, m in mounts] + [{"name": "params-mask", "mountPath": MASK_DIR}],
     }
     labels = {"app.kubernetes.io/name": APP_NAME, **names.MANAGED_BY}
-    on_gpu_nodes = {"nodeSelector": {names.LABEL_GPU_PRESENT: "true"}, "tolerations": [names.GPU_TOLERATION],
-                    "priorityClassName": "system-node-critical"}
     return {
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
@@ -129,7 +119,7 @@ def daemonset(doc: dict, root: str, namespace: str) -> dict:
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
-                    **on_gpu_nodes,
+                    **ON_GPU_NODES,
                     "serviceAccountName": SERVICE_ACCOUNT,
                     "containers": [container],
                     "volumes": [{"name": n, "hostPath": {"path": h, "type": "DirectoryOrCreate"}}

@@ -69,6 +69,20 @@ def device_class(kubernetes: versions.Version | None) -> dict:
             "metadata": {"name": DEVICE_CLASS, "labels": dict(names.MANAGED_BY)}, "spec": spec}
 
 
+def account_with_rights(account: str, role: str, namespace: str, labels: dict, rules: list[dict]) -> list[dict]:
+    """A plugin's ServiceAccount, a ClusterRole of rules and the binding between them."""
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": {"name": account, "namespace": namespace, "labels": labels}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": role, "labels": labels}, "rules": rules},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": role, "labels": labels},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+         "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]},
+    ]
+
+
 def rbac(namespace: str) -> list[dict]:
     """What the kubeletplugin helper does in the API: read the claims it prepares, keep the node's
     ResourceSlice (its controller lists, watches, creates, updates and deletes them) and read the
@@ -80,16 +94,7 @@ def rbac(namespace: str) -> list[dict]:
          "verbs": ["get", "list", "watch", "create", "update", "delete"]},
         {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},
     ]
-    return [
-        {"apiVersion": "v1", "kind": "ServiceAccount",
-         "metadata": {"name": APP_NAME, "namespace": namespace, "labels": labels}},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-         "metadata": {"name": APP_NAME, "labels": labels}, "rules": rules},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-         "metadata": {"name": APP_NAME, "labels": labels},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": APP_NAME},
-         "subjects": [{"kind": "ServiceAccount", "name": APP_NAME, "namespace": namespace}]},
-    ]
+    return account_with_rights(APP_NAME, APP_NAME, namespace, labels, rules)
 
 
 def daemonset(image: str, gpus: Iterable[GPU], namespace: str) -> dict:
