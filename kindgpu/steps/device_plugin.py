@@ -21,9 +21,10 @@ def plugin_objects(ctx: Context, image: str) -> list[dict]:
     first = next((workers[w.node] for w in ctx.plan.workers if w.gpus and w.node in workers), None)
     if first is None:
         raise KindgpuError(f"no GPU worker of {ctx.plan.name} is running", "run `invoke up`")
+    driver, cdi = deviceplugin.node_facts(first, ctx.plan.state.probes)
     if ctx.plan.spec["devicePlugin"]["deviceListStrategy"] == "cdi-cri":
-        deviceplugin.check_node_cdi(first)
-    return deviceplugin.objects(ctx.plan, image, deviceplugin.node_driver_layout(first))
+        deviceplugin.check_cdi(first.name, cdi)
+    return deviceplugin.objects(ctx.plan, image, driver)
 
 
 class DevicePlugin(Step):
