@@ -121,8 +121,11 @@ def import_into(nodes, image, progress=None) -> Streamed:
         if mount and Path(mount).is_dir():
             base = f"image-{os.getpid()}-{threading.get_ident()}"
             for i, node in enumerate(nodes):
+                try:
+                    os.mkfifo(Path(mount) / f"{base}-{i}.pipe", 0o600)
+                except OSError:  # a filesystem without named pipes: every node gets the stream
+                    break
                 pipes[node.name] = Path(mount) / f"{base}-{i}.pipe"
-                os.mkfifo(pipes[node.name], 0o600)
 
         def probe(node):
             path = pipes.get(node.name)
