@@ -331,7 +331,7 @@ def measure(args):
                f"{int(Path('/proc/meminfo').read_text().split()[1]) // 1024 // 1024} GiB, {platform.platform()}; "
                f"node image {os.environ.get('KINDGPU_NODE_IMAGE')}; simulated GPUs, 1 per worker.")
     if "core" not in cases:
-        lines = [machine, "", "| measurement | runs | median | min – max |", "|---|---|---|---|"]
+        lines = [machine, ""]
         if "load" in cases:
             lines += bench_load(args, log)
         write(args.out, lines)
@@ -436,8 +436,7 @@ def measure(args):
         lines += ["", f"kindgpu's node image: built once in {med('build'):.1f} s; each 2-worker `up` from it "
                       f"{abs(saved):.1f} s {faster} than from kind's node image (medians)."]
     if "load" in cases:
-        lines += ["", "| measurement | runs | median | min – max |", "|---|---|---|---|",
-                  *bench_load(args, log)]
+        lines += ["", *bench_load(args, log)]
     write(args.out, lines)
 
 
