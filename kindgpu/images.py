@@ -173,6 +173,7 @@ def stream(image, targets, progress=None) -> Streamed:
     save_err = tempfile.TemporaryFile()
     save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE, stderr=save_err, bufsize=0)
     first = last_told = None
+    finished = False
     try:
         while chunk := save.stdout.read(CHUNK):
             now = time.monotonic()
@@ -186,7 +187,13 @@ def stream(image, targets, progress=None) -> Streamed:
             if progress and (last_told is None or now - last_told >= 0.5):
                 last_told = now
                 progress(result, 0)
+        finished = True
     finally:
+        if not finished:  # interrupted: nobody reads Docker's stream or fills the pipes any more
+            for proc in [save, *(p for p, _, _ in procs)]:
+                proc.kill()
+            for q in queues:
+                drain(q)
         for q in queues:
             q.put(None)
         save.wait()
@@ -211,6 +218,15 @@ def stream(image, targets, progress=None) -> Streamed:
             out.seek(0)
             raise CommandError(argv, proc.returncode, out.read().decode(errors="replace")[-3000:])
     return result
+
+
+def drain(q):
+    """Empty a writer's queue, so that the None that ends it fits."""
+    while True:
+        try:
+            q.get_nowait()
+        except queue.Empty:
+            return
 
 
 def put(q, chunk, i, failed):

@@ -162,7 +162,7 @@ FAKE_DOCKER = """#!/bin/sh
 # docker save IMAGE prints the image; docker exec [-i] NODE ctr ... INPUT keeps what the importer read
 log=$FAKE_LOG; echo "$*" >>"$log/argv"
 case "$1" in
-  save) printf 'an image' ;;
+  save) if [ -n "$FAKE_SAVE_BYTES" ]; then head -c "$FAKE_SAVE_BYTES" /dev/zero; else printf 'an image'; fi ;;
   exec) shift; [ "$1" = -i ] && shift; node=$1; eval "input=\\${$#}"
         [ "$node" = "$FAKE_FAILS" ] && { echo "ctr: no space left on device"; exit 1; }
         if [ "$input" = - ]; then cat >"$log/$node.stdin"
@@ -225,4 +225,22 @@ def test_a_node_whose_import_fails_is_named_and_the_others_still_get_the_image(t
         images.import_into([node_seeing("c-worker", mount), node_seeing("c-worker2", mount)], "img:1")
     assert "c-worker " in str(caught.value) and "no space left on device" in str(caught.value)
     assert (log / "c-worker2.pipe").read_bytes() == b"an image"
+    assert list(mount.iterdir()) == []
+
+
+def test_an_interrupted_stream_stops_docker_save_and_the_imports_instead_of_waiting_for_them(tmp_path, monkeypatch):
+    mount, bin_dir, log = tmp_path / "node", tmp_path / "bin", tmp_path / "log"
+    for d in (mount, bin_dir, log):
+        d.mkdir()
+    (bin_dir / "docker").write_text(FAKE_DOCKER)
+    (bin_dir / "docker").chmod(0o755)
+    for key, value in {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_LOG": str(log), "FAKE_MOUNT": str(mount),
+                       "FAKE_SAVE_BYTES": str(64 << 20)}.items():
+        monkeypatch.setenv(key, value)
+
+    def interrupted(streamed, done):  # e.g. Ctrl-C, or --json's stderr gone
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        images.import_into([node_seeing("c-worker", mount)], "img:1", interrupted)
     assert list(mount.iterdir()) == []
