@@ -309,6 +309,9 @@ def main():
     parser.add_argument("--load-image", default="", help="load this image of the host's Docker instead")
     parser.add_argument("--load-real", action="store_true",
                         help="a GPU host: the load cluster has one GPU worker and CPU-only ones (no simulation)")
+    parser.add_argument("--rebuild-node-image", action="store_true",
+                        help="remove the node images kindgpu built that no container uses first, to time the build "
+                             "(on a shared dockerd that removes other users' too)")
     parser.add_argument("--modes", default="plain,derived",
                         help="node images to compare: plain (kind's, prepareNodeImage: false), derived (kindgpu's)")
     args = parser.parse_args()
@@ -351,7 +354,8 @@ def measure(args):
     modes = args.modes.split(",")
     # 0. kindgpu's node image, built once: its cost, against what each up saves
     if "derived" in modes:
-        invoke("node-images", "--remove")  # only kindgpu's, and only those no container uses
+        if args.rebuild_node_image:  # every unused kindgpu node image goes, other sessions' too
+            invoke("node-images", "--remove")
         first = {}
         first["up"] = timed(lambda: first.update(out=invoke("up", *spec_args(2, "derived")).stdout))
         built = re.search(r"built node image \S+ in ([0-9.]+)s", first["out"])
