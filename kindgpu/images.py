@@ -73,7 +73,7 @@ def record_loads(path: Path, step: str, loaded: dict[str, list[str]], **about) -
 
 
 IMPORT = ["ctr", "--namespace=k8s.io", "images", "import", "--all-platforms", "--digests"]
-# ctr's own import (containerd 2's default goes through its transfer service, which took 2.9 times
+# ctr's own import (containerd 2's default goes through its transfer service, which took 2.2 times
 # as long for a 2 GiB image: docs/benchmarks.md), where the node's ctr has it.
 LOCAL = "--local"
 # Once unpacked, a layer's packed copy is left to containerd's GC, as kind's node config does for
@@ -159,11 +159,12 @@ def stream(image, targets, progress=None) -> Streamed:
     result = Streamed(image, [t.container for t in targets], piped=[t.container for t in targets if t.pipe])
     procs, queues, failed = [], [], {}
     start = time.monotonic()
+    docker = cmd.which("docker") or "docker"  # as cmd.run finds it
     for t in targets:
         argv = ["docker", "exec", *([] if t.pipe else ["-i"]), t.container, *t.importer,
                 t.in_container if t.pipe else "-"]
         out = tempfile.TemporaryFile()
-        procs.append((subprocess.Popen(argv, stdin=subprocess.DEVNULL if t.pipe else subprocess.PIPE,
+        procs.append((subprocess.Popen([docker, *argv[1:]], stdin=subprocess.DEVNULL if t.pipe else subprocess.PIPE,
                                        stdout=out, stderr=subprocess.STDOUT), out, argv))
         queues.append(queue.Queue(AHEAD))
     writers = [threading.Thread(target=write_all, args=(i, t, proc, q, failed), daemon=True)
@@ -171,7 +172,7 @@ def stream(image, targets, progress=None) -> Streamed:
     for w in writers:
         w.start()
     save_err = tempfile.TemporaryFile()
-    save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE, stderr=save_err, bufsize=0)
+    save = subprocess.Popen([docker, "save", image], stdout=subprocess.PIPE, stderr=save_err, bufsize=0)
     first = last_told = None
     finished = False
     try:
