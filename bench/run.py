@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-NAME = "kgpu-bench"
+NAME = os.environ.get("KINDGPU_BENCH_NAME", "kgpu-bench")  # another name where other benches run
 
 
 def sh(*argv, check=True, env=None):
@@ -106,19 +106,50 @@ def used_mib():
     return (kib("MemTotal") - kib("MemAvailable")) // 1024
 
 
-def random_image(tag, mib):
-    """A one-layer image of `mib` MiB of random bytes: nothing in the nodes shares a layer with it,
-    and it does not compress, like a user's own image."""
+def random_image(tag, mib, layers=1):
+    """An image of `mib` MiB of random bytes in `layers` layers: nothing in the nodes shares a layer
+    with it, and it does not compress, like a user's own image. Written as `docker save` writes
+    (a layer.tar per layer, their digests in the config) and `docker load`ed: no registry needed."""
+    import hashlib
+    import io
+    import json
     import tarfile
 
-    with tempfile.TemporaryDirectory() as tmp:
-        blob, rootfs = Path(tmp) / "blob", Path(tmp) / "rootfs.tar"
-        with blob.open("wb") as out:
-            for _ in range(mib):
-                out.write(os.urandom(1 << 20))
-        with tarfile.open(rootfs, "w") as tar:
-            tar.add(blob, arcname="blob")
-        sh("docker", "import", str(rootfs), tag)
+    with tempfile.TemporaryDirectory(dir=os.environ.get("KINDGPU_STATE_DIR")) as tmp:
+        diff_ids, tars = [], []
+        for i in range(layers):
+            blob, layer = Path(tmp) / "blob", Path(tmp) / f"layer{i}.tar"
+            with blob.open("wb") as out:
+                for _ in range(mib // layers):
+                    out.write(os.urandom(1 << 20))
+            with tarfile.open(layer, "w") as tar:
+                tar.add(blob, arcname=f"data/layer{i}")
+            blob.unlink()
+            digest = hashlib.sha256()
+            with layer.open("rb") as f:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+            diff_ids.append(f"sha256:{digest.hexdigest()}")
+            tars.append(layer)
+        config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/none"]},
+                             "rootfs": {"type": "layers", "diff_ids": diff_ids},
+                             "history": [{"created_by": "bench"} for _ in diff_ids]}).encode()
+        config_name = f"{hashlib.sha256(config).hexdigest()}.json"
+        archive = Path(tmp) / "image.tar"
+        with tarfile.open(archive, "w") as tar:
+            def add(name, data):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            add(config_name, config)
+            layer_names = []
+            for diff_id, layer in zip(diff_ids, tars):
+                layer_names.append(f"{diff_id[7:]}/layer.tar")
+                tar.add(layer, arcname=layer_names[-1])
+                layer.unlink()
+            manifest = [{"Config": config_name, "RepoTags": [tag], "Layers": layer_names}]
+            add("manifest.json", json.dumps(manifest).encode())
+        sh("docker", "load", "--input", str(archive))
 
 
 def node_names():
@@ -126,44 +157,133 @@ def node_names():
     return sorted(out.split())
 
 
-def in_every_node(tag):
-    ref = f"docker.io/{tag}"  # the bench's tags have no registry: containerd records them so
-    return all(ref in sh("docker", "exec", node, "crictl", "images", "-o", "json").stdout for node in node_names())
+def in_nodes(tag, nodes):
+    ref = image_ref(tag)
+    return all(ref in sh("docker", "exec", node, "crictl", "images", "-o", "json").stdout for node in nodes)
 
 
-def bench_load(runs, workers, mib, log):
-    """`kind load docker-image` against `invoke load`, the same new image into every node of a
-    cluster, then the same command again (the image is there: both only check)."""
-    invoke("up", *spec_args(workers))
-    times = {"kind": [], "kindgpu": [], "kind-again": [], "kindgpu-again": []}
-    commands = {"kind": lambda tag: sh("kind", "load", "docker-image", tag, "--name", NAME),
-                "kindgpu": lambda tag: invoke("load", tag, "--name", NAME)}
-    for run in range(runs):
-        for tool in ("kind", "kindgpu") if run % 2 == 0 else ("kindgpu", "kind"):  # neither always first
-            tag = f"kindgpu-bench/load:{tool}-{run}-{os.getpid()}"
-            random_image(tag, mib)
-            times[tool].append(timed(lambda: commands[tool](tag)))
-            if not in_every_node(tag):
-                sys.exit(f"{tool} did not load {tag} into every node")
-            times[f"{tool}-again"].append(timed(lambda: commands[tool](tag)))
-            for node in node_names():
-                sh("docker", "exec", node, "crictl", "rmi", f"docker.io/{tag}", check=False)
-            sh("docker", "rmi", tag)
-            log(f"load {mib} MiB into {workers + 1} nodes, {tool}: {times[tool][-1]:.1f}s "
-                f"(again: {times[f'{tool}-again'][-1]:.2f}s)")
+def image_ref(tag):
+    """The name containerd records (docker.io/library/... for a name without a registry)."""
+    sys.path.insert(0, str(ROOT))
+    from kindgpu.images import normalized
+
+    return normalized(tag)
+
+
+# Removes the image from a node, and its layers: containerd keeps unreferenced blobs and
+# snapshots until they are removed by digest, and a later load would find them there.
+FORGET = ("ctr -n k8s.io images ls -q | grep -F -e \"$1\" -e import- | xargs -r ctr -n k8s.io images rm >/dev/null; "
+          "shift; ctr -n k8s.io content rm \"$@\" >/dev/null 2>&1; true")
+
+
+def forget(tag, nodes):
+    digests = sh("docker", "image", "inspect", tag, "--format",
+                 "{{.Id}} {{range .RootFS.Layers}}{{.}} {{end}}").stdout.split()
+    threads = [threading.Thread(target=sh, args=("docker", "exec", node, "sh", "-c", FORGET, "forget",
+                                                 image_ref(tag), *digests)) for node in nodes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def disk_write_speed(path, mib=1024, how="oflag=direct"):
+    """The disk's own sequential write speed (bytes/s), as `dd oflag=direct` measures it, in the
+    directory given (the filesystem Docker keeps the nodes' /var on, where it can be written).
+    how="conv=fsync": through the page cache, then synced, as containerd writes a blob."""
+    target = Path(path) / f"kindgpu-bench-dd-{os.getpid()}"
+    try:
+        out = sh("dd", "if=/dev/zero", f"of={target}", "bs=4M", f"count={mib // 4}", how).stderr
+    finally:
+        target.unlink(missing_ok=True)
+    seconds = float(re.search(r"copied, ([0-9.]+) s", out).group(1))
+    return mib * (1 << 20) / seconds
+
+
+def load_spec(workers, real):
+    """The load case's cluster: simulated GPUs, or on a GPU host one GPU worker and CPU-only ones."""
+    if not real:
+        return spec_args(workers)
+    spec = Path(os.environ["KINDGPU_STATE_DIR"]) / f"bench-load-{workers}.yaml"
+    listed = ", ".join(["{gpus: [0]}", *["{gpus: []}"] * (workers - 1)])
+    spec.write_text(f"apiVersion: kindgpu.dev/v1alpha1\nkind: GPUCluster\nworkers: [{listed}]\n")
+    return ["--config", str(spec), "--name", NAME]
+
+
+def bench_load(args, log):
+    """A large image into 1, 2, 4 ... workers: `kind load docker-image` against `invoke load`, the
+    disk's own write speed measured in the same run, and where `invoke load`'s time goes."""
+    import json
+
+    counts = [int(x) for x in str(args.load_workers).split(",")]
+    tag = args.load_image or f"kindgpu-bench/load:{args.load_mib}m-{args.load_layers}"
+    if sh("docker", "image", "inspect", tag, check=False).returncode != 0:
+        if args.load_image:
+            sys.exit(f"--load-image {tag} is not in this host's Docker")
+        log(f"making {tag} ({args.load_mib} MiB, {args.load_layers} layers, kept for the next run)")
+        random_image(tag, args.load_mib, args.load_layers)
+    size = int(sh("docker", "image", "inspect", tag, "--format", "{{.Size}}").stdout)
+    root = sh("docker", "info", "--format", "{{.DockerRootDir}}").stdout.strip()
+    dd_dir = root if os.access(root, os.W_OK) else os.environ["KINDGPU_STATE_DIR"]
+    speeds, buffered = [disk_write_speed(dd_dir)], [disk_write_speed(dd_dir, how="conv=fsync")]
+    log(f"disk: {speeds[0] / 1e9:.2f} GB/s direct, {buffered[0] / 1e9:.2f} GB/s buffered (dd in {dd_dir})")
+    invoke("up", *load_spec(max(counts), args.load_real))
+    workers = [n for n in node_names() if "-worker" in n]
+    times, phases, streamed = {}, {}, {}
+    for count in counts:
+        chosen = workers[:count]
+        numbers = ",".join(str(i) for i in range(1, count + 1))
+        commands = {"kind": lambda: sh("kind", "load", "docker-image", tag, "--name", NAME,
+                                       "--nodes", ",".join(chosen)),
+                    "kindgpu": lambda: invoke("load", tag, "--name", NAME, "--workers", numbers, "--json")}
+        for run in range(args.runs):
+            for tool in ("kind", "kindgpu") if run % 2 == 0 else ("kindgpu", "kind"):  # neither always first
+                forget(tag, workers)
+                out = {}
+                seconds = timed(lambda: out.update(result=commands[tool]()))
+                times.setdefault((tool, count), []).append(seconds)
+                if not in_nodes(tag, chosen):
+                    sys.exit(f"{tool} did not load {tag} into {chosen}")
+                if tool == "kindgpu":
+                    doc = json.loads(out["result"].stdout)["images"][0]
+                    phases.setdefault(count, []).append(doc["phases"])
+                    streamed[count] = doc["bytes"]
+                    again = timed(lambda: commands[tool]())
+                    times.setdefault(("again", count), []).append(again)
+                log(f"load into {count} worker(s), {tool}: {seconds:.1f}s")
+    forget(tag, workers)
+    speeds.append(disk_write_speed(dd_dir))
+    buffered.append(disk_write_speed(dd_dir, how="conv=fsync"))
     down()
-    nodes = workers + 1
-    return [
-        row(f"`kind load docker-image`, a new {mib} MiB image into {nodes} nodes", times["kind"]),
-        row(f"`invoke load`, a new {mib} MiB image into {nodes} nodes", times["kindgpu"]),
-        row("`kind load docker-image` again (in every node already)", times["kind-again"]),
-        row("`invoke load` again (in every node already)", times["kindgpu-again"]),
-        "",
-        "| ratio | value | target |",
-        "|---|---|---|",
-        f"| invoke load / kind load, new image | "
-        f"{statistics.median(times['kindgpu']) / statistics.median(times['kind']):.2f} | < 1 |",
-    ]
+    if not args.load_image:
+        log(f"{tag} kept for the next run (docker rmi {tag} removes it)")
+    disk, disk_buffered = statistics.median(speeds), statistics.median(buffered)
+    med = lambda key: statistics.median(times[key])  # noqa: E731
+    lines = [f"Image {tag}: {size / 1e9:.2f} GB in Docker, {streamed[counts[0]] / 1e9:.2f} GB as `docker save` "
+             f"streams it. Disk: {', '.join(f'{s / 1e9:.2f}' for s in speeds)} GB/s (`dd oflag=direct`, 1 GiB, "
+             f"before and after), {', '.join(f'{s / 1e9:.2f}' for s in buffered)} GB/s through the page cache "
+             "(`dd conv=fsync`, as containerd writes); medians used below. Bound: the bytes containerd writes "
+             "(each layer twice per node: its blob, then the unpacked snapshot) at that speed.",
+             "", "| measurement | runs | median | min – max |", "|---|---|---|---|"]
+    for count in counts:
+        lines += [row(f"`kind load docker-image`, into {count} worker(s)", times[("kind", count)]),
+                  row(f"`invoke load`, into {count} worker(s)", times[("kindgpu", count)]),
+                  row(f"`invoke load` again, into {count} worker(s) (every one has it)", times[("again", count)])]
+    lines += ["", "| workers | `invoke load` | / kind load | placed GB/s | / disk (direct) | bound, direct | "
+                  "/ bound | bound, buffered | / bound | docker save, stream, after (s) |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for count in counts:
+        took, placed = med(("kindgpu", count)), streamed[count] * count
+        # containerd writes each layer twice in a node: its packed blob, then the unpacked snapshot.
+        bound, bound_buffered = 2 * placed / disk, 2 * placed / disk_buffered
+        p = {k: statistics.median(ph[k] for ph in phases[count]) for k in ("save", "stream", "finish")}
+        lines.append(f"| {count} | {took:.1f} s | {took / med(('kind', count)):.2f} | {placed / took / 1e9:.2f} | "
+                     f"{placed / took / disk:.2f} | {bound:.1f} s | {took / bound:.2f} | {bound_buffered:.1f} s | "
+                     f"{took / bound_buffered:.2f} | {p['save']:.1f}, {p['stream']:.1f}, {p['finish']:.1f} |")
+    hi, lo = max(counts), min(counts)
+    lines += ["", f"{hi} / {lo} workers, `invoke load`: {med(('kindgpu', hi)) / med(('kindgpu', lo)):.2f} "
+                  f"(`kind load`: {med(('kind', hi)) / med(('kind', lo)):.2f})."]
+    return lines
 
 
 def stats(values):
@@ -183,8 +303,15 @@ def main():
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     parser.add_argument("--cases", default="core,load",
                         help="what to measure: core (up, smoke, preflight, scaling), load (images into nodes)")
-    parser.add_argument("--load-workers", type=int, default=4, help="workers of the load case's cluster")
-    parser.add_argument("--load-mib", type=int, default=200, help="size of the load case's image")
+    parser.add_argument("--load-workers", default="1,2,4", help="worker counts the load case loads into")
+    parser.add_argument("--load-mib", type=int, default=2048, help="size of the load case's own image")
+    parser.add_argument("--load-layers", type=int, default=4, help="layers of the load case's own image")
+    parser.add_argument("--load-image", default="", help="load this image of the host's Docker instead")
+    parser.add_argument("--load-real", action="store_true",
+                        help="a GPU host: the load cluster has one GPU worker and CPU-only ones (no simulation)")
+    parser.add_argument("--rebuild-node-image", action="store_true",
+                        help="remove the node images kindgpu built that no container uses first, to time the build "
+                             "(on a shared dockerd that removes other users' too)")
     parser.add_argument("--modes", default="plain,derived",
                         help="node images to compare: plain (kind's, prepareNodeImage: false), derived (kindgpu's)")
     args = parser.parse_args()
@@ -212,9 +339,9 @@ def measure(args):
                f"{int(Path('/proc/meminfo').read_text().split()[1]) // 1024 // 1024} GiB, {platform.platform()}; "
                f"node image {os.environ.get('KINDGPU_NODE_IMAGE')}; simulated GPUs, 1 per worker.")
     if "core" not in cases:
-        lines = [machine, "", "| measurement | runs | median | min – max |", "|---|---|---|---|"]
+        lines = [machine, ""]
         if "load" in cases:
-            lines += bench_load(args.runs, args.load_workers, args.load_mib, log)
+            lines += bench_load(args, log)
         write(args.out, lines)
         return
 
@@ -227,7 +354,8 @@ def measure(args):
     modes = args.modes.split(",")
     # 0. kindgpu's node image, built once: its cost, against what each up saves
     if "derived" in modes:
-        invoke("node-images", "--remove")  # only kindgpu's, and only those no container uses
+        if args.rebuild_node_image:  # every unused kindgpu node image goes, other sessions' too
+            invoke("node-images", "--remove")
         first = {}
         first["up"] = timed(lambda: first.update(out=invoke("up", *spec_args(2, "derived")).stdout))
         built = re.search(r"built node image \S+ in ([0-9.]+)s", first["out"])
@@ -317,8 +445,7 @@ def measure(args):
         lines += ["", f"kindgpu's node image: built once in {med('build'):.1f} s; each 2-worker `up` from it "
                       f"{abs(saved):.1f} s {faster} than from kind's node image (medians)."]
     if "load" in cases:
-        lines += ["", "| measurement | runs | median | min – max |", "|---|---|---|---|",
-                  *bench_load(args.runs, args.load_workers, args.load_mib, log)]
+        lines += ["", *bench_load(args, log)]
     write(args.out, lines)
 
 

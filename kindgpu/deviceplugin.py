@@ -4,10 +4,7 @@ simulated one (simdra) for simulated GPUs."""
 
 from __future__ import annotations
 
-import json
-
 from . import images, names, nvdra, sharing
-from .errors import KindgpuError
 from .nvdriver import DRIVER_ROOT, MASK_DIR, DriverLayout, mask_params_and_run
 from .simdra import manifest as simdra_manifest
 from .simgpu.manifest import APP_NAME, ON_GPU_NODES, sim_device_plugin_objects
@@ -31,37 +28,13 @@ def nvidia_image(spec):
     return f"{plugin['image']}:{plugin['version']}"
 
 
-def cdi_enabled(crictl_info):
-    """Whether a node's containerd injects CDI devices, from `crictl info` (None: cannot tell)."""
-    def find(doc):
-        if isinstance(doc, dict):
-            if isinstance(doc.get("enableCDI"), bool):
-                return doc["enableCDI"]
-            return next((v for v in map(find, doc.values()) if v is not None), None)
-        return None
-
-    try:
-        return find(json.loads(crictl_info))
-    except ValueError:
-        return None
-
-
-def check_node_cdi(node):
-    """cdi-cri hands GPUs to pods through the node's containerd: it must have CDI on."""
-    out = node.run(["crictl", "info"], check=False).stdout
-    if cdi_enabled(out) is False:
-        raise KindgpuError(
-            f"containerd in {node.name} has CDI off, so pods would get no GPU; kindgpu turns it on "
-            "when it creates a cluster (containerdConfigPatches)", "run `invoke up --recreate`")
-
-
 def nvidia_daemonset(spec, driver: DriverLayout):
     """NVIDIA's static DaemonSet, set up for kind nodes.
 
     With a cdi-* strategy the plugin writes CDI specs for its own node's GPUs and the node's
     containerd injects them, so nodes need no NVIDIA runtime; the driver's libraries are read
     from the node's root, where the host's NVIDIA runtime put them (`driver`, see
-    node_driver_layout): the plugin searches only standard directories unless told.
+    nvdriver.node_facts): the plugin searches only standard directories unless told.
     """
     plugin = spec["devicePlugin"]
     cdi = plugin["deviceListStrategy"].startswith("cdi")
@@ -137,7 +110,7 @@ def plugin_selector(plan):
 
 
 def objects(plan, sim_image=None, driver=None, driver_root="/"):
-    """The plugin's objects; real GPUs need the workers' driver layout (nvdriver.node_driver_layout).
+    """The plugin's objects; real GPUs need the workers' driver layout (nvdriver.node_facts).
     Under DRA: the DeviceClass gpu.nvidia.com, the DRA plugin's rights and its DaemonSet (NVIDIA's, given
     the driver root its plugin needs in the workers: nvdra.driver_root)."""
     if plan.dra and not plan.simulated:

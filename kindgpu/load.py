@@ -27,10 +27,14 @@ class Loaded:
     loaded: list = field(default_factory=list)  # node names it went into
     present: list = field(default_factory=list)  # node names that had it already
     seconds: float = 0.0
+    streamed: object = None  # images.Streamed: bytes, and where the time went
 
     def to_dict(self):
-        return {"image": self.image, "loaded": self.loaded, "present": self.present,
-                "seconds": round(self.seconds, 2)}
+        out = {"image": self.image, "loaded": self.loaded, "present": self.present,
+               "seconds": round(self.seconds, 2)}
+        if self.streamed is not None:
+            out.update(self.streamed.to_dict(), bytesPlaced=self.streamed.bytes * len(self.loaded))
+        return out
 
 
 def parse_images(value):
@@ -102,6 +106,22 @@ def local_images(client, listed):
     return found
 
 
+def told(progress, reporter, nodes, every=10.0):
+    """progress(Streamed, nodes done) as the step's spinner text, and as a line every `every`
+    seconds (a long load says how far it is where there is no terminal, and under --json on stderr)."""
+    start = time.monotonic()
+    last = [start]
+
+    def tell(streamed, done):
+        text = (f"{streamed.bytes / 1e9:.2f} GB read from Docker, {done}/{nodes} node(s) done "
+                f"({time.monotonic() - start:.0f}s)")
+        progress(text)
+        if time.monotonic() - last[0] >= every:
+            last[0] = time.monotonic()
+            reporter.note(f"   {text}")
+    return tell
+
+
 def load(cluster, listed, reporter, workers=None):
     """Load each image into the chosen nodes that lack it; a list of Loaded, one per image."""
     client = nodes.docker_client()
@@ -115,8 +135,8 @@ def load(cluster, listed, reporter, workers=None):
         result = Loaded(image, [n.name for n in lacking], [n.name for n in targets if n not in lacking])
         if lacking:
             start = time.monotonic()
-            with reporter.step("load", f"{image} into {len(lacking)} node(s)"):
-                node_images.import_into(lacking, image)
+            with reporter.step("load", f"{image} into {len(lacking)} node(s)") as progress:
+                result.streamed = node_images.import_into(lacking, image, told(progress, reporter, len(lacking)))
                 after = concurrently(node_images.node_image_ids, lacking)
             result.seconds = time.monotonic() - start
             still = [n.name for n, have in zip(lacking, after) if have.get(ref) != image_id]

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from . import cmd, deviceplugin, images, names
 from .errors import KindgpuError
@@ -137,12 +135,8 @@ def build(wanted: Inputs) -> None:
         wait_for(lambda: Seen(done=cmd.run(["docker", "exec", container, "ctr", "version"], check=False)
                               .returncode == 0, last="ctr version fails"),
                  what="containerd in the node image's build container", timeout=READY_TIMEOUT, interval=0.2)
-        with tempfile.TemporaryDirectory(prefix="kindgpu-node-image-") as tmp:
-            for name in wanted.held:
-                archive = Path(tmp) / "image.tar"
-                cmd.run(["docker", "save", "--output", archive, name])
-                images.stream_into(container, archive, IMPORT)
-                archive.unlink()
+        for name in wanted.held:  # streamed from Docker, as into nodes: no archive on the host
+            images.stream_into(container, name, IMPORT)
         config = cmd.run(["docker", "exec", container, "cat", CONTAINERD_CONFIG]).stdout
         cmd.run(["docker", "exec", "-i", container, "sh", "-c", f"cat > {CONTAINERD_CONFIG}"],
                 input=with_cdi(config, wanted.base))

@@ -45,6 +45,7 @@ class StateDir:
     spec = Entry("spec.yaml")
     spec_hash = Entry("spec.sha256")
     plan = Entry("plan.json")
+    probes = Entry("node-facts.json")  # what the device-plugin step read in each GPU worker, per start
     loads = Entry("images-loaded.json")  # what each step loaded into the nodes when it last ran (images.record_loads)
     # Mounted read-only into every node at names.OWNER_MOUNT: the mark that kindgpu made the node,
     # and the way images are handed to the nodes.

@@ -2,12 +2,14 @@
 
 import os
 import subprocess
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from kubernetes.client import V1ContainerState, V1ContainerStateTerminated, V1ContainerStateWaiting, V1ContainerStatus
 
 from kindgpu import deviceplugin, diagnostics, nvdriver, pods, spec
+from kindgpu.errors import KindgpuError
 
 TESTDATA = Path(__file__).parent / "testdata"
 
@@ -149,11 +151,43 @@ def test_crash_fix_fits_the_log():
     ("not json", None),
 ])
 def test_cdi_state_read_from_crictl_info(info, enabled):
-    assert deviceplugin.cdi_enabled(info) is enabled
+    assert nvdriver.cdi_enabled(info) is enabled
 
 
 def test_cdi_state_of_a_real_kind_node():
     # `crictl info` of a kind node (harness image, containerd 2.3.7) made with kindgpu's patch.
     info = (TESTDATA / "gpu-host" / "crictl-info-containerd-2.3.7.json").read_text()
-    assert deviceplugin.cdi_enabled(info) is True
-    assert deviceplugin.cdi_enabled(info.replace('"enableCDI": true', '"enableCDI": false')) is False
+    assert nvdriver.cdi_enabled(info) is True
+    assert nvdriver.cdi_enabled(info.replace('"enableCDI": true', '"enableCDI": false')) is False
+
+
+class ProbedNode:
+    """A GPU worker that answers the device-plugin step's probe, and counts how often it is asked."""
+
+    def __init__(self, started="2026-12-07T05:00:00+00:00"):
+        self.name, self.asked, self.started = "c-worker", 0, started
+        self.container = type("C", (), {"id": "abc123"})()
+
+    def started_at(self):
+        return datetime.fromisoformat(self.started)
+
+    def sh(self, script, check=True):
+        self.asked += 1
+        sep = nvdriver.SEPARATOR
+        out = (f"\tlibnvidia-ml.so.1 (libc6,x86-64) => /usr/lib64/libnvidia-ml.so.1\n{sep}\n/usr/bin\n{sep}\n"
+               '{"config": {"enableCDI": false}}\n')
+        return type("R", (), {"stdout": out})()
+
+
+def test_a_workers_driver_and_cdi_are_asked_once_per_container_start(tmp_path):
+    node, record = ProbedNode(), tmp_path / "node-facts.json"
+    first = nvdriver.node_facts(node, record)
+    assert first == (deviceplugin.DriverLayout("/usr/lib64", "/usr/bin"), False)
+    assert nvdriver.node_facts(node, record) == first and node.asked == 1  # kept: the node is not asked
+    node.started = "2026-12-07T06:00:00+00:00"  # restarted: the runtime put the driver in anew
+    assert nvdriver.node_facts(node, record) == first and node.asked == 2
+    record.unlink()  # state directory deleted by hand: asked again
+    nvdriver.node_facts(node, record)
+    assert node.asked == 3
+    with pytest.raises(KindgpuError, match="has CDI off"):
+        nvdriver.check_cdi(node.name, False)

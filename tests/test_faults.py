@@ -12,7 +12,7 @@ from invoke import Exit
 
 from fakes import FakeDocker
 from kindgpu import cmd, flags, images, names, nodes, steps, tasks
-from kindgpu.errors import KindgpuError
+from kindgpu.errors import CommandError, KindgpuError
 from kindgpu.report import Reporter
 from kindgpu.steps import create
 
@@ -158,14 +158,26 @@ def test_docker_not_reachable_says_so_with_the_command_that_starts_it(tmp_path, 
 # 10: the state directory deleted while the cluster runs
 
 
-def node_seeing(name, mounted_dir, imported):
+FAKE_DOCKER = """#!/bin/sh
+# docker save IMAGE prints the image; docker exec [-i] NODE ctr ... INPUT keeps what the importer read
+log=$FAKE_LOG; echo "$*" >>"$log/argv"
+case "$1" in
+  save) if [ -n "$FAKE_SAVE_BYTES" ]; then head -c "$FAKE_SAVE_BYTES" /dev/zero; else printf 'an image'; fi ;;
+  exec) shift; [ "$1" = -i ] && shift; node=$1; eval "input=\\${$#}"
+        [ "$node" = "$FAKE_FAILS" ] && { echo "ctr: no space left on device"; exit 1; }
+        if [ "$input" = - ]; then cat >"$log/$node.stdin"
+        else cat "$FAKE_MOUNT/${input#/etc/kindgpu/}" >"$log/$node.pipe"; fi ;;
+esac
+"""
+
+
+def node_seeing(name, mounted_dir):
     """A node whose /etc/kindgpu shows mounted_dir (the host directory it was made with)."""
 
     def answer(argv):
-        if argv[0] == "stat":
+        if argv[:2] == ["sh", "-c"] and argv[2] == images.PROBE:
             path = argv[-1].replace(names.OWNER_MOUNT, str(mounted_dir))
-            return (0, f"{os.path.getsize(path)}\n".encode()) if os.path.exists(path) else (1, b"No such file")
-        imported.append((name, argv[-1]))
+            return 0, (b"pipe\n" if os.path.exists(path) else b"") + b"--local\n"
         return 0, b""
 
     return nodes.Node(FakeContainer(name, "worker", mount_source=str(mounted_dir), exec_answer=answer))
@@ -176,24 +188,59 @@ def test_a_node_whose_mount_no_longer_shows_the_state_dir_gets_the_image_streame
     state_node_dir.mkdir(parents=True)
     deleted = tmp_path / "what-the-old-mount-shows"  # the deleted directory, still mounted in the node
     deleted.mkdir()
-    imported, streamed = [], []
-
-    def host(argv, check=True, stdin=None, **kw):
-        argv = [str(a) for a in argv]
-        if argv[:2] == ["docker", "save"]:
-            with open(argv[3], "wb") as archive:
-                archive.write(b"an image")
-        else:
-            streamed.append((argv, stdin.read()))
-        return cmd.Result(argv, 0, "", "")
-
-    monkeypatch.setattr(cmd, "run", host)
-    fresh = node_seeing("c-worker", state_node_dir, imported)
+    bin_dir, log = tmp_path / "bin", tmp_path / "log"
+    bin_dir.mkdir()
+    log.mkdir()
+    (bin_dir / "docker").write_text(FAKE_DOCKER)
+    (bin_dir / "docker").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_LOG", str(log))
+    monkeypatch.setenv("FAKE_MOUNT", str(state_node_dir))
+    fresh = node_seeing("c-worker", state_node_dir)
     fresh.container.attrs["Mounts"][0]["Source"] = str(state_node_dir)
-    stale = node_seeing("c-worker2", deleted, imported)
+    stale = node_seeing("c-worker2", deleted)
     stale.container.attrs["Mounts"][0]["Source"] = str(state_node_dir)  # Docker names the path, not the inode
-    images.import_into([fresh, stale], "img:1")
-    assert [name for name, path in imported] == ["c-worker"]
-    assert imported[0][1].startswith(f"{names.OWNER_MOUNT}/image-")
-    assert streamed == [(["docker", "exec", "-i", "c-worker2", *images.IMPORT, "-"], b"an image")]
-    assert list(state_node_dir.iterdir()) == []  # the archive is removed afterwards
+    streamed = images.import_into([fresh, stale], "img:1")
+    assert (log / "c-worker.pipe").read_bytes() == b"an image"  # read through the named pipe in its mount
+    assert (log / "c-worker2.stdin").read_bytes() == b"an image"  # streamed through docker exec -i
+    argv = (log / "argv").read_text().splitlines()
+    assert f"exec -i c-worker2 {' '.join(images.IMPORT)} --local -" in argv
+    assert any(line.startswith(f"exec c-worker {' '.join(images.IMPORT)} --local {names.OWNER_MOUNT}/image-")
+               for line in argv)
+    assert argv.count("save img:1") == 1  # Docker's stream is read once for both
+    assert (streamed.bytes, streamed.nodes, streamed.piped) == (8, ["c-worker", "c-worker2"], ["c-worker"])
+    assert list(state_node_dir.iterdir()) == []  # the pipes are removed afterwards
+
+
+def test_a_node_whose_import_fails_is_named_and_the_others_still_get_the_image(tmp_path, monkeypatch):
+    mount, bin_dir, log = tmp_path / "node", tmp_path / "bin", tmp_path / "log"
+    for d in (mount, bin_dir, log):
+        d.mkdir()
+    (bin_dir / "docker").write_text(FAKE_DOCKER)
+    (bin_dir / "docker").chmod(0o755)
+    for key, value in {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_LOG": str(log), "FAKE_MOUNT": str(mount),
+                       "FAKE_FAILS": "c-worker"}.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(CommandError) as caught:
+        images.import_into([node_seeing("c-worker", mount), node_seeing("c-worker2", mount)], "img:1")
+    assert "c-worker " in str(caught.value) and "no space left on device" in str(caught.value)
+    assert (log / "c-worker2.pipe").read_bytes() == b"an image"
+    assert list(mount.iterdir()) == []
+
+
+def test_an_interrupted_stream_stops_docker_save_and_the_imports_instead_of_waiting_for_them(tmp_path, monkeypatch):
+    mount, bin_dir, log = tmp_path / "node", tmp_path / "bin", tmp_path / "log"
+    for d in (mount, bin_dir, log):
+        d.mkdir()
+    (bin_dir / "docker").write_text(FAKE_DOCKER)
+    (bin_dir / "docker").chmod(0o755)
+    for key, value in {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_LOG": str(log), "FAKE_MOUNT": str(mount),
+                       "FAKE_SAVE_BYTES": str(64 << 20)}.items():
+        monkeypatch.setenv(key, value)
+
+    def interrupted(streamed, done):  # e.g. Ctrl-C, or --json's stderr gone
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        images.import_into([node_seeing("c-worker", mount)], "img:1", interrupted)
+    assert list(mount.iterdir()) == []

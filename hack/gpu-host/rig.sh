@@ -4,7 +4,7 @@
 # $RIG_RUNS/<phase>/ (default /var/tmp/kindgpu-runs); with $OUT set (the device tool brings back at
 # most 8 files from it), they are also packed into $OUT/runs.tgz.
 #
-#   bash hack/gpu-host/rig.sh PHASE...   # probe torch-image gpu1 compute collective dra dra-fault multi layout:WxG scale restart cpu bench down
+#   bash hack/gpu-host/rig.sh PHASE...   # probe torch-image gpu1 compute collective dra dra-fault multi layout:WxG scale restart cpu bench load down
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . hack/gpu-host/versions.sh
@@ -238,6 +238,15 @@ bench() {
   bare_and_up 1 ""
 }
 
+# The rig's PyTorch image (torch-image makes it) into 1, 2, 4 and 8 workers (one GPU worker, the
+# others CPU-only): invoke load against kind load docker-image, the disk's dd speed in the same run
+# (bench/run.py --cases load; its table in load/benchmarks.latest.md). RIG_LOAD_WORKERS: fewer.
+load() {
+  rec down-before inv down --config "$SPECS/one-gpu.yaml"
+  rec bench env KINDGPU_BENCH_NAME=rig-load python3 bench/run.py --cases load --runs 1 --load-real \
+    --load-image "$SMOKE_PYTORCH_IMAGE" --load-workers "${RIG_LOAD_WORKERS:-1,2,4,8}" --out "$RUNS/load/benchmarks.md"
+}
+
 down() {
   rec down inv down --config "$SPECS/one-gpu.yaml"
   rec containers docker ps -a --format '{{.Names}} {{.Status}}'
@@ -253,7 +262,7 @@ for PHASE in "$@"; do
       [[ $PHASE =~ ^layout:([1-9][0-9]*)x([1-9][0-9]*)$ ]] || { echo "layout:WORKERSxGPUS, e.g. layout:8x1"; exit 2; }
       layout "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" ;;
     dra-fault) dra_fault ;;
-    probe|gpu1|compute|collective|dra|multi|scale|restart|cpu|bench|down) "$PHASE" ;;
+    probe|gpu1|compute|collective|dra|multi|scale|restart|cpu|bench|load|down) "$PHASE" ;;
     *) echo "unknown phase $PHASE"; exit 2 ;;
   esac
   [ -n "${OUT:-}" ] && tar -C "$RUNS" -czf "$OUT/runs.tgz" .

@@ -20,3 +20,9 @@ def show(results, as_json=False):
     for r in results:
         where = f"loaded into {', '.join(r.loaded)}" if r.loaded else "loaded nowhere"
         print(f"{r.image}: {where}" + (f"; already in {', '.join(r.present)}" if r.present else ""))
+        if r.streamed is not None:
+            s = r.streamed
+            print(f"  {s.bytes / 1e9:.2f} GB into {len(r.loaded)} node(s) in {r.seconds:.1f}s "
+                  f"({s.bytes * len(r.loaded) / 1e9 / max(r.seconds, 1e-9):.2f} GB/s placed; docker save "
+                  f"{s.save_s:.1f}s before its first byte, streaming {s.stream_s:.1f}s, imports after it "
+                  f"{s.finish_s:.1f}s)")

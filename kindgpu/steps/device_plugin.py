@@ -21,9 +21,9 @@ def plugin_objects(ctx: Context, image: str) -> list[dict]:
     first = next((workers[w.node] for w in ctx.plan.workers if w.gpus and w.node in workers), None)
     if first is None:
         raise KindgpuError(f"no GPU worker of {ctx.plan.name} is running", "run `invoke up`")
+    driver, cdi = nvdriver.node_facts(first, ctx.plan.state.probes)
     if ctx.plan.dra or ctx.plan.spec["devicePlugin"]["deviceListStrategy"] == "cdi-cri":
-        deviceplugin.check_node_cdi(first)  # DRA hands devices to pods through CDI alone
-    driver = nvdriver.node_driver_layout(first)
+        nvdriver.check_cdi(first.name, cdi)  # DRA hands devices to pods through CDI alone
     if ctx.plan.dra:
         return deviceplugin.objects(ctx.plan, image, driver, nvdra.driver_root(first.name, driver))
     return deviceplugin.objects(ctx.plan, image, driver)
