@@ -58,9 +58,11 @@ def test_plugin_in_the_offline_image_serves_kubelet(plugin_api, plugin, node_dir
         (response,) = stub.Allocate(request, timeout=5).container_responses
         assert response.envs["NVIDIA_VISIBLE_DEVICES"] == UUIDS[0]
         assert response.envs["KINDGPU_SIM_GPUS"] == f"{UUIDS[0]} 2 00000000:12:00.0 143771 NVIDIA H200"
-        # The script and the image's own busybox, where kubelet mounts them from.
+        # The script, the image's own busybox and the health directory (Xids `nvidia-smi -q` shows), where
+        # kubelet mounts them from.
         assert {m.host_path for m in response.mounts} == {str(settings.share_dir / "nvidia-smi"),
-                                                           str(settings.share_dir / "busybox")}
+                                                           str(settings.share_dir / "busybox"),
+                                                           str(settings.share_dir / "health")}
         assert (settings.share_dir / "nvidia-smi").read_bytes() == (build.CONTEXT_DIR / "nvidia-smi.sh").read_bytes()
         assert (settings.share_dir / "busybox").read_bytes()[:4] == b"\x7fELF"
         # SIGTERM (a DaemonSet rollout, a delete) ends it at once, not after the grace period.
