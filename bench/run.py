@@ -9,6 +9,9 @@ whole command as a user runs it, timed from outside; medians over --runs runs, w
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
+import json
 import os
 import platform
 import re
@@ -110,9 +113,6 @@ def random_image(tag, mib, layers=1):
     """An image of `mib` MiB of random bytes in `layers` layers: nothing in the nodes shares a layer
     with it, and it does not compress, like a user's own image. Written as `docker save` writes
     (a layer.tar per layer, their digests in the config) and `docker load`ed: no registry needed."""
-    import hashlib
-    import io
-    import json
     import tarfile
 
     with tempfile.TemporaryDirectory(dir=os.environ.get("KINDGPU_STATE_DIR")) as tmp:
@@ -213,7 +213,6 @@ def load_spec(workers, real):
 def bench_load(args, log):
     """A large image into 1, 2, 4 ... workers: `kind load docker-image` against `invoke load`, the
     disk's own write speed measured in the same run, and where `invoke load`'s time goes."""
-    import json
 
     counts = [int(x) for x in str(args.load_workers).split(",")]
     tag = args.load_image or f"kindgpu-bench/load:{args.load_mib}m-{args.load_layers}"

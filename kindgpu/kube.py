@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
@@ -138,8 +139,6 @@ class Kube:
 
     def server_version(self) -> tuple[int, int, int] | None:
         """The API server's Kubernetes version, (1, 37, 2); None when it says none kindgpu can read."""
-        import re
-
         found = re.match(r"v(\d+)\.(\d+)\.(\d+)", self._raw("GET", "/version").get("gitVersion", ""))
         return (int(found[1]), int(found[2]), int(found[3])) if found else None
 

@@ -52,10 +52,10 @@ class Isolate(Step):
 
         return concurrently(one, [w for w in ctx.plan.workers if w.node in workers])
 
-    def taken(self, ctx: Context) -> dict[str, list[str]]:
+    def taken(self, ctx: Context, survey) -> dict[str, list[str]]:
         """{node: device paths} of its own GPUs a worker lacks and kindgpu can put back: a simulated GPU's
         file (Docker's bind mount of /dev/null), or a real GPU's device node `invoke fault --remove-device`
-        took away (recorded, so its number is known)."""
+        took away (recorded, so its number is known). survey: this step's survey, already taken."""
         workers = ctx.worker_nodes()
         if ctx.plan.simulated:
             def lacking(worker):
@@ -66,7 +66,7 @@ class Isolate(Step):
             return {n: paths for n, paths in concurrently(lacking, [w for w in ctx.plan.gpu_workers
                                                                      if w.node in workers]) if paths}
         removed = [f for f in faults.read(ctx.kube) if f.kind == faults.DEVICE_REMOVED and f.node in workers]
-        missing = {(w.node, f"/dev/nvidia{m}") for w, _, lost in self.survey(ctx) for m in lost}
+        missing = {(w.node, f"/dev/nvidia{m}") for w, _, lost in survey for m in lost}
         found: dict[str, list[str]] = {}
         for f in removed:
             if (f.node, f.device) in missing:
@@ -75,7 +75,7 @@ class Isolate(Step):
 
     def reason(self, ctx: Context) -> str:
         survey = self.survey(ctx)
-        taken = self.taken(ctx)
+        taken = self.taken(ctx, survey)
         if not ctx.plan.simulated:
             broken = [f"{w.node} lacks its GPU device(s) {', '.join(lost)}" for w, _, missing in survey
                       if (lost := [p for m in missing if (p := f'/dev/nvidia{m}') not in taken.get(w.node, [])])]
@@ -90,9 +90,10 @@ class Isolate(Step):
 
     def run(self, ctx: Context, progress: Progress) -> None:
         workers = ctx.worker_nodes()
+        survey = self.survey(ctx)  # taking the foreign ones away leaves a worker's own as they are
         concurrently(lambda item: workers[item[0].node].run(["rm", "-f", *item[1]]),
-                     [(w, foreign) for w, foreign, _ in self.survey(ctx) if foreign])
-        taken = self.taken(ctx)
+                     [(w, foreign) for w, foreign, _ in survey if foreign])
+        taken = self.taken(ctx, survey)
         if not taken:
             return
         injected = faults.read(ctx.kube)
